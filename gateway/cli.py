@@ -1,0 +1,105 @@
+"""Command line: ``gateway serve | dev | tail`` and ``gateway --version``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import os
+import sys
+from collections.abc import Coroutine
+from typing import Any
+
+from gateway import __version__
+from gateway.broker import BrokerError
+from gateway.config import ConfigError, LogSettings, load_settings
+from gateway.logs import setup_logging
+from gateway.server import Role, run
+
+log = logging.getLogger("gateway")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gateway",
+        description="Tracking-plan validation gateway: SDK ingest, enforcement, Kafka output.",
+    )
+    parser.add_argument("--version", action="version", version=f"gateway {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = sub.add_parser("serve", help="run the gateway")
+    serve.add_argument(
+        "--config",
+        default=os.environ.get("GATEWAY_CONFIG"),
+        help="TOML config file (default: $GATEWAY_CONFIG; without one, defaults + environment)",
+    )
+    serve.add_argument(
+        "--role",
+        choices=[r.value for r in Role],
+        default=Role.ALL.value,
+        help="all (default): ingest and admin; ingest: data plane only; admin: management only",
+    )
+
+    dev = sub.add_parser(
+        "dev", help="run an embedded broker, the gateway and a demo source/plan on this machine"
+    )
+    dev.add_argument("--dir", default=".gateway-dev", help="dev state directory")
+    dev.add_argument("--port", type=int, default=8080, help="ingest port (0 = any free port)")
+
+    tail = sub.add_parser("tail", help="pretty-print records from the events topic as they arrive")
+    tail.add_argument("--config", default=os.environ.get("GATEWAY_CONFIG"), help="TOML config")
+    tail.add_argument("--bootstrap-servers", help="override kafka.bootstrap_servers")
+    group = tail.add_mutually_exclusive_group()
+    group.add_argument("--quarantine", action="store_true", help="watch the quarantine topic")
+    group.add_argument("--all", action="store_true", help="watch both topics")
+    tail.add_argument(
+        "--from-beginning", action="store_true", help="start at the oldest record, not new ones"
+    )
+    tail.add_argument("--max-records", type=int, help="exit after this many records")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "serve":
+            settings = load_settings(args.config)
+            setup_logging(settings.log)
+            log.info("gateway %s starting (role %s)", __version__, args.role)
+            _run(run(settings, Role(args.role)))
+        elif args.command == "dev":
+            from gateway.dev import prepare_dev_dir, run_dev
+
+            setup_logging(LogSettings())
+            _run(run_dev(prepare_dev_dir(args.dir), args.port))
+        elif args.command == "tail":
+            from gateway.tail import tail
+
+            settings = load_settings(args.config)
+            setup_logging(LogSettings(level="warning"))
+            kafka = settings.kafka
+            if args.bootstrap_servers:
+                kafka = dataclasses.replace(kafka, bootstrap_servers=args.bootstrap_servers)
+            with contextlib.suppress(KeyboardInterrupt):
+                _run(
+                    tail(
+                        kafka,
+                        quarantine=args.quarantine,
+                        both=args.all,
+                        from_beginning=args.from_beginning,
+                        max_records=args.max_records,
+                    )
+                )
+    except ConfigError as exc:
+        print(f"gateway: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except BrokerError as exc:
+        print(f"gateway: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _run(coro: Coroutine[Any, Any, Any]) -> None:
+    asyncio.run(coro)

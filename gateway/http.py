@@ -1,0 +1,95 @@
+"""Cross-cutting HTTP concerns for both ports: error mapping, metrics, CORS, health, /metrics."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from gateway.ingest.errors import IngestError, error_response
+from gateway.metrics import CONTENT_TYPE_LATEST, Metrics
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+ReadinessCheck = Callable[[], Awaitable[dict[str, bool]]]
+
+CORS_ALLOW_HEADERS = "Content-Type, Authorization, Content-Encoding, X-Requested-With"
+CORS_MAX_AGE_S = "86400"
+
+
+def make_middleware(metrics: Metrics, cors_origins: tuple[str, ...]) -> Any:
+    allow_any = "*" in cors_origins
+    allowed = frozenset(cors_origins)
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        started = time.perf_counter()
+        try:
+            response = await handler(request)
+        except IngestError as exc:
+            response = error_response(exc)
+        except web.HTTPException as exc:
+            # Router-level errors (404, 405) in the same JSON shape as ours.
+            response = web.json_response(
+                {"code": exc.reason.lower().replace(" ", "_"), "message": exc.text or exc.reason},
+                status=exc.status,
+                headers={"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None,
+            )
+        except Exception:
+            log.exception("unexpected error handling %s %s", request.method, request.path)
+            response = web.json_response(
+                {"code": "internal_error", "message": "internal error"}, status=500
+            )
+        origin = request.headers.get("Origin")
+        if origin and (allow_any or origin in allowed):
+            # Credential-less CORS: browsers send the write key in the body or Basic header.
+            response.headers["Access-Control-Allow-Origin"] = "*" if allow_any else origin
+            if not allow_any:
+                response.headers["Vary"] = "Origin"
+        resource = request.match_info.route.resource
+        route = resource.canonical if resource is not None else "unmatched"
+        metrics.request_duration.labels(route, str(response.status)).observe(
+            time.perf_counter() - started
+        )
+        return response
+
+    return middleware
+
+
+async def preflight(request: web.Request) -> web.Response:
+    """CORS preflight for any route; the middleware adds Allow-Origin for allowed origins."""
+    requested = request.headers.get("Access-Control-Request-Headers")
+    return web.Response(
+        status=204,
+        headers={
+            "Access-Control-Allow-Methods": "POST, GET, OPTIONS",
+            "Access-Control-Allow-Headers": requested or CORS_ALLOW_HEADERS,
+            "Access-Control-Max-Age": CORS_MAX_AGE_S,
+        },
+    )
+
+
+def add_common_routes(app: web.Application, metrics: Metrics, readiness: ReadinessCheck) -> None:
+    async def live(_: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def ready(_: web.Request) -> web.Response:
+        checks = await readiness()
+        ok = all(checks.values())
+        return web.json_response(
+            {"status": "ready" if ok else "not ready", **checks}, status=200 if ok else 503
+        )
+
+    async def metrics_handler(_: web.Request) -> web.Response:
+        response = web.Response(body=metrics.exposition())
+        response.headers["Content-Type"] = CONTENT_TYPE_LATEST
+        return response
+
+    app.router.add_get("/health/live", live)
+    app.router.add_get("/health/ready", ready)
+    app.router.add_get("/metrics", metrics_handler)
+    app.router.add_route("OPTIONS", "/{tail:.*}", preflight)

@@ -1,0 +1,112 @@
+"""Normalization of one event, per the Segment spec (DESIGN §3).
+
+- ``messageId``: kept (trimmed) or generated (UUIDv4);
+- ``receivedAt``: the server's time for the whole request;
+- ``originalTimestamp`` and ``sentAt`` default to ``receivedAt`` (``sentAt`` first to the batch's);
+- ``timestamp``: kept if given, else ``receivedAt - (sentAt - originalTimestamp)``, which corrects
+  the device clock's skew; an unparseable time counts as ``receivedAt``, as RudderStack does;
+- ``request_ip``: the event's own, else the request's (first ``X-Forwarded-For``, else peer).
+
+Every other field is left untouched. The event dict is modified in place: it was parsed for this
+request alone, and copying it would cost time on the hot path for nothing.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class RequestInfo:
+    received_at: datetime
+    received_at_text: str
+    request_ip: str
+    # From a batch envelope: sentAt applies to items without their own; context and
+    # integrations are shallow-merged under each item's own.
+    sent_at: Any = None
+    context: dict[str, Any] | None = None
+    integrations: dict[str, Any] | None = None
+
+
+def format_timestamp(dt: datetime) -> str:
+    """ISO 8601 in UTC with milliseconds, as Segment and RudderStack write times."""
+    dt = dt.astimezone(UTC)
+    return f"{dt:%Y-%m-%dT%H:%M:%S}.{dt.microsecond // 1000:03d}Z"
+
+
+def parse_timestamp(value: Any) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        dt = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return dt if dt.tzinfo is not None else dt.replace(tzinfo=UTC)
+
+
+def request_info(
+    *, peer: str | None, forwarded_for: str | None, envelope: dict[str, Any] | None = None
+) -> RequestInfo:
+    now = datetime.now(UTC)
+    ip = forwarded_for.split(",", 1)[0].strip() if forwarded_for else ""
+    sent_at = context = integrations = None
+    if envelope is not None:
+        sent_at = envelope.get("sentAt")
+        context = envelope.get("context") if isinstance(envelope.get("context"), dict) else None
+        raw_integrations = envelope.get("integrations")
+        integrations = raw_integrations if isinstance(raw_integrations, dict) else None
+    return RequestInfo(
+        received_at=now,
+        received_at_text=format_timestamp(now),
+        request_ip=ip or peer or "",
+        sent_at=sent_at,
+        context=context,
+        integrations=integrations,
+    )
+
+
+def normalize(event: dict[str, Any], info: RequestInfo) -> None:
+    message_id = event.get("messageId")
+    if isinstance(message_id, str) and message_id.strip():
+        if message_id[0].isspace() or message_id[-1].isspace():
+            event["messageId"] = message_id.strip()
+    elif isinstance(message_id, int) and not isinstance(message_id, bool):
+        event["messageId"] = str(message_id)
+    else:
+        event["messageId"] = str(uuid.uuid4())
+
+    if info.context is not None:
+        own = event.get("context")
+        event["context"] = {**info.context, **own} if isinstance(own, dict) else info.context
+    if info.integrations is not None:
+        own = event.get("integrations")
+        event["integrations"] = (
+            {**info.integrations, **own} if isinstance(own, dict) else info.integrations
+        )
+
+    received = info.received_at_text
+    event["receivedAt"] = received
+    if event.get("sentAt") is None:
+        event["sentAt"] = info.sent_at if info.sent_at is not None else received
+    if event.get("originalTimestamp") is None:
+        event["originalTimestamp"] = received
+    if event.get("timestamp") is None:
+        event["timestamp"] = _corrected_timestamp(event, info)
+    if not event.get("request_ip"):
+        event["request_ip"] = info.request_ip
+
+
+def _corrected_timestamp(event: dict[str, Any], info: RequestInfo) -> str:
+    sent_at = event["sentAt"]
+    original = event["originalTimestamp"]
+    if sent_at == original:
+        return info.received_at_text  # no skew to correct: the common case, no parsing
+    sent = parse_timestamp(sent_at) or info.received_at
+    orig = parse_timestamp(original) or info.received_at
+    try:
+        return format_timestamp(info.received_at - (sent - orig))
+    except OverflowError:
+        return info.received_at_text

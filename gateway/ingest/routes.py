@@ -1,0 +1,153 @@
+"""The ingest HTTP API (DESIGN §3): Segment/RudderStack-compatible routes.
+
+A 200 ``OK`` means every event of the request is durably in Kafka — forwarded to the events
+topic or quarantined — acknowledged with the producer's ``acks`` (``all`` by default). Anything
+transient (overload, Kafka unavailable, no plan snapshot yet) answers 429/503 with
+``Retry-After`` so SDKs retry; a 400 means the request can never succeed.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from gateway.config import IngestSettings
+from gateway.ingest.auth import source_of, write_key_of
+from gateway.ingest.body import parse_json_object, read_body
+from gateway.ingest.errors import (
+    InvalidRequest,
+    Overloaded,
+    PayloadTooLarge,
+    SourceDisabled,
+    Unavailable,
+)
+from gateway.ingest.normalize import request_info
+from gateway.metrics import Metrics
+from gateway.pipeline import Pipeline, Tally
+from gateway.plans.cache import PlanCache
+from gateway.publish.producer import KafkaUnavailable, Publisher
+
+log = logging.getLogger(__name__)
+
+# Route → forced event type; None marks the batch routes.
+ROUTES: dict[str, str | None] = {
+    "/v1/track": "track",
+    "/v1/identify": "identify",
+    "/v1/page": "page",
+    "/v1/screen": "screen",
+    "/v1/group": "group",
+    "/v1/alias": "alias",
+    "/v1/batch": None,
+    "/v1/import": None,
+    # analytics.js short forms
+    "/v1/t": "track",
+    "/v1/i": "identify",
+    "/v1/p": "page",
+    "/v1/s": "screen",
+    "/v1/g": "group",
+    "/v1/a": "alias",
+    "/v1/b": None,
+}
+
+
+class InflightLimit:
+    """Bounds events accepted but not yet acknowledged, so memory stays bounded under any load."""
+
+    def __init__(self, limit: int, metrics: Metrics) -> None:
+        self.limit = limit
+        self.count = 0
+        self._gauge = metrics.inflight_events
+
+    def acquire(self, n: int) -> None:
+        # A single request larger than the whole limit is still admitted when nothing else is
+        # in flight, otherwise it could never succeed.
+        if self.count and self.count + n > self.limit:
+            raise Overloaded(f"too many events in flight ({self.count}); retry shortly")
+        self.count += n
+        self._gauge.set(self.count)
+
+    def release(self, n: int) -> None:
+        self.count -= n
+        self._gauge.set(self.count)
+
+
+@dataclass
+class IngestContext:
+    settings: IngestSettings
+    cache: PlanCache
+    publisher: Publisher
+    pipeline: Pipeline
+    inflight: InflightLimit
+    metrics: Metrics
+
+
+INGEST_KEY = web.AppKey("ingest", IngestContext)
+
+
+def add_ingest_routes(app: web.Application, ctx: IngestContext) -> None:
+    app[INGEST_KEY] = ctx
+    for path, forced_type in ROUTES.items():
+        app.router.add_post(path, _handler(forced_type))
+
+
+def _handler(forced_type: str | None) -> Any:
+    async def handle(request: web.Request) -> web.Response:
+        return await ingest(request, forced_type)
+
+    return handle
+
+
+async def ingest(request: web.Request, forced_type: str | None) -> web.Response:
+    ctx = request.app[INGEST_KEY]
+    settings = ctx.settings
+    snapshot = ctx.cache.current
+    if snapshot is None:
+        raise Unavailable("no tracking-plan snapshot loaded yet")
+    doc = parse_json_object(await read_body(request, settings.max_request_bytes))
+    source = source_of(snapshot, write_key_of(request, doc))
+    if not source.enabled:
+        raise SourceDisabled(f"source {source.id} is disabled")
+    peer = request.remote
+    forwarded_for = request.headers.get("X-Forwarded-For")
+    if forced_type is None:
+        events = doc.get("batch")
+        if not isinstance(events, list):
+            raise InvalidRequest("batch requests need a 'batch' array of events")
+        if not events:
+            raise InvalidRequest("batch is empty")
+        if len(events) > settings.max_batch_events:
+            raise PayloadTooLarge(
+                f"batch has {len(events)} events; the limit is {settings.max_batch_events}"
+            )
+        info = request_info(peer=peer, forwarded_for=forwarded_for, envelope=doc)
+    else:
+        events = [doc]
+        info = request_info(peer=peer, forwarded_for=forwarded_for)
+
+    ctx.inflight.acquire(len(events))
+    try:
+        records, tally = ctx.pipeline.process(events, source, info, forced_type)
+        _count(ctx.metrics.events_received, source.id, tally.received)
+        try:
+            await ctx.publisher.publish(records, settings.ack_timeout_s)
+        except KafkaUnavailable as exc:
+            log.warning("request of %d events not acknowledged: %s", len(records), exc)
+            raise Unavailable("Kafka is unavailable; retry later") from None
+    finally:
+        ctx.inflight.release(len(events))
+    _count_outcomes(ctx.metrics, source.id, tally)
+    return web.Response(text="OK")
+
+
+def _count(counter: Any, source_id: str, counts: Any) -> None:
+    for type_label, n in counts.items():
+        counter.labels(source_id, type_label).inc(n)
+
+
+def _count_outcomes(metrics: Metrics, source_id: str, tally: Tally) -> None:
+    _count(metrics.events_forwarded, source_id, tally.forwarded)
+    for (type_label, reason), n in tally.quarantined.items():
+        metrics.events_quarantined.labels(source_id, type_label, reason).inc(n)

@@ -1,0 +1,38 @@
+"""Logging setup: human-readable text or one JSON object per line."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import orjson
+
+from gateway.config import LogSettings
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return orjson.dumps(entry).decode()
+
+
+def setup_logging(settings: LogSettings) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if settings.format == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(settings.level.upper())
+    # aiokafka logs every reconnect attempt at ERROR; our own messages say it once, clearly.
+    # At debug level its messages are kept.
+    if root.level > logging.DEBUG:
+        logging.getLogger("aiokafka").setLevel(logging.CRITICAL)

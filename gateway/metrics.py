@@ -1,0 +1,82 @@
+"""Prometheus metrics (DESIGN §8), one registry per gateway instance.
+
+Label values are bounded: ``source_id`` comes from the snapshot, ``type`` and ``reason`` from
+fixed vocabularies, ``route`` from the router's templates, never from raw client input.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+PREFIX = "gateway_"
+# Seconds; the gateway answers in milliseconds normally, Kafka stalls push into seconds.
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+__all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.events_received = Counter(
+            PREFIX + "events_received_total", "Events received", ["source_id", "type"], registry=r
+        )
+        self.events_forwarded = Counter(
+            PREFIX + "events_forwarded_total",
+            "Events published to the events topic",
+            ["source_id", "type"],
+            registry=r,
+        )
+        self.events_quarantined = Counter(
+            PREFIX + "events_quarantined_total",
+            "Events published to the quarantine topic",
+            ["source_id", "type", "reason"],
+            registry=r,
+        )
+        self.violations = Counter(
+            PREFIX + "violations_total",
+            "Tracking-plan violations found",
+            ["source_id", "tracking_plan_id", "event", "violation_type"],
+            registry=r,
+        )
+        self.request_duration = Histogram(
+            PREFIX + "request_duration_seconds",
+            "HTTP request duration",
+            ["route", "status"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.validation_duration = Histogram(
+            PREFIX + "validation_duration_seconds",
+            "Time to validate one request's events",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.kafka_produce_duration = Histogram(
+            PREFIX + "kafka_produce_duration_seconds",
+            "Time from handing a request's events to the producer until Kafka acknowledged all",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.kafka_produce_errors = Counter(
+            PREFIX + "kafka_produce_errors_total", "Events Kafka failed to acknowledge", registry=r
+        )
+        self.plan_snapshot_age = Gauge(
+            PREFIX + "plan_snapshot_age_seconds",
+            "Seconds since the plan snapshot was last confirmed current by its source",
+            registry=r,
+        )
+        self.plan_refresh = Counter(
+            PREFIX + "plan_refresh_total",
+            "Plan snapshot refreshes by result",
+            ["result"],
+            registry=r,
+        )
+        self.inflight_events = Gauge(
+            PREFIX + "inflight_events", "Events accepted but not yet acknowledged", registry=r
+        )
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)

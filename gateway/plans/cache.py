@@ -1,0 +1,143 @@
+"""The plan cache: serves the current snapshot, refreshes it in the background, survives outages.
+
+- ``current`` is one attribute, replaced whole (an atomic swap): a request sees either the old
+  snapshot or the new one, never a mix.
+- Refreshes run every ``refresh_interval_s`` ± 10 % jitter, so replicas do not poll in step.
+  Decoding and parsing run in a worker thread, off the event loop.
+- Every good document is persisted to ``cache_dir``; when the provider is unreachable at start
+  the persisted one is served, and when a refresh fails the last good snapshot keeps serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from gateway.metrics import Metrics
+from gateway.plans.providers import Fetched, ProviderError, SnapshotProvider, decode_document
+from gateway.plans.snapshot import Snapshot, SnapshotError, parse_snapshot, snapshot_revision_of
+
+log = logging.getLogger(__name__)
+
+PERSISTED_NAME = "snapshot.json"
+JITTER_RATIO = 0.1
+
+
+class PlanCache:
+    def __init__(
+        self,
+        provider: SnapshotProvider,
+        *,
+        cache_dir: str | Path,
+        refresh_interval_s: float,
+        metrics: Metrics,
+    ) -> None:
+        self.provider = provider
+        self.cache_dir = Path(cache_dir)
+        self.refresh_interval_s = refresh_interval_s
+        self.metrics = metrics
+        self.current: Snapshot | None = None
+        self._etag: str | None = None
+        self._confirmed_at: float | None = None
+        self._task: asyncio.Task[None] | None = None
+        metrics.plan_snapshot_age.set_function(self.age_s)
+
+    def age_s(self) -> float:
+        """Seconds since the provider last confirmed the snapshot (0 before the first load)."""
+        return 0.0 if self._confirmed_at is None else time.monotonic() - self._confirmed_at
+
+    async def start(self) -> None:
+        result = await self.refresh_once()
+        if result == "error":
+            await self._load_persisted()
+        self._task = asyncio.create_task(self._refresh_loop(), name="plan-cache-refresh")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self.provider.close()
+
+    async def refresh_once(self) -> str:
+        """Fetch, parse and swap in a changed snapshot. Returns the result label."""
+        try:
+            fetched = await self.provider.fetch(self._etag if self.current else None)
+            if fetched is None:
+                result = "not_modified"
+            else:
+                snapshot, doc = await asyncio.to_thread(_build, fetched)
+                self.current = snapshot
+                self._etag = fetched.etag
+                await asyncio.to_thread(self._persist, doc)
+                log.info(
+                    "plan snapshot %s loaded from %s: %d sources, %d tracking plans",
+                    snapshot.revision,
+                    self.provider.description,
+                    len(snapshot.sources),
+                    len(snapshot.tracking_plans),
+                )
+                result = "updated"
+            self._confirmed_at = time.monotonic()
+        except (ProviderError, SnapshotError) as exc:
+            # The last good snapshot keeps serving.
+            log.warning("plan snapshot refresh from %s failed: %s", self.provider.description, exc)
+            result = "error"
+        self.metrics.plan_refresh.labels(result).inc()
+        return result
+
+    async def _refresh_loop(self) -> None:
+        while True:
+            jitter = 1 + random.uniform(-JITTER_RATIO, JITTER_RATIO)
+            await asyncio.sleep(self.refresh_interval_s * jitter)
+            await self.refresh_once()
+
+    async def _load_persisted(self) -> None:
+        path = self.cache_dir / PERSISTED_NAME
+        try:
+            content = await asyncio.to_thread(path.read_bytes)
+            snapshot, _ = await asyncio.to_thread(_build, Fetched(content, ""))
+        except FileNotFoundError:
+            log.error("no plan snapshot: source unreachable and nothing persisted at %s", path)
+            return
+        except (OSError, SnapshotError) as exc:
+            log.error("persisted plan snapshot %s is unusable: %s", path, exc)
+            return
+        self.current = snapshot
+        log.warning(
+            "serving persisted plan snapshot %s from %s until %s is reachable",
+            snapshot.revision,
+            path,
+            self.provider.description,
+        )
+
+    def _persist(self, doc: dict[str, Any]) -> None:
+        """Write the last good document atomically (temp file + rename)."""
+        try:
+            self.cache_dir.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self.cache_dir, prefix=".snapshot-")
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(orjson.dumps(doc))
+            os.replace(tmp, self.cache_dir / PERSISTED_NAME)
+        except OSError as exc:
+            log.warning("cannot persist plan snapshot to %s: %s", self.cache_dir, exc)
+
+
+def _build(fetched: Fetched) -> tuple[Snapshot, dict[str, Any]]:
+    doc = decode_document(fetched)
+    if not isinstance(doc, dict):
+        raise SnapshotError("snapshot: must be an object")
+    if "revision" not in doc:
+        # Persist the derived revision too, so a restart reports the same one.
+        doc = {"revision": snapshot_revision_of(fetched.content), **doc}
+    return parse_snapshot(doc), doc

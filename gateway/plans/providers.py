@@ -1,0 +1,115 @@
+"""Where plan snapshots come from: a file (plans as code) or the admin API over HTTP.
+
+A provider answers one question — "has the snapshot changed since the version I hold?" — and
+returns the raw document bytes when it has. Parsing and compiling belong to the cache.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+import aiohttp
+import orjson
+import yaml
+
+from gateway.plans.snapshot import SnapshotError
+
+SNAPSHOT_PATH = "/internal/v1/snapshot"
+
+
+class ProviderError(Exception):
+    """The snapshot could not be fetched (unreachable, bad status, unreadable file)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Fetched:
+    """A new document; ``etag`` identifies it for the next conditional fetch."""
+
+    content: bytes
+    etag: str
+    yaml: bool = False
+
+
+class SnapshotProvider(Protocol):
+    description: str
+
+    async def fetch(self, etag: str | None) -> Fetched | None:
+        """Return the document, or None when it is unchanged since ``etag``."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+def decode_document(fetched: Fetched) -> Any:
+    try:
+        if fetched.yaml:
+            return yaml.safe_load(fetched.content)
+        return orjson.loads(fetched.content)
+    except (yaml.YAMLError, orjson.JSONDecodeError) as exc:
+        raise SnapshotError(
+            f"snapshot is not valid {'YAML' if fetched.yaml else 'JSON'}: {exc}"
+        ) from None
+
+
+class FileProvider:
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.description = f"file:{self.path}"
+
+    async def fetch(self, etag: str | None) -> Fetched | None:
+        try:
+            content = await asyncio.to_thread(self.path.read_bytes)
+        except OSError as exc:
+            raise ProviderError(f"cannot read {self.path}: {exc.strerror or exc}") from None
+        digest = hashlib.sha256(content).hexdigest()
+        if digest == etag:
+            return None
+        return Fetched(content, digest, yaml=self.path.suffix.lower() in (".yaml", ".yml"))
+
+    async def close(self) -> None:
+        return None
+
+
+class HttpProvider:
+    def __init__(self, url: str, token: str = "", timeout_s: float = 10.0) -> None:
+        parts = urlsplit(url)
+        self.url = url.rstrip("/") + SNAPSHOT_PATH if parts.path in ("", "/") else url
+        self.description = self.url
+        self._headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._session: aiohttp.ClientSession | None = None
+
+    async def fetch(self, etag: str | None) -> Fetched | None:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=self._timeout)
+        headers = dict(self._headers)
+        if etag:
+            headers["If-None-Match"] = etag
+        try:
+            async with self._session.get(self.url, headers=headers) as resp:
+                if resp.status == 304:
+                    return None
+                if resp.status != 200:
+                    raise ProviderError(f"GET {self.url} answered {resp.status}")
+                content = await resp.read()
+                return Fetched(content, resp.headers.get("ETag", ""))
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise ProviderError(f"GET {self.url} failed: {exc!r}") from None
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
+def provider_from_source(source: str, token: str = "") -> SnapshotProvider:
+    if source.startswith("file:"):
+        return FileProvider(source[len("file:") :])
+    if source.startswith(("http://", "https://")):
+        return HttpProvider(source, token)
+    raise ValueError(f"unsupported plans.source {source!r}")

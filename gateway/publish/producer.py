@@ -1,0 +1,219 @@
+"""Publishing to Kafka: one message per event, and a request's events acknowledged together.
+
+Contract: :meth:`KafkaPublisher.publish` returns only when Kafka acknowledged (with the configured
+``acks``, ``all`` by default) every record it was given; otherwise it raises
+:class:`KafkaUnavailable` within the deadline it was given, and the caller answers 503 so the
+SDK retries. Records sent before a timeout may still land: delivery is at-least-once, and
+``messageId`` is the consumer's dedup key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.helpers import create_ssl_context
+
+from gateway.config import KafkaSettings
+from gateway.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+TOPIC_EXISTS = TopicAlreadyExistsError.errno
+CONNECT_BACKOFF_MAX_S = 5.0
+
+
+class KafkaUnavailable(Exception):
+    """Kafka did not acknowledge in time, or is not connected."""
+
+
+@dataclass(slots=True)
+class Record:
+    topic: str
+    key: bytes | None
+    value: bytes
+    headers: list[tuple[str, bytes]]
+
+
+class Publisher(Protocol):
+    @property
+    def ready(self) -> bool: ...
+
+    async def publish(self, records: Sequence[Record], timeout_s: float) -> None: ...
+
+    async def probe(self, timeout_s: float) -> bool: ...
+
+
+def client_options(settings: KafkaSettings) -> dict[str, Any]:
+    """Connection options shared by the producer, the admin client and `gateway tail`."""
+    options: dict[str, Any] = {
+        "bootstrap_servers": settings.bootstrap_servers,
+        "client_id": settings.client_id,
+        "security_protocol": settings.security_protocol,
+        "request_timeout_ms": settings.request_timeout_ms,
+    }
+    if settings.security_protocol in ("SSL", "SASL_SSL"):
+        context = create_ssl_context(
+            cafile=settings.ssl_cafile or None,
+            certfile=settings.ssl_certfile or None,
+            keyfile=settings.ssl_keyfile or None,
+        )
+        context.check_hostname = settings.ssl_check_hostname
+        options["ssl_context"] = context
+    if settings.sasl_mechanism:
+        options["sasl_mechanism"] = settings.sasl_mechanism
+        options["sasl_plain_username"] = settings.sasl_username
+        options["sasl_plain_password"] = settings.sasl_password
+    return options
+
+
+class KafkaPublisher:
+    def __init__(self, settings: KafkaSettings, metrics: Metrics) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self._producer: AIOKafkaProducer | None = None
+        self._connect_task: asyncio.Task[None] | None = None
+        self._failing = False
+
+    @property
+    def ready(self) -> bool:
+        return self._producer is not None and not self._failing
+
+    async def start(self) -> None:
+        """Connect in the background: the gateway starts (and reports not ready) without Kafka."""
+        self._connect_task = asyncio.create_task(self._connect(), name="kafka-connect")
+
+    async def wait_connected(self, timeout_s: float) -> bool:
+        if self._connect_task is None:
+            return False
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(self._connect_task), timeout_s)
+        return self._producer is not None
+
+    async def _connect(self) -> None:
+        s = self.settings
+        backoff = 0.2
+        while True:
+            producer = AIOKafkaProducer(
+                **client_options(s),
+                acks="all" if s.acks == "all" else int(s.acks),
+                enable_idempotence=s.idempotence,
+                compression_type=None if s.compression == "none" else s.compression,
+                linger_ms=s.linger_ms,
+                max_batch_size=s.max_batch_bytes,
+                max_request_size=max(s.max_batch_bytes, 1024 * 1024),
+            )
+            try:
+                await producer.start()
+                if s.create_topics:
+                    await self._ensure_topics()
+            except (KafkaError, OSError) as exc:
+                with contextlib.suppress(Exception):
+                    await producer.stop()
+                log.warning(
+                    "Kafka at %s not reachable (%s); retrying in %.1fs",
+                    s.bootstrap_servers,
+                    exc,
+                    backoff,
+                )
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, CONNECT_BACKOFF_MAX_S)
+                continue
+            self._producer = producer
+            log.info("connected to Kafka at %s", s.bootstrap_servers)
+            return
+
+    async def _ensure_topics(self) -> None:
+        s = self.settings
+        admin = AIOKafkaAdminClient(**client_options(s))
+        await admin.start()
+        try:
+            existing = set(await admin.list_topics())
+            missing = [t for t in (s.events_topic, s.quarantine_topic) if t not in existing]
+            if not missing:
+                return
+            response = await admin.create_topics(
+                [NewTopic(t, s.topic_partitions, s.topic_replication_factor) for t in missing]
+            )
+            for topic, code, *rest in response.topic_errors:
+                if code not in (0, TOPIC_EXISTS):
+                    raise KafkaError(f"cannot create topic {topic}: error {code} {rest}")
+            log.info("created Kafka topics %s", ", ".join(missing))
+        finally:
+            await admin.close()
+
+    async def publish(self, records: Sequence[Record], timeout_s: float) -> None:
+        producer = self._producer
+        if producer is None:
+            raise KafkaUnavailable("not connected to Kafka yet")
+        started = time.perf_counter()
+        futures: list[asyncio.Future[Any]] = []
+        try:
+            # send() may itself wait (topic metadata, a full buffer), so it shares the deadline.
+            async with asyncio.timeout(timeout_s):
+                for r in records:
+                    futures.append(
+                        await producer.send(r.topic, r.value, key=r.key, headers=r.headers)
+                    )
+                # asyncio.wait, unlike gather, does not cancel the deliveries on timeout.
+                remaining = timeout_s - (time.perf_counter() - started)
+                _, pending = await asyncio.wait(futures, timeout=max(remaining, 0))
+            if pending:
+                raise TimeoutError
+            failures = [f.exception() for f in futures if f.exception() is not None]
+        except TimeoutError:
+            self._mark_failure(len(records) - sum(f.done() for f in futures))
+            raise KafkaUnavailable(f"Kafka did not acknowledge within {timeout_s:g}s") from None
+        except KafkaError as exc:
+            self._mark_failure(len(records))
+            raise KafkaUnavailable(str(exc)) from exc
+        if failures:
+            self._mark_failure(len(failures))
+            raise KafkaUnavailable(f"Kafka rejected {len(failures)} events: {failures[0]!r}")
+        if self._failing:
+            log.info("Kafka acknowledges again")
+            self._failing = False
+        self.metrics.kafka_produce_duration.observe(time.perf_counter() - started)
+
+    async def probe(self, timeout_s: float) -> bool:
+        """Readiness check: after failures, ask the cluster for metadata before saying ready.
+
+        Without this a replica taken out of a load balancer for failing would never receive
+        the traffic that could show it has recovered.
+        """
+        producer = self._producer
+        if producer is None:
+            return False
+        if self._failing:
+            try:
+                async with asyncio.timeout(timeout_s):
+                    await producer.client.fetch_all_metadata()
+            except (TimeoutError, KafkaError, OSError):
+                return False
+            log.info("Kafka answers again")
+            self._failing = False
+        return True
+
+    def _mark_failure(self, count: int) -> None:
+        self.metrics.kafka_produce_errors.inc(count)
+        if not self._failing:
+            log.warning("Kafka is not acknowledging produce requests")
+        self._failing = True
+
+    async def stop(self) -> None:
+        """Flush what is buffered and disconnect."""
+        if self._connect_task is not None and not self._connect_task.done():
+            self._connect_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._connect_task
+        if self._producer is not None:
+            await self._producer.stop()
+            self._producer = None

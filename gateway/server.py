@@ -1,0 +1,145 @@
+"""Assembling and running the gateway: roles, ports, startup order and graceful drain.
+
+Startup: plan cache (snapshot or persisted copy) → Kafka producer (connects in the background,
+``/health/ready`` says when) → HTTP listeners. Shutdown (SIGTERM/SIGINT): stop accepting, let
+in-flight requests finish (each waits at most ``ingest.ack_timeout_s`` for Kafka), flush the
+producer, exit — an event that got a 200 is in Kafka, and none is dropped half-way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from enum import StrEnum
+
+from aiohttp import web
+
+from gateway.config import Settings
+from gateway.http import add_common_routes, make_middleware
+from gateway.ingest.routes import InflightLimit, IngestContext, add_ingest_routes
+from gateway.metrics import Metrics
+from gateway.pipeline import Pipeline
+from gateway.plans.cache import PlanCache
+from gateway.plans.providers import SnapshotProvider, provider_from_source
+from gateway.publish.producer import KafkaPublisher
+
+log = logging.getLogger(__name__)
+
+# Extra time, beyond the Kafka ack timeout, that shutdown grants in-flight requests.
+DRAIN_GRACE_S = 5.0
+READY_PROBE_TIMEOUT_S = 2.0
+
+
+class Role(StrEnum):
+    ALL = "all"
+    INGEST = "ingest"
+    ADMIN = "admin"
+
+
+class Gateway:
+    def __init__(
+        self,
+        settings: Settings,
+        role: Role = Role.ALL,
+        *,
+        provider: SnapshotProvider | None = None,
+    ) -> None:
+        self.settings = settings
+        self.role = role
+        self.metrics = Metrics()
+        self.publisher = KafkaPublisher(settings.kafka, self.metrics)
+        self.cache = PlanCache(
+            provider or provider_from_source(settings.plans.source, settings.plans.token),
+            cache_dir=settings.plans.cache_dir,
+            refresh_interval_s=settings.plans.refresh_interval_s,
+            metrics=self.metrics,
+        )
+        self._runners: list[web.AppRunner] = []
+        self.ingest_port: int | None = None
+        self.admin_port: int | None = None
+
+    @property
+    def serves_ingest(self) -> bool:
+        return self.role in (Role.ALL, Role.INGEST)
+
+    async def readiness(self) -> dict[str, bool]:
+        if not self.serves_ingest:
+            return {"admin": True}
+        return {
+            "kafka": await self.publisher.probe(READY_PROBE_TIMEOUT_S),
+            "snapshot": self.cache.current is not None,
+        }
+
+    def build_ingest_app(self) -> web.Application:
+        s = self.settings
+        app = web.Application(middlewares=[make_middleware(self.metrics, s.ingest.cors_origins)])
+        add_ingest_routes(
+            app,
+            IngestContext(
+                settings=s.ingest,
+                cache=self.cache,
+                publisher=self.publisher,
+                pipeline=Pipeline(s.ingest, s.kafka),
+                inflight=InflightLimit(s.ingest.max_inflight_events, self.metrics),
+                metrics=self.metrics,
+            ),
+        )
+        add_common_routes(app, self.metrics, self.readiness)
+        return app
+
+    def build_admin_app(self) -> web.Application:
+        app = web.Application(middlewares=[make_middleware(self.metrics, ())])
+        add_common_routes(app, self.metrics, self.readiness)
+        return app
+
+    async def start(self) -> None:
+        s = self.settings
+        if self.serves_ingest:
+            await self.cache.start()
+            await self.publisher.start()
+            self.ingest_port = await self._listen(
+                self.build_ingest_app(), s.ingest.host, s.ingest.port
+            )
+            log.info("ingest API listening on http://%s:%d", s.ingest.host, self.ingest_port)
+        if self.role in (Role.ALL, Role.ADMIN):
+            self.admin_port = await self._listen(self.build_admin_app(), s.admin.host, s.admin.port)
+            log.info("admin API listening on http://%s:%d", s.admin.host, self.admin_port)
+
+    async def _listen(self, app: web.Application, host: str, port: int) -> int:
+        runner = web.AppRunner(
+            app,
+            access_log=None,
+            shutdown_timeout=self.settings.ingest.ack_timeout_s + DRAIN_GRACE_S,
+        )
+        await runner.setup()
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        self._runners.append(runner)
+        # Port 0 asks the OS for a free port; report the one actually bound.
+        sockets = getattr(site._server, "sockets", None) or []
+        bound: int = sockets[0].getsockname()[1] if sockets else port
+        return bound
+
+    async def stop(self) -> None:
+        log.info("shutting down: draining in-flight requests")
+        for runner in self._runners:
+            await runner.cleanup()
+        self._runners.clear()
+        await self.publisher.stop()
+        await self.cache.stop()
+        log.info("shutdown complete")
+
+
+async def run(settings: Settings, role: Role) -> None:
+    """Run until SIGTERM or SIGINT, then drain and exit."""
+    gateway = Gateway(settings, role)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await gateway.start()
+    try:
+        await stop.wait()
+    finally:
+        await gateway.stop()

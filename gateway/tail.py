@@ -1,0 +1,96 @@
+"""``gateway tail``: watch the events (or quarantine) topic live, pretty-printed.
+
+What a developer instrumenting an app wants: send an event, see it arrive with its key, headers
+and final shape — or see why it was quarantined.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from typing import Any, TextIO
+
+import orjson
+from aiokafka import AIOKafkaConsumer
+
+from gateway.config import KafkaSettings
+from gateway.publish.producer import client_options
+
+BOLD, DIM, GREEN, RED, RESET = "\033[1m", "\033[2m", "\033[32m", "\033[31m", "\033[0m"
+
+
+def format_record(record: Any, color: bool) -> str:
+    headers = {k: v.decode("utf-8", "replace") for k, v in record.headers or ()}
+    try:
+        value: Any = orjson.loads(record.value)
+        body = orjson.dumps(value, option=orjson.OPT_INDENT_2).decode()
+    except orjson.JSONDecodeError:
+        value, body = None, record.value.decode("utf-8", "replace")
+    if isinstance(value, dict) and "reason" in value and "event" in value:
+        status = f"QUARANTINED ({value['reason']})"
+        tint = RED
+    else:
+        status = "forwarded"
+        tint = GREEN
+    name = headers.get("event-name") or ""
+    title = " ".join(
+        part
+        for part in (
+            status,
+            headers.get("event-type", ""),
+            f'"{name}"' if name else "",
+            f"key={record.key.decode('utf-8', 'replace')}" if record.key else "key=-",
+            f"source={headers.get('source-id', '')}",
+            f"violations={headers.get('violations', '0')}",
+        )
+        if part
+    )
+    where = f"{record.topic}[{record.partition}]@{record.offset}"
+    if color:
+        return f"{BOLD}{tint}{title}{RESET} {DIM}{where}{RESET}\n{body}\n"
+    return f"{title} {where}\n{body}\n"
+
+
+async def tail(
+    settings: KafkaSettings,
+    *,
+    quarantine: bool = False,
+    both: bool = False,
+    from_beginning: bool = False,
+    max_records: int | None = None,
+    out: TextIO = sys.stdout,
+) -> int:
+    if both:
+        topics = [settings.events_topic, settings.quarantine_topic]
+    else:
+        topics = [settings.quarantine_topic if quarantine else settings.events_topic]
+    options = client_options(settings)
+    options.pop("client_id", None)
+    consumer = AIOKafkaConsumer(
+        *topics,
+        **options,
+        client_id="gateway-tail",
+        group_id=None,
+        auto_offset_reset="earliest" if from_beginning else "latest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    color = out.isatty()
+    print(
+        f"watching {', '.join(topics)} on {settings.bootstrap_servers} (Ctrl-C to stop)",
+        file=sys.stderr,
+        flush=True,
+    )
+    seen = 0
+    try:
+        async for record in consumer:
+            out.write(format_record(record, color))
+            out.flush()
+            seen += 1
+            if max_records is not None and seen >= max_records:
+                break
+    except asyncio.CancelledError:
+        pass
+    finally:
+        await consumer.stop()
+    return seen
