@@ -51,7 +51,7 @@ class EmbeddedBroker:
 
     def start(self, timeout_s: float = 15.0) -> None:
         url = f"tcp://127.0.0.1:{self.port}"
-        out = self.log_path.open("ab") if self.log_path else subprocess.DEVNULL
+        log_file = self.log_path.open("ab") if self.log_path else None
         self.process = subprocess.Popen(
             [
                 str(tansu_binary()),
@@ -63,10 +63,12 @@ class EmbeddedBroker:
                 "--storage-engine",
                 "memory://tansu/",
             ],
-            stdout=out,
+            stdout=log_file or subprocess.DEVNULL,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
         )
+        if log_file is not None:
+            log_file.close()  # the child holds its own descriptor
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

@@ -1,0 +1,180 @@
+"""Shared fixtures: one real broker per session, a gateway per test on its own topics.
+
+The broker (Tansu, Kafka protocol) starts once per session; every test gets fresh topic names,
+so tests never see each other's records. Gateways run in-process on free loopback ports.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import dataclasses
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from aiokafka import AIOKafkaConsumer
+
+from gateway.broker import EmbeddedBroker
+from gateway.config import Settings, load_settings
+from gateway.server import Gateway, Role
+
+WRITE_KEY = "wk_test_source"
+DISABLED_KEY = "wk_disabled_source"
+SOURCE_ID = "src_test"
+
+
+@pytest.fixture(scope="session")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]:
+    log_path = tmp_path_factory.mktemp("broker") / "broker.log"
+    with EmbeddedBroker(log_path=log_path) as b:
+        yield b
+
+
+def snapshot_doc(
+    *, revision: str = "r1", sources: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """A small snapshot: one enabled source (WRITE_KEY), one disabled (DISABLED_KEY)."""
+    return {
+        "revision": revision,
+        "sources": sources
+        if sources is not None
+        else [
+            {"id": SOURCE_ID, "name": "Test", "enabled": True, "writeKeys": [WRITE_KEY]},
+            {"id": "src_off", "name": "Off", "enabled": False, "writeKeys": [DISABLED_KEY]},
+        ],
+        "trackingPlans": [],
+    }
+
+
+def write_snapshot(path: Path, doc: dict[str, Any]) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(orjson.dumps(doc))
+    tmp.replace(path)
+
+
+def basic_auth(key: str = WRITE_KEY) -> dict[str, str]:
+    return {"Authorization": "Basic " + base64.b64encode(f"{key}:".encode()).decode()}
+
+
+def gateway_settings(
+    broker: EmbeddedBroker, tmp_path: Path, **overrides: dict[str, Any]
+) -> Settings:
+    """Settings for a test gateway: loopback, free ports, unique topics, no idempotence."""
+    suffix = uuid.uuid4().hex[:8]
+    snapshot_file = tmp_path / "snapshot.json"
+    if not snapshot_file.exists():
+        write_snapshot(snapshot_file, snapshot_doc())
+    settings = load_settings(None, environ={})
+    sections: dict[str, Any] = {
+        "ingest": {"host": "127.0.0.1", "port": 0, "ack_timeout_s": 5.0},
+        "admin": {"host": "127.0.0.1", "port": 0},
+        "kafka": {
+            "bootstrap_servers": broker.bootstrap_servers,
+            "events_topic": f"events-{suffix}",
+            "quarantine_topic": f"quarantine-{suffix}",
+            "idempotence": False,
+            "topic_partitions": 1,
+            "request_timeout_ms": 5000,
+        },
+        "plans": {
+            "source": f"file:{snapshot_file}",
+            "cache_dir": str(tmp_path / "plans-cache"),
+            "refresh_interval_s": 0.2,
+        },
+    }
+    for section, values in overrides.items():
+        sections.setdefault(section, {}).update(values)
+    for section, values in sections.items():
+        settings = dataclasses.replace(
+            settings, **{section: dataclasses.replace(getattr(settings, section), **values)}
+        )
+    settings.validate()
+    return settings
+
+
+GatewayFactory = Callable[..., Awaitable[Gateway]]
+
+
+@pytest.fixture
+async def make_gateway(broker: EmbeddedBroker, tmp_path: Path) -> AsyncIterator[GatewayFactory]:
+    """Start in-process gateways; ``await make_gateway(kafka={...})`` overrides settings."""
+    started: list[Gateway] = []
+
+    async def factory(role: Role = Role.ALL, **overrides: dict[str, Any]) -> Gateway:
+        gw = Gateway(gateway_settings(broker, tmp_path, **overrides), role)
+        await gw.start()
+        started.append(gw)
+        if gw.serves_ingest:
+            assert await gw.publisher.wait_connected(15), "gateway did not connect to Kafka"
+        return gw
+
+    yield factory
+    for gw in reversed(started):
+        await gw.stop()
+
+
+@pytest.fixture
+async def gateway(make_gateway: GatewayFactory) -> Gateway:
+    return await make_gateway()
+
+
+def ingest_url(gw: Gateway, path: str) -> str:
+    return f"http://127.0.0.1:{gw.ingest_port}{path}"
+
+
+async def consume(
+    bootstrap_servers: str, topic: str, count: int, timeout_s: float = 15.0
+) -> list[Any]:
+    """Read ``count`` records from the start of ``topic`` (fails if fewer arrive in time)."""
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap_servers,
+        group_id=None,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    records: list[Any] = []
+    try:
+        async with asyncio.timeout(timeout_s):
+            while len(records) < count:
+                batch = await consumer.getmany(timeout_ms=200)
+                for part in batch.values():
+                    records.extend(part)
+    except TimeoutError:
+        pass
+    finally:
+        await consumer.stop()
+    assert len(records) >= count, f"expected {count} records on {topic}, got {len(records)}"
+    return records
+
+
+async def consume_all(bootstrap_servers: str, topic: str, settle_s: float = 1.0) -> list[Any]:
+    """Read everything on ``topic`` until nothing new arrives for ``settle_s``."""
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap_servers,
+        group_id=None,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    records: list[Any] = []
+    try:
+        while True:
+            batch = await consumer.getmany(timeout_ms=int(settle_s * 1000))
+            if not batch:
+                break
+            for part in batch.values():
+                records.extend(part)
+    finally:
+        await consumer.stop()
+    return records
+
+
+def headers_of(record: Any) -> dict[str, str]:
+    return {k: v.decode() for k, v in record.headers}
