@@ -78,13 +78,14 @@ def normalize(event: dict[str, Any], info: RequestInfo) -> None:
     else:
         event["messageId"] = str(uuid.uuid4())
 
+    # Always a new dict per event: later stages stamp each event's context separately.
     if info.context is not None:
         own = event.get("context")
-        event["context"] = {**info.context, **own} if isinstance(own, dict) else info.context
+        event["context"] = {**info.context, **own} if isinstance(own, dict) else {**info.context}
     if info.integrations is not None:
         own = event.get("integrations")
         event["integrations"] = (
-            {**info.integrations, **own} if isinstance(own, dict) else info.integrations
+            {**info.integrations, **own} if isinstance(own, dict) else {**info.integrations}
         )
 
     received = info.received_at_text

@@ -105,7 +105,7 @@ class PlanCache:
     async def _load_persisted(self) -> None:
         path = self.cache_dir / PERSISTED_NAME
         try:
-            content = await asyncio.to_thread(path.read_bytes)
+            content, modified_at = await asyncio.to_thread(_read_with_mtime, path)
             snapshot, _ = await asyncio.to_thread(_build, Fetched(content, ""))
         except FileNotFoundError:
             log.error("no plan snapshot: source unreachable and nothing persisted at %s", path)
@@ -114,6 +114,8 @@ class PlanCache:
             log.error("persisted plan snapshot %s is unusable: %s", path, exc)
             return
         self.current = snapshot
+        # The file is rewritten on every good load, so its age is the snapshot's staleness.
+        self._confirmed_at = time.monotonic() - max(0.0, time.time() - modified_at)
         log.warning(
             "serving persisted plan snapshot %s from %s until %s is reachable",
             snapshot.revision,
@@ -131,6 +133,11 @@ class PlanCache:
             os.replace(tmp, self.cache_dir / PERSISTED_NAME)
         except OSError as exc:
             log.warning("cannot persist plan snapshot to %s: %s", self.cache_dir, exc)
+
+
+def _read_with_mtime(path: Path) -> tuple[bytes, float]:
+    with path.open("rb") as fh:
+        return fh.read(), os.fstat(fh.fileno()).st_mtime
 
 
 def _build(fetched: Fetched) -> tuple[Snapshot, dict[str, Any]]:

@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from gateway.outcomes import EVENT_TYPES
 
 IDENTITY_SECTIONS = ("properties", "traits", "context.traits")
@@ -36,6 +38,9 @@ class TrackingPlan:
     name: str
     version: int
     events: tuple[PlanEvent, ...]
+    # Digest of the plan's whole content: compiled rules are reused across refreshes while it
+    # is unchanged, even when a hand-edited file changes rules without bumping the version.
+    fingerprint: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +161,9 @@ def _parse_plan(raw: Any, where: str) -> TrackingPlan:
         name=str(obj.get("name", "")),
         version=_int(obj, "version", where, default=1),
         events=tuple(events),
+        fingerprint=hashlib.sha256(
+            orjson.dumps(obj, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
+        ).hexdigest(),
     )
 
 

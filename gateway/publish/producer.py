@@ -115,6 +115,10 @@ class KafkaPublisher:
                 await producer.start()
                 if s.create_topics:
                     await self._ensure_topics()
+            except asyncio.CancelledError:
+                # Stopped while connecting: close what was opened, then let the cancel through.
+                await asyncio.shield(producer.stop())
+                raise
             except (KafkaError, OSError) as exc:
                 with contextlib.suppress(Exception):
                     await producer.stop()

@@ -1,0 +1,139 @@
+"""Enforcing a source's tracking plan on one event (DESIGN §4).
+
+Matching: ``track`` matches on (event name, "track"), exactly; identify/page/screen/group match
+on their type with name "". ``alias`` is never validated. Only ``track`` can be unplanned; other
+types without a rule pass with no violations. Sources without a plan pass untouched.
+
+Forwarded events of a connected source are stamped in ``context``: ``trackingPlanId``,
+``trackingPlanVersion``, ``violationErrors`` (unless propagateValidationErrors is false) and,
+when properties were omitted, ``omittedProperties``. Dropped events are not stamped: the
+quarantine record carries the same facts beside the event as received.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.enforce.compile import CompiledRule
+from gateway.enforce.policy import Policy, policy_for
+from gateway.enforce.violations import (
+    ADDITIONAL_PROPERTIES,
+    Violation,
+    unplanned_event_violation,
+)
+from gateway.outcomes import QuarantineReason
+from gateway.plans.snapshot import Snapshot, Source, TrackingPlan
+
+UNPLANNED_LABEL = "(unplanned)"
+
+
+@dataclass(slots=True)
+class Decision:
+    plan: TrackingPlan
+    violations: list[Violation]
+    reason: QuarantineReason | None  # None: forward
+    # The metrics label for the event: a planned name, the event type, or "(unplanned)".
+    event_label: str
+
+
+class CompiledPlan:
+    """A plan's rules by (type, name), compiled lazily on first use and then kept."""
+
+    __slots__ = ("_compiled", "_events", "plan")
+
+    def __init__(self, plan: TrackingPlan) -> None:
+        self.plan = plan
+        self._events = {(e.event_type, e.name): e for e in plan.events}
+        self._compiled: dict[tuple[str, str], CompiledRule] = {}
+
+    def rule(self, event_type: str, name: str) -> CompiledRule | None:
+        key = (event_type, name)
+        compiled = self._compiled.get(key)
+        if compiled is None:
+            planned = self._events.get(key)
+            if planned is None:
+                return None
+            compiled = self._compiled[key] = CompiledRule(planned.rules)
+        return compiled
+
+    def compile_all(self) -> None:
+        for event_type, name in self._events:
+            self.rule(event_type, name)
+
+
+class Enforcer:
+    def __init__(self) -> None:
+        self._plans: dict[str, CompiledPlan] = {}
+
+    def compiled(self, plan: TrackingPlan) -> CompiledPlan:
+        compiled = self._plans.get(plan.fingerprint)
+        if compiled is None:
+            compiled = self._plans[plan.fingerprint] = CompiledPlan(plan)
+        return compiled
+
+    def retain(self, snapshot: Snapshot) -> None:
+        """Forget compiled plans the new snapshot no longer has (called on every swap)."""
+        live = {p.fingerprint for p in snapshot.tracking_plans.values()}
+        self._plans = {fp: cp for fp, cp in self._plans.items() if fp in live}
+
+    def enforce(self, event: dict[str, Any], source: Source, snapshot: Snapshot) -> Decision | None:
+        """Validate and apply the policy; None when the source has no plan (pass through)."""
+        plan = snapshot.plan_for(source)
+        if plan is None or source.tracking_plan is None:
+            return None
+        event_type: str = event["type"]
+        policy = policy_for(source.tracking_plan.config, event_type)
+        violations, label = self._validate(event, event_type, plan)
+        reason = policy.drop_reason(violations)
+        if reason is None:
+            violations = _stamp(event, plan, violations, policy)
+        return Decision(plan, violations, reason, label)
+
+    def _validate(
+        self, event: dict[str, Any], event_type: str, plan: TrackingPlan
+    ) -> tuple[list[Violation], str]:
+        if event_type == "alias":
+            return [], event_type
+        name = event.get("event", "") if event_type == "track" else ""
+        rule = self.compiled(plan).rule(event_type, name)
+        if rule is None:
+            if event_type == "track":
+                return [unplanned_event_violation(name)], UNPLANNED_LABEL
+            return [], event_type
+        label = name if event_type == "track" else event_type
+        if rule.is_valid(event):
+            return [], label
+        return rule.violations(event), label
+
+
+def _stamp(
+    event: dict[str, Any], plan: TrackingPlan, violations: list[Violation], policy: Policy
+) -> list[Violation]:
+    context = event.get("context")
+    if not isinstance(context, dict):
+        context = event["context"] = {}
+    context["trackingPlanId"] = plan.id
+    context["trackingPlanVersion"] = plan.version
+    if policy.unplanned_properties == "omit":
+        omitted = [v for v in violations if v["type"] == ADDITIONAL_PROPERTIES]
+        if omitted:
+            context["omittedProperties"] = [_omit(event, v) for v in omitted]
+            violations = [v for v in violations if v["type"] != ADDITIONAL_PROPERTIES]
+    if policy.propagate_validation_errors:
+        context["violationErrors"] = violations
+    return violations
+
+
+def _omit(event: dict[str, Any], violation: Violation) -> str:
+    """Remove one unplanned key; returns its dotted path (e.g. ``properties.coupon``)."""
+    segments = [
+        s.replace("~1", "/").replace("~0", "~")
+        for s in violation["meta"]["instancePath"].split("/")[1:]
+    ]
+    node: Any = event
+    for segment in segments:
+        node = node[int(segment)] if isinstance(node, list) else node.get(segment)
+    if isinstance(node, dict):
+        node.pop(violation["property"], None)
+    return ".".join([*segments, violation["property"]])

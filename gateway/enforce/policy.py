@@ -1,0 +1,92 @@
+"""Connection settings → what happens to an event with violations (DESIGN §4).
+
+Effective settings = the connection config's ``global`` section shallow-merged with the event
+type's section. Values may be strings or booleans, case-insensitive. A missing (or unrecognised)
+setting never drops anything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import orjson
+
+from gateway.enforce.violations import ADDITIONAL_PROPERTIES, UNPLANNED_EVENT, Violation
+from gateway.outcomes import QuarantineReason
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    allow_unplanned_events: bool = True
+    unplanned_properties: str = "forward"  # forward | drop | omit
+    any_other_violation: str = "forward"  # forward | drop
+    propagate_validation_errors: bool = True
+
+    def drop_reason(self, violations: list[Violation]) -> QuarantineReason | None:
+        """The reason to quarantine, or None to forward; several drop rules drop once."""
+        reasons: list[QuarantineReason] = []
+        for v in violations:
+            kind = v["type"]
+            if kind == UNPLANNED_EVENT:
+                if not self.allow_unplanned_events:
+                    reasons.append(QuarantineReason.UNPLANNED_EVENT)
+            elif kind == ADDITIONAL_PROPERTIES:
+                if self.unplanned_properties == "drop":
+                    reasons.append(QuarantineReason.UNPLANNED_PROPERTIES)
+            elif self.any_other_violation == "drop":
+                reasons.append(QuarantineReason.VIOLATION)
+        if not reasons:
+            return None
+        # Report the most specific reason; the record lists every violation anyway.
+        return min(reasons, key=_REASON_ORDER.index)
+
+
+_REASON_ORDER = [
+    QuarantineReason.UNPLANNED_EVENT,
+    QuarantineReason.UNPLANNED_PROPERTIES,
+    QuarantineReason.VIOLATION,
+]
+
+
+def policy_for(config: Mapping[str, Any], event_type: str) -> Policy:
+    """Effective policy for one event type; cached, as configs repeat for every event."""
+    return _policy_cached(orjson.dumps(config, option=orjson.OPT_SORT_KEYS), event_type)
+
+
+@lru_cache(maxsize=4096)
+def _policy_cached(config_json: bytes, event_type: str) -> Policy:
+    config = orjson.loads(config_json)
+    merged: dict[str, Any] = {}
+    for section in ("global", event_type):
+        values = config.get(section)
+        if isinstance(values, dict):
+            merged.update(values)
+    return Policy(
+        allow_unplanned_events=_flag(merged.get("allowUnplannedEvents"), default=True),
+        unplanned_properties=_choice(
+            merged.get("unplannedProperties"), ("forward", "drop", "omit"), "forward"
+        ),
+        any_other_violation=_choice(
+            merged.get("anyOtherViolation"), ("forward", "drop"), "forward"
+        ),
+        propagate_validation_errors=_flag(merged.get("propagateValidationErrors"), default=True),
+    )
+
+
+def _flag(value: Any, *, default: bool) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        lowered = value.strip().lower()
+        if lowered in ("true", "false"):
+            return lowered == "true"
+    return default
+
+
+def _choice(value: Any, allowed: tuple[str, ...], default: str) -> str:
+    if isinstance(value, str) and value.strip().lower() in allowed:
+        return value.strip().lower()
+    return default
