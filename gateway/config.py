@@ -9,6 +9,7 @@ start instead of silently falling back to a default.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import tomllib
 import types
@@ -89,11 +90,27 @@ class KafkaSettings:
             self.security_protocol,
             ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"),
         )
-        if self.sasl_mechanism:
+        uses_sasl = self.security_protocol.startswith("SASL_")
+        if uses_sasl:
             _choice(
                 "kafka.sasl_mechanism",
                 self.sasl_mechanism,
                 ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"),
+            )
+            if not self.sasl_username or not self.sasl_password:
+                raise ConfigError(
+                    f"kafka.sasl_username / kafka.sasl_password: required with "
+                    f"security_protocol {self.security_protocol}"
+                )
+        elif self.sasl_mechanism or self.sasl_username or self.sasl_password:
+            raise ConfigError(
+                "kafka.sasl_mechanism: SASL settings need security_protocol SASL_PLAINTEXT "
+                f"or SASL_SSL, not {self.security_protocol}"
+            )
+        if self.idempotence and self.acks != "all":
+            raise ConfigError(
+                f"kafka.acks: the idempotent producer needs acks = \"all\", not {self.acks!r} "
+                "(or set kafka.idempotence = false)"
             )
         if self.linger_ms < 0:
             raise ConfigError("kafka.linger_ms: must be >= 0")
@@ -278,7 +295,10 @@ def _from_env(key: str, hint: Any, text: str) -> Any:
 
 
 def _resolve_paths(settings: Settings, base_dir: Path) -> Settings:
-    """Relative paths in a config file are relative to that file, not the working directory."""
+    """Relative paths are relative to the config file (the working directory without one).
+
+    This holds for paths set through the environment too: one rule, wherever a value comes from.
+    """
     plans = settings.plans
     source = plans.source
     if source.startswith("file:"):
@@ -291,7 +311,14 @@ def _resolve_paths(settings: Settings, base_dir: Path) -> Settings:
     if catalog.database_url.startswith(prefix):
         db_path = _under(base_dir, catalog.database_url[len(prefix) :])
         catalog = dataclasses.replace(catalog, database_url=prefix + str(db_path))
-    return dataclasses.replace(settings, plans=plans, catalog=catalog)
+    kafka = settings.kafka
+    kafka = dataclasses.replace(
+        kafka,
+        ssl_cafile=_under_if_set(base_dir, kafka.ssl_cafile),
+        ssl_certfile=_under_if_set(base_dir, kafka.ssl_certfile),
+        ssl_keyfile=_under_if_set(base_dir, kafka.ssl_keyfile),
+    )
+    return dataclasses.replace(settings, plans=plans, catalog=catalog, kafka=kafka)
 
 
 def _under(base_dir: Path, path: str) -> Path:
@@ -299,8 +326,12 @@ def _under(base_dir: Path, path: str) -> Path:
     return p if p.is_absolute() else base_dir / p
 
 
+def _under_if_set(base_dir: Path, path: str) -> str:
+    return str(_under(base_dir, path)) if path else ""
+
+
 def _positive(key: str, value: float) -> None:
-    if value <= 0:
+    if not (0 < value < math.inf):  # also rejects NaN
         raise ConfigError(f"{key}: must be > 0, got {value!r}")
 
 

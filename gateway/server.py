@@ -16,12 +16,14 @@ from enum import StrEnum
 from aiohttp import web
 
 from gateway.config import Settings
+from gateway.enforce.enforcer import Enforcer
 from gateway.http import add_common_routes, make_middleware
 from gateway.ingest.routes import InflightLimit, IngestContext, add_ingest_routes
 from gateway.metrics import Metrics
 from gateway.pipeline import Pipeline
 from gateway.plans.cache import PlanCache
 from gateway.plans.providers import SnapshotProvider, provider_from_source
+from gateway.plans.snapshot import Snapshot
 from gateway.publish.producer import KafkaPublisher
 
 log = logging.getLogger(__name__)
@@ -55,9 +57,19 @@ class Gateway:
             refresh_interval_s=settings.plans.refresh_interval_s,
             metrics=self.metrics,
         )
+        self.enforcer = Enforcer()
+        self.cache.on_swap.append(self._on_snapshot)
+        self._warmup: asyncio.Task[None] | None = None
         self._runners: list[web.AppRunner] = []
         self.ingest_port: int | None = None
         self.admin_port: int | None = None
+
+    def _on_snapshot(self, snapshot: Snapshot) -> None:
+        """Drop compiled plans that are gone; compile new ones in the background."""
+        self.enforcer.retain(snapshot)
+        self._warmup = asyncio.get_running_loop().create_task(
+            asyncio.to_thread(self.enforcer.warm, snapshot), name="compile-plans"
+        )
 
     @property
     def serves_ingest(self) -> bool:
@@ -80,7 +92,7 @@ class Gateway:
                 settings=s.ingest,
                 cache=self.cache,
                 publisher=self.publisher,
-                pipeline=Pipeline(s.ingest, s.kafka),
+                pipeline=Pipeline(s.ingest, s.kafka, self.enforcer),
                 inflight=InflightLimit(s.ingest.max_inflight_events, self.metrics),
                 metrics=self.metrics,
             ),
@@ -128,6 +140,10 @@ class Gateway:
         self._runners.clear()
         await self.publisher.stop()
         await self.cache.stop()
+        self.enforcer.stop_warming()
+        if self._warmup is not None:
+            # Ends after at most one more plan: the warm-up checks stop_warming().
+            await asyncio.gather(self._warmup, return_exceptions=True)
         log.info("shutdown complete")
 
 

@@ -65,6 +65,9 @@ class CompiledPlan:
 class Enforcer:
     def __init__(self) -> None:
         self._plans: dict[str, CompiledPlan] = {}
+        # The snapshot a warm-up may work on; replaced on swap, cleared on stop, so an
+        # outdated warm-up thread notices and ends early.
+        self._warming: Snapshot | None = None
 
     def compiled(self, plan: TrackingPlan) -> CompiledPlan:
         compiled = self._plans.get(plan.fingerprint)
@@ -72,10 +75,25 @@ class Enforcer:
             compiled = self._plans[plan.fingerprint] = CompiledPlan(plan)
         return compiled
 
+    def warm(self, snapshot: Snapshot) -> None:
+        """Compile every rule of the snapshot ahead of traffic (runs in a worker thread).
+
+        Lazy compilation on first use stays the fallback, so requests never wait for this;
+        compiling twice in a race is harmless (the last result wins, both are equal).
+        """
+        for plan in list(snapshot.tracking_plans.values()):
+            if self._warming is not snapshot:
+                return
+            self.compiled(plan).compile_all()
+
+    def stop_warming(self) -> None:
+        self._warming = None
+
     def retain(self, snapshot: Snapshot) -> None:
         """Forget compiled plans the new snapshot no longer has (called on every swap)."""
         live = {p.fingerprint for p in snapshot.tracking_plans.values()}
         self._plans = {fp: cp for fp, cp in self._plans.items() if fp in live}
+        self._warming = snapshot
 
     def enforce(self, event: dict[str, Any], source: Source, snapshot: Snapshot) -> Decision | None:
         """Validate and apply the policy; None when the source has no plan (pass through)."""

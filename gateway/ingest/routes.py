@@ -129,8 +129,9 @@ async def ingest(request: web.Request, forced_type: str | None) -> web.Response:
 
     ctx.inflight.acquire(len(events))
     try:
-        records, tally = ctx.pipeline.process(events, source, info, forced_type)
+        records, tally = ctx.pipeline.process(events, source, snapshot, info, forced_type)
         _count(ctx.metrics.events_received, source.id, tally.received)
+        _count_violations(ctx.metrics, source.id, tally)
         try:
             await ctx.publisher.publish(records, settings.ack_timeout_s)
         except KafkaUnavailable as exc:
@@ -145,6 +146,13 @@ async def ingest(request: web.Request, forced_type: str | None) -> web.Response:
 def _count(counter: Any, source_id: str, counts: Any) -> None:
     for type_label, n in counts.items():
         counter.labels(source_id, type_label).inc(n)
+
+
+def _count_violations(metrics: Metrics, source_id: str, tally: Tally) -> None:
+    if tally.validation_s:
+        metrics.validation_duration.observe(tally.validation_s)
+    for (plan_id, event_label, violation_type), n in tally.violations.items():
+        metrics.violations.labels(source_id, plan_id, event_label, violation_type).inc(n)
 
 
 def _count_outcomes(metrics: Metrics, source_id: str, tally: Tally) -> None:

@@ -17,6 +17,7 @@ import os
 import random
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,8 @@ class PlanCache:
         self._etag: str | None = None
         self._confirmed_at: float | None = None
         self._task: asyncio.Task[None] | None = None
+        # Called with each new snapshot right after it is swapped in (on the event loop).
+        self.on_swap: list[Callable[[Snapshot], None]] = []
         metrics.plan_snapshot_age.set_function(self.age_s)
 
     def age_s(self) -> float:
@@ -77,7 +80,7 @@ class PlanCache:
                 result = "not_modified"
             else:
                 snapshot, doc = await asyncio.to_thread(_build, fetched)
-                self.current = snapshot
+                self._swap(snapshot)
                 self._etag = fetched.etag
                 await asyncio.to_thread(self._persist, doc)
                 log.info(
@@ -96,6 +99,11 @@ class PlanCache:
         self.metrics.plan_refresh.labels(result).inc()
         return result
 
+    def _swap(self, snapshot: Snapshot) -> None:
+        self.current = snapshot
+        for listener in self.on_swap:
+            listener(snapshot)
+
     async def _refresh_loop(self) -> None:
         while True:
             jitter = 1 + random.uniform(-JITTER_RATIO, JITTER_RATIO)
@@ -113,7 +121,7 @@ class PlanCache:
         except (OSError, SnapshotError) as exc:
             log.error("persisted plan snapshot %s is unusable: %s", path, exc)
             return
-        self.current = snapshot
+        self._swap(snapshot)
         # The file is rewritten on every good load, so its age is the snapshot's staleness.
         self._confirmed_at = time.monotonic() - max(0.0, time.time() - modified_at)
         log.warning(
