@@ -10,7 +10,10 @@ import logging
 import os
 import sys
 from collections.abc import Coroutine
+from pathlib import Path
 from typing import Any
+
+import orjson
 
 from gateway import __version__
 from gateway.broker import BrokerError
@@ -58,6 +61,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--from-beginning", action="store_true", help="start at the oldest record, not new ones"
     )
     tail.add_argument("--max-records", type=int, help="exit after this many records")
+
+    check = sub.add_parser(
+        "validate",
+        help="dry-run events (JSON Lines) against a plan snapshot; exit 1 if any is quarantined",
+    )
+    check.add_argument("--snapshot", required=True, help="plan snapshot file (JSON or YAML)")
+    check.add_argument("events", help="events file: one JSON event per line")
+    who = check.add_mutually_exclusive_group()
+    who.add_argument("--source", help="source id (default: the snapshot's only source)")
+    who.add_argument("--write-key", help="pick the source by write key")
+    check.add_argument("--json", action="store_true", help="print the report as JSON")
     return parser
 
 
@@ -92,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
                         max_records=args.max_records,
                     )
                 )
+        elif args.command == "validate":
+            return _validate(args)
     except ConfigError as exc:
         print(f"gateway: configuration error: {exc}", file=sys.stderr)
         return 2
@@ -99,6 +115,32 @@ def main(argv: list[str] | None = None) -> int:
         print(f"gateway: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from gateway.validate import (
+        ValidateError,
+        choose_source,
+        format_report,
+        load_snapshot,
+        read_events,
+        report_document,
+        validate_offline,
+    )
+
+    try:
+        snapshot = load_snapshot(Path(args.snapshot))
+        source = choose_source(snapshot, args.write_key, args.source)
+        events, labels = read_events(Path(args.events))
+    except ValidateError as exc:
+        print(f"gateway validate: {exc}", file=sys.stderr)
+        return 2
+    results = validate_offline(snapshot, source, events)
+    if args.json:
+        print(orjson.dumps(report_document(results), option=orjson.OPT_INDENT_2).decode())
+    else:
+        print(format_report(results, labels))
+    return 1 if any(r.reason is not None for r in results) else 0
 
 
 def _run(coro: Coroutine[Any, Any, Any]) -> None:

@@ -109,7 +109,7 @@ class KafkaSettings:
             )
         if self.idempotence and self.acks != "all":
             raise ConfigError(
-                f"kafka.acks: the idempotent producer needs acks = \"all\", not {self.acks!r} "
+                f'kafka.acks: the idempotent producer needs acks = "all", not {self.acks!r} '
                 "(or set kafka.idempotence = false)"
             )
         if self.linger_ms < 0:

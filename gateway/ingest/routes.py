@@ -12,6 +12,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from aiohttp import web
 
 from gateway.config import IngestSettings
@@ -24,11 +25,13 @@ from gateway.ingest.errors import (
     SourceDisabled,
     Unavailable,
 )
-from gateway.ingest.normalize import request_info
+from gateway.ingest.normalize import RequestInfo, request_info
 from gateway.metrics import Metrics
-from gateway.pipeline import Pipeline, Tally
+from gateway.pipeline import EventResult, Pipeline, Tally
 from gateway.plans.cache import PlanCache
+from gateway.plans.snapshot import Snapshot, Source
 from gateway.publish.producer import KafkaUnavailable, Publisher
+from gateway.validate import report_document
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +54,10 @@ ROUTES: dict[str, str | None] = {
     "/v1/a": "alias",
     "/v1/b": None,
 }
+
+
+# Dry run with the batch body form; see validate().
+VALIDATE_ROUTE = "/v1/validate"
 
 
 class InflightLimit:
@@ -91,6 +98,7 @@ def add_ingest_routes(app: web.Application, ctx: IngestContext) -> None:
     app[INGEST_KEY] = ctx
     for path, forced_type in ROUTES.items():
         app.router.add_post(path, _handler(forced_type))
+    app.router.add_post(VALIDATE_ROUTE, validate)
 
 
 def _handler(forced_type: str | None) -> Any:
@@ -100,8 +108,18 @@ def _handler(forced_type: str | None) -> Any:
     return handle
 
 
-async def ingest(request: web.Request, forced_type: str | None) -> web.Response:
-    ctx = request.app[INGEST_KEY]
+@dataclass(slots=True)
+class IngestRequest:
+    snapshot: Snapshot
+    source: Source
+    events: list[Any]
+    info: RequestInfo
+
+
+async def read_ingest_request(
+    request: web.Request, ctx: IngestContext, forced_type: str | None
+) -> IngestRequest:
+    """Body, write key, source and events of a request; raises the matching IngestError."""
     settings = ctx.settings
     snapshot = ctx.cache.current
     if snapshot is None:
@@ -126,14 +144,20 @@ async def ingest(request: web.Request, forced_type: str | None) -> web.Response:
     else:
         events = [doc]
         info = request_info(peer=peer, forwarded_for=forwarded_for)
+    return IngestRequest(snapshot, source, events, info)
 
+
+async def ingest(request: web.Request, forced_type: str | None) -> web.Response:
+    ctx = request.app[INGEST_KEY]
+    req = await read_ingest_request(request, ctx, forced_type)
+    source, events = req.source, req.events
     ctx.inflight.acquire(len(events))
     try:
-        records, tally = ctx.pipeline.process(events, source, snapshot, info, forced_type)
+        records, tally = ctx.pipeline.process(events, source, req.snapshot, req.info, forced_type)
         _count(ctx.metrics.events_received, source.id, tally.received)
         _count_violations(ctx.metrics, source.id, tally)
         try:
-            await ctx.publisher.publish(records, settings.ack_timeout_s)
+            await ctx.publisher.publish(records, ctx.settings.ack_timeout_s)
         except KafkaUnavailable as exc:
             log.warning("request of %d events not acknowledged: %s", len(records), exc)
             raise Unavailable("Kafka is unavailable; retry later") from None
@@ -141,6 +165,15 @@ async def ingest(request: web.Request, forced_type: str | None) -> web.Response:
         ctx.inflight.release(len(events))
     _count_outcomes(ctx.metrics, source.id, tally)
     return web.Response(text="OK")
+
+
+async def validate(request: web.Request) -> web.Response:
+    """Dry run: the outcome every event would get, and its violations; publishes nothing."""
+    ctx = request.app[INGEST_KEY]
+    req = await read_ingest_request(request, ctx, None)
+    results: list[EventResult] = []
+    ctx.pipeline.process(req.events, req.source, req.snapshot, req.info, results=results)
+    return web.json_response(report_document(results), dumps=lambda d: orjson.dumps(d).decode())
 
 
 def _count(counter: Any, source_id: str, counts: Any) -> None:

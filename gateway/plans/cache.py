@@ -79,7 +79,7 @@ class PlanCache:
             if fetched is None:
                 result = "not_modified"
             else:
-                snapshot, doc = await asyncio.to_thread(_build, fetched)
+                snapshot, doc = await asyncio.to_thread(build_snapshot, fetched)
                 self._swap(snapshot)
                 self._etag = fetched.etag
                 await asyncio.to_thread(self._persist, doc)
@@ -114,7 +114,7 @@ class PlanCache:
         path = self.cache_dir / PERSISTED_NAME
         try:
             content, modified_at = await asyncio.to_thread(_read_with_mtime, path)
-            snapshot, _ = await asyncio.to_thread(_build, Fetched(content, ""))
+            snapshot, _ = await asyncio.to_thread(build_snapshot, Fetched(content, ""))
         except FileNotFoundError:
             log.error("no plan snapshot: source unreachable and nothing persisted at %s", path)
             return
@@ -148,7 +148,7 @@ def _read_with_mtime(path: Path) -> tuple[bytes, float]:
         return fh.read(), os.fstat(fh.fileno()).st_mtime
 
 
-def _build(fetched: Fetched) -> tuple[Snapshot, dict[str, Any]]:
+def build_snapshot(fetched: Fetched) -> tuple[Snapshot, dict[str, Any]]:
     doc = decode_document(fetched)
     if not isinstance(doc, dict):
         raise SnapshotError("snapshot: must be an object")
