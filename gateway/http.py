@@ -29,7 +29,12 @@ def make_middleware(metrics: Metrics, cors_origins: tuple[str, ...]) -> Any:
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         started = time.perf_counter()
         try:
-            response = await handler(request)
+            # Preflight is answered for every path here rather than by a catch-all route,
+            # which would turn every unknown path's 404 into a 405.
+            if request.method == "OPTIONS":
+                response = await preflight(request)
+            else:
+                response = await handler(request)
         except IngestError as exc:
             response = error_response(exc)
         except web.HTTPException as exc:
@@ -92,4 +97,3 @@ def add_common_routes(app: web.Application, metrics: Metrics, readiness: Readine
     app.router.add_get("/health/live", live)
     app.router.add_get("/health/ready", ready)
     app.router.add_get("/metrics", metrics_handler)
-    app.router.add_route("OPTIONS", "/{tail:.*}", preflight)

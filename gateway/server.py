@@ -122,6 +122,9 @@ class Gateway:
         runner = web.AppRunner(
             app,
             access_log=None,
+            # Bodies are inflated by gateway.ingest.body, which enforces the size limit while
+            # decompressing; aiohttp's own decompression has no limit (a gzip bomb).
+            auto_decompress=False,
             shutdown_timeout=self.settings.ingest.ack_timeout_s + DRAIN_GRACE_S,
         )
         await runner.setup()
