@@ -17,9 +17,8 @@ import orjson
 
 from gateway import __version__
 from gateway.broker import BrokerError
-from gateway.config import ConfigError, LogSettings, load_settings
+from gateway.config import ConfigError, LogSettings, Role, load_settings
 from gateway.logs import setup_logging
-from gateway.server import Role, run
 
 log = logging.getLogger("gateway")
 
@@ -38,6 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=os.environ.get("GATEWAY_CONFIG"),
         help="TOML config file (default: $GATEWAY_CONFIG; without one, defaults + environment)",
     )
+    # Internal: a worker process started by a supervising `gateway serve` (ingest.workers > 1).
+    serve.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     serve.add_argument(
         "--role",
         choices=[r.value for r in Role],
@@ -81,8 +82,18 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "serve":
             settings = load_settings(args.config)
             setup_logging(settings.log)
-            log.info("gateway %s starting (role %s)", __version__, args.role)
-            _run(run(settings, Role(args.role)))
+            role = Role(args.role)
+            if args.worker:
+                log.info("ingest worker %d starting", os.getpid())
+                _run(_server().run(settings, role, reuse_port=True))
+            elif settings.ingest.workers > 1 and role is not Role.ADMIN:
+                from gateway.workers import serve_with_workers
+
+                log.info("gateway %s starting (role %s)", __version__, role)
+                serve_with_workers(settings, role, args.config)
+            else:
+                log.info("gateway %s starting (role %s)", __version__, role)
+                _run(_server().run(settings, role))
         elif args.command == "dev":
             from gateway.dev import prepare_dev_dir, run_dev
 
@@ -141,6 +152,14 @@ def _validate(args: argparse.Namespace) -> int:
     else:
         print(format_report(results, labels))
     return 1 if any(r.reason is not None for r in results) else 0
+
+
+def _server() -> Any:
+    # Imported late: with workers, the metrics directory must be set before
+    # prometheus-client (imported by the server modules) loads.
+    import gateway.server
+
+    return gateway.server
 
 
 def _run(coro: Coroutine[Any, Any, Any]) -> None:

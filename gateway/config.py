@@ -15,6 +15,7 @@ import tomllib
 import types
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
@@ -27,6 +28,14 @@ class ConfigError(Exception):
     """A configuration problem; the message names the offending key."""
 
 
+class Role(StrEnum):
+    """What a process serves: ``all`` (default), ``ingest`` (data plane) or ``admin``."""
+
+    ALL = "all"
+    INGEST = "ingest"
+    ADMIN = "admin"
+
+
 @dataclass(frozen=True)
 class IngestSettings:
     host: str = "0.0.0.0"
@@ -35,6 +44,8 @@ class IngestSettings:
     max_event_bytes: int = 32 * 1024
     max_batch_events: int = 2500
     max_inflight_events: int = 20000
+    # Worker processes sharing the ingest port (SO_REUSEPORT); 1 = serve in the main process.
+    workers: int = 1
     # How long a request waits for Kafka to acknowledge its events before answering 503.
     ack_timeout_s: float = 10.0
     cors_origins: tuple[str, ...] = ("*",)
@@ -44,6 +55,7 @@ class IngestSettings:
         _positive("ingest.max_event_bytes", self.max_event_bytes)
         _positive("ingest.max_batch_events", self.max_batch_events)
         _positive("ingest.max_inflight_events", self.max_inflight_events)
+        _positive("ingest.workers", self.workers)
         _positive("ingest.ack_timeout_s", self.ack_timeout_s)
         _port("ingest.port", self.port)
 

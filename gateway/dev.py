@@ -18,8 +18,8 @@ import orjson
 import yaml
 
 from gateway.broker import EmbeddedBroker
-from gateway.config import load_settings
-from gateway.server import Gateway, Role
+from gateway.config import Role, load_settings
+from gateway.server import Gateway
 
 DEMO_SOURCE_ID = "src_demo"
 DEMO_PLAN_ID = "tp_demo"

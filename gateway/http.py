@@ -28,6 +28,7 @@ def make_middleware(metrics: Metrics, cors_origins: tuple[str, ...]) -> Any:
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         started = time.perf_counter()
+        response: web.StreamResponse
         try:
             # Preflight is answered for every path here rather than by a catch-all route,
             # which would turn every unknown path's 404 into a 405.

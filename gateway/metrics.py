@@ -6,10 +6,20 @@ fixed vocabularies, ``route`` from the router's templates, never from raw client
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+import os
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 PREFIX = "gateway_"
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 # Seconds; the gateway answers in milliseconds normally, Kafka stalls push into seconds.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -19,6 +29,9 @@ __all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
 class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
+        # With several worker processes (gateway.workers) samples go to shared files and
+        # every exposition adds up all processes.
+        self.multiprocess = MULTIPROC_ENV in os.environ
         r = self.registry
         self.events_received = Counter(
             PREFIX + "events_received_total", "Events received", ["source_id", "type"], registry=r
@@ -67,6 +80,7 @@ class Metrics:
             PREFIX + "plan_snapshot_age_seconds",
             "Seconds since the plan snapshot was last confirmed current by its source",
             registry=r,
+            multiprocess_mode="livemax",  # the stalest worker
         )
         self.plan_refresh = Counter(
             PREFIX + "plan_refresh_total",
@@ -75,8 +89,15 @@ class Metrics:
             registry=r,
         )
         self.inflight_events = Gauge(
-            PREFIX + "inflight_events", "Events accepted but not yet acknowledged", registry=r
+            PREFIX + "inflight_events",
+            "Events accepted but not yet acknowledged",
+            registry=r,
+            multiprocess_mode="livesum",
         )
 
     def exposition(self) -> bytes:
+        if self.multiprocess:
+            combined = CollectorRegistry()
+            multiprocess.MultiProcessCollector(combined)  # type: ignore[no-untyped-call]
+            return generate_latest(combined)
         return generate_latest(self.registry)

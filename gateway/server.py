@@ -11,11 +11,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from enum import StrEnum
 
 from aiohttp import web
 
-from gateway.config import Settings
+from gateway.config import Role, Settings
 from gateway.enforce.enforcer import Enforcer
 from gateway.http import add_common_routes, make_middleware
 from gateway.ingest.routes import InflightLimit, IngestContext, add_ingest_routes
@@ -33,12 +32,6 @@ DRAIN_GRACE_S = 5.0
 READY_PROBE_TIMEOUT_S = 2.0
 
 
-class Role(StrEnum):
-    ALL = "all"
-    INGEST = "ingest"
-    ADMIN = "admin"
-
-
 class Gateway:
     def __init__(
         self,
@@ -46,9 +39,11 @@ class Gateway:
         role: Role = Role.ALL,
         *,
         provider: SnapshotProvider | None = None,
+        reuse_port: bool = False,
     ) -> None:
         self.settings = settings
         self.role = role
+        self.reuse_port = reuse_port
         self.metrics = Metrics()
         self.publisher = KafkaPublisher(settings.kafka, self.metrics)
         self.cache = PlanCache(
@@ -111,14 +106,16 @@ class Gateway:
             await self.cache.start()
             await self.publisher.start()
             self.ingest_port = await self._listen(
-                self.build_ingest_app(), s.ingest.host, s.ingest.port
+                self.build_ingest_app(), s.ingest.host, s.ingest.port, reuse_port=self.reuse_port
             )
             log.info("ingest API listening on http://%s:%d", s.ingest.host, self.ingest_port)
         if self.role in (Role.ALL, Role.ADMIN):
             self.admin_port = await self._listen(self.build_admin_app(), s.admin.host, s.admin.port)
             log.info("admin API listening on http://%s:%d", s.admin.host, self.admin_port)
 
-    async def _listen(self, app: web.Application, host: str, port: int) -> int:
+    async def _listen(
+        self, app: web.Application, host: str, port: int, *, reuse_port: bool = False
+    ) -> int:
         runner = web.AppRunner(
             app,
             access_log=None,
@@ -128,7 +125,7 @@ class Gateway:
             shutdown_timeout=self.settings.ingest.ack_timeout_s + DRAIN_GRACE_S,
         )
         await runner.setup()
-        site = web.TCPSite(runner, host, port)
+        site = web.TCPSite(runner, host, port, reuse_port=reuse_port or None)
         await site.start()
         self._runners.append(runner)
         # Port 0 asks the OS for a free port; report the one actually bound.
@@ -150,9 +147,9 @@ class Gateway:
         log.info("shutdown complete")
 
 
-async def run(settings: Settings, role: Role) -> None:
+async def run(settings: Settings, role: Role, *, reuse_port: bool = False) -> None:
     """Run until SIGTERM or SIGINT, then drain and exit."""
-    gateway = Gateway(settings, role)
+    gateway = Gateway(settings, role, reuse_port=reuse_port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -19,8 +19,8 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 
 from gateway.broker import EmbeddedBroker
-from gateway.config import Settings, load_settings
-from gateway.server import Gateway, Role
+from gateway.config import Role, Settings, load_settings
+from gateway.server import Gateway
 
 WRITE_KEY = "wk_test_source"
 DISABLED_KEY = "wk_disabled_source"

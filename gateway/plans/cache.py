@@ -52,7 +52,10 @@ class PlanCache:
         self._task: asyncio.Task[None] | None = None
         # Called with each new snapshot right after it is swapped in (on the event loop).
         self.on_swap: list[Callable[[Snapshot], None]] = []
-        metrics.plan_snapshot_age.set_function(self.age_s)
+        if not metrics.multiprocess:
+            metrics.plan_snapshot_age.set_function(self.age_s)
+        # Across processes a gauge cannot be computed at scrape time: refresh it each second.
+        self._age_task: asyncio.Task[None] | None = None
 
     def age_s(self) -> float:
         """Seconds since the provider last confirmed the snapshot (0 before the first load)."""
@@ -63,13 +66,16 @@ class PlanCache:
         if result == "error":
             await self._load_persisted()
         self._task = asyncio.create_task(self._refresh_loop(), name="plan-cache-refresh")
+        if self.metrics.multiprocess:
+            self._age_task = asyncio.create_task(self._publish_age(), name="plan-age")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        for task in (self._task, self._age_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._task = self._age_task = None
         await self.provider.close()
 
     async def refresh_once(self) -> str:
@@ -98,6 +104,11 @@ class PlanCache:
             result = "error"
         self.metrics.plan_refresh.labels(result).inc()
         return result
+
+    async def _publish_age(self) -> None:
+        while True:
+            self.metrics.plan_snapshot_age.set(self.age_s())
+            await asyncio.sleep(1.0)
 
     def _swap(self, snapshot: Snapshot) -> None:
         self.current = snapshot
