@@ -16,7 +16,7 @@ from aiohttp import web
 
 from gateway.config import Role, Settings
 from gateway.enforce.enforcer import Enforcer
-from gateway.http import add_common_routes, make_middleware
+from gateway.http import Handler, add_common_routes, make_middleware
 from gateway.ingest.routes import InflightLimit, IngestContext, add_ingest_routes
 from gateway.metrics import Metrics
 from gateway.pipeline import Pipeline
@@ -30,6 +30,39 @@ log = logging.getLogger(__name__)
 # Extra time, beyond the Kafka ack timeout, that shutdown grants in-flight requests.
 DRAIN_GRACE_S = 5.0
 READY_PROBE_TIMEOUT_S = 2.0
+
+
+class Drain:
+    """Counts requests in progress so shutdown can wait for them, and closes connections then."""
+
+    def __init__(self) -> None:
+        self.active = 0
+        self.draining = False
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    @web.middleware
+    async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        self.active += 1
+        self._idle.clear()
+        try:
+            response = await handler(request)
+            if self.draining:
+                response.force_close()  # the client must not reuse a closing server's connection
+            return response
+        finally:
+            self.active -= 1
+            if not self.active:
+                self._idle.set()
+
+    def start(self) -> None:
+        self.draining = True
+
+    async def wait(self, timeout_s: float) -> None:
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout_s)
+        except TimeoutError:
+            log.warning("%d requests still running after %.0fs; closing", self.active, timeout_s)
 
 
 class Gateway:
@@ -56,6 +89,7 @@ class Gateway:
         self.cache.on_swap.append(self._on_snapshot)
         self._warmup: asyncio.Task[None] | None = None
         self._runners: list[web.AppRunner] = []
+        self._drain = Drain()
         self.ingest_port: int | None = None
         self.admin_port: int | None = None
 
@@ -116,6 +150,7 @@ class Gateway:
     async def _listen(
         self, app: web.Application, host: str, port: int, *, reuse_port: bool = False
     ) -> int:
+        app.middlewares.insert(0, self._drain.middleware)
         runner = web.AppRunner(
             app,
             access_log=None,
@@ -135,6 +170,13 @@ class Gateway:
 
     async def stop(self) -> None:
         log.info("shutting down: draining in-flight requests")
+        # Stop listening first, but keep open connections working: a request whose body is
+        # still arriving must be able to finish. Only then close everything.
+        self._drain.start()
+        for runner in self._runners:
+            for site in list(runner.sites):
+                await site.stop()
+        await self._drain.wait(self.settings.ingest.ack_timeout_s + DRAIN_GRACE_S)
         for runner in self._runners:
             await runner.cleanup()
         self._runners.clear()
