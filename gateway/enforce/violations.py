@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from jsonschema.exceptions import ValidationError
@@ -73,10 +74,11 @@ def violations_of(
     errors: Iterable[ValidationError], root_schema: Mapping[str, Any]
 ) -> list[Violation]:
     found: list[Violation] = []
-    seen_if: set[str] = set()
+    seen_if: set[tuple[str, str]] = set()
     for error in errors:
         instance_path = _pointer(error.absolute_path)
-        schema_path = "#" + _pointer(error.absolute_schema_path)
+        located = _locate(error, root_schema)
+        schema_path = located.schema_pointer
         # A `false` subschema fails with no keyword at all.
         keyword = str(error.validator) if error.validator is not None else "false"
         if keyword == "required":
@@ -92,7 +94,20 @@ def violations_of(
                     "meta": {"instancePath": instance_path, "schemaPath": schema_path},
                 }
             )
-        found.extend(_if_violations(error, root_schema, seen_if))
+        for if_pointer, branch, at in located.branches:
+            # ajv reports a failed then/else branch also as an `if` error, once per place.
+            key = (_pointer(at), if_pointer)
+            if key in seen_if:
+                continue
+            seen_if.add(key)
+            found.append(
+                {
+                    "type": ADVANCE_RULES_VIOLATION,
+                    "message": f'must match "{branch}" schema',
+                    "property": _last(at),
+                    "meta": {"instancePath": _pointer(at), "schemaPath": if_pointer},
+                }
+            )
     return found
 
 
@@ -150,44 +165,79 @@ def _additional(
     ]
 
 
-def _if_violations(
-    error: ValidationError, root_schema: Mapping[str, Any], seen: set[str]
-) -> list[Violation]:
-    """ajv reports a failed ``then``/``else`` branch also as an ``if`` error; so do we."""
-    out: list[Violation] = []
-    schema_path = list(error.absolute_schema_path)
+@dataclass(slots=True)
+class _Located:
+    """Where an error's schema path really leads, and the ``if`` branches it passed."""
+
+    schema_pointer: str
+    # (pointer to the `if`, "then" | "else", instance path segments at that schema)
+    branches: list[tuple[str, str, list[Any]]]
+
+
+def _locate(error: ValidationError, root: Mapping[str, Any]) -> _Located:
+    """Follow jsonschema's schema path through the root schema.
+
+    jsonschema leaves ``$ref`` and ``if`` out of the path, so a local ``$ref`` is resolved
+    whenever the next segment is not found beside it; this yields the real location of the
+    keyword (``#/definitions/amount/minimum``) and every ``then``/``else`` branch taken.
+    """
+    path = list(error.absolute_schema_path)
     instance_path = list(error.absolute_path)
-    node: Any = root_schema
+    node: Any = root
+    pointer: list[Any] = []
     consumed = 0  # instance path segments used up by the schema path walked so far
-    for i, segment in enumerate(schema_path):
-        if not isinstance(node, Mapping):
-            break
-        if segment in ("then", "else") and "if" in node and i + 1 <= len(schema_path):
-            pointer = "#" + _pointer(schema_path[:i]) + "/if"
-            if pointer not in seen:
-                seen.add(pointer)
-                at = instance_path[:consumed]
-                out.append(
-                    {
-                        "type": ADVANCE_RULES_VIOLATION,
-                        "message": f'must match "{segment}" schema',
-                        "property": _last(at),
-                        "meta": {"instancePath": _pointer(at), "schemaPath": pointer},
-                    }
-                )
-        parent_keyword = schema_path[i - 1] if i else None
+    branches: list[tuple[str, str, list[Any]]] = []
+    for i, segment in enumerate(path):
+        for _ in range(_MAX_REF_HOPS):
+            if not (isinstance(node, Mapping) and segment not in node and "$ref" in node):
+                break
+            resolved = _resolve_local(root, node["$ref"])
+            if resolved is None:
+                break
+            node, pointer = resolved
+        if isinstance(node, Mapping) and segment in ("then", "else") and "if" in node:
+            branches.append(("#" + _pointer([*pointer, "if"]), segment, instance_path[:consumed]))
+        previous = path[i - 1] if i else None
         if (
-            parent_keyword in ("properties", "patternProperties")
-            or (parent_keyword == "items" and isinstance(segment, int))
+            previous in ("properties", "patternProperties")
+            or (previous == "items" and isinstance(segment, int))
             or segment in ("additionalProperties", "additionalItems", "contains")
-            or (segment == "items" and isinstance(node.get("items"), Mapping))
+            or (
+                segment == "items"
+                and isinstance(node, Mapping)
+                and isinstance(node.get("items"), Mapping)
+            )
         ):
             consumed += 1
-        node = node.get(segment) if isinstance(node, Mapping) else None
-        if isinstance(node, list) and i + 1 < len(schema_path):
-            index = schema_path[i + 1]
-            node = {index: node[index]} if isinstance(index, int) and index < len(node) else None
-    return out
+        if isinstance(node, Mapping):
+            node = node.get(segment)
+        elif isinstance(node, list) and isinstance(segment, int) and segment < len(node):
+            node = node[segment]
+        else:
+            node = None
+        pointer = [*pointer, segment]
+    return _Located("#" + _pointer(pointer), branches)
+
+
+_MAX_REF_HOPS = 16
+
+
+def _resolve_local(root: Mapping[str, Any], ref: Any) -> tuple[Any, list[Any]] | None:
+    if not isinstance(ref, str) or not ref.startswith("#"):
+        return None
+    node: Any = root
+    parts: list[Any] = []
+    for raw in ref[1:].split("/")[1:]:
+        part = raw.replace("~1", "/").replace("~0", "~")
+        if isinstance(node, Mapping) and part in node:
+            node = node[part]
+            parts.append(part)
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+            parts.append(int(part))
+        else:
+            return None
+    return node, parts
 
 
 def _message(keyword: str, error: ValidationError) -> str:
