@@ -105,7 +105,7 @@ class Enforcer:
         violations, label = self._validate(event, event_type, plan)
         reason = policy.drop_reason(violations)
         if reason is None:
-            violations = _stamp(event, plan, violations, policy)
+            _stamp(event, plan, violations, policy)
         return Decision(plan, violations, reason, label)
 
     def _validate(
@@ -127,20 +127,23 @@ class Enforcer:
 
 def _stamp(
     event: dict[str, Any], plan: TrackingPlan, violations: list[Violation], policy: Policy
-) -> list[Violation]:
+) -> None:
+    """Stamp a forwarded event's context. Omitted keys still count as violations (metrics,
+    headers, dry runs), but the forwarded event no longer has them, so its violationErrors
+    leave them out and ``omittedProperties`` lists them instead."""
     context = event.get("context")
     if not isinstance(context, dict):
         context = event["context"] = {}
     context["trackingPlanId"] = plan.id
     context["trackingPlanVersion"] = plan.version
+    remaining = violations
     if policy.unplanned_properties == "omit":
         omitted = [v for v in violations if v["type"] == ADDITIONAL_PROPERTIES]
         if omitted:
             context["omittedProperties"] = [_omit(event, v) for v in omitted]
-            violations = [v for v in violations if v["type"] != ADDITIONAL_PROPERTIES]
+            remaining = [v for v in violations if v["type"] != ADDITIONAL_PROPERTIES]
     if policy.propagate_validation_errors:
-        context["violationErrors"] = violations
-    return violations
+        context["violationErrors"] = remaining
 
 
 def _omit(event: dict[str, Any], violation: Violation) -> str:
