@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import dataclasses
+import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -17,10 +18,17 @@ from typing import Any
 import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer
+from hypothesis import settings
 
 from gateway.broker import EmbeddedBroker
 from gateway.config import Role, Settings, load_settings
 from gateway.server import Gateway
+
+# CI runs the property-based tests on a fixed set of examples, so a run's outcome never depends
+# on a random seed; locally each run explores new examples.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 WRITE_KEY = "wk_test_source"
 DISABLED_KEY = "wk_disabled_source"
