@@ -19,6 +19,7 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer
 from hypothesis import settings
+from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.broker import EmbeddedBroker
 from gateway.config import Role, Settings, load_settings
@@ -134,10 +135,8 @@ def ingest_url(gw: Gateway, path: str) -> str:
     return f"http://127.0.0.1:{gw.ingest_port}{path}"
 
 
-async def consume(
-    bootstrap_servers: str, topic: str, count: int, timeout_s: float = 15.0
-) -> list[Any]:
-    """Read ``count`` records from the start of ``topic`` (fails if fewer arrive in time)."""
+async def _reader(bootstrap_servers: str, topic: str) -> AIOKafkaConsumer:
+    """A started consumer reading ``topic`` from its first record, outside any group."""
     consumer = AIOKafkaConsumer(
         topic,
         bootstrap_servers=bootstrap_servers,
@@ -146,6 +145,14 @@ async def consume(
         enable_auto_commit=False,
     )
     await consumer.start()
+    return consumer
+
+
+async def consume(
+    bootstrap_servers: str, topic: str, count: int, timeout_s: float = 15.0
+) -> list[Any]:
+    """Read ``count`` records from the start of ``topic`` (fails if fewer arrive in time)."""
+    consumer = await _reader(bootstrap_servers, topic)
     records: list[Any] = []
     try:
         async with asyncio.timeout(timeout_s):
@@ -163,14 +170,7 @@ async def consume(
 
 async def consume_all(bootstrap_servers: str, topic: str, settle_s: float = 1.0) -> list[Any]:
     """Read everything on ``topic`` until nothing new arrives for ``settle_s``."""
-    consumer = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=bootstrap_servers,
-        group_id=None,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-    )
-    await consumer.start()
+    consumer = await _reader(bootstrap_servers, topic)
     records: list[Any] = []
     try:
         while True:
@@ -182,6 +182,39 @@ async def consume_all(bootstrap_servers: str, topic: str, settle_s: float = 1.0)
     finally:
         await consumer.stop()
     return records
+
+
+# Every Kafka record carries exactly these headers (DESIGN §5).
+HEADER_NAMES = {
+    "source-id",
+    "event-type",
+    "event-name",
+    "message-id",
+    "tracking-plan-id",
+    "tracking-plan-version",
+    "violations",
+}
+
+MetricSamples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def metric_samples(text: str) -> MetricSamples:
+    """Every sample of a Prometheus text exposition, by (name, labels)."""
+    samples: MetricSamples = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            samples[sample.name, frozenset(sample.labels.items())] = sample.value
+    return samples
+
+
+def metric_value(text: str, name: str, **labels: str) -> float:
+    """Sum of the samples named ``name`` whose labels include ``labels`` (0 if none)."""
+    wanted = set(labels.items())
+    return sum(
+        value
+        for (sample_name, sample_labels), value in metric_samples(text).items()
+        if sample_name == name and wanted <= sample_labels
+    )
 
 
 def headers_of(record: Any) -> dict[str, str]:

@@ -18,10 +18,10 @@ import aiohttp
 import orjson
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
-from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.server import Gateway
 from tests.conftest import (
+    HEADER_NAMES,
     SOURCE_ID,
     WRITE_KEY,
     GatewayFactory,
@@ -29,6 +29,7 @@ from tests.conftest import (
     consume,
     headers_of,
     ingest_url,
+    metric_samples,
     write_snapshot,
 )
 
@@ -45,15 +46,6 @@ NORMALIZED_FIELDS = {
     "originalTimestamp",
     "timestamp",
     "request_ip",
-}
-HEADER_NAMES = {
-    "source-id",
-    "event-type",
-    "event-name",
-    "message-id",
-    "tracking-plan-id",
-    "tracking-plan-version",
-    "violations",
 }
 
 
@@ -306,15 +298,6 @@ def assert_as_received(got: Json, sent: Json) -> None:
     assert set(got) - set(sent) <= NORMALIZED_FIELDS
 
 
-def counter_samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
-    out: dict[tuple[str, frozenset[tuple[str, str]]], float] = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name.endswith("_total"):
-                out[sample.name, frozenset(sample.labels.items())] = sample.value
-    return out
-
-
 def of_family(
     samples: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str
 ) -> dict[frozenset[tuple[str, str]], float]:
@@ -407,7 +390,7 @@ async def test_mixed_batch_forwarded_quarantined_and_counted(
         assert headers["tracking-plan-version"] == "1"
         assert headers["violations"] == str(len(expected)), mid
 
-    samples = counter_samples(await get_metrics(gw))
+    samples = metric_samples(await get_metrics(gw))
     src = SOURCE_ID
     assert of_family(samples, "gateway_events_received_total") == {
         labels(source_id=src, type="track"): 6.0,

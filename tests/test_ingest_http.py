@@ -21,11 +21,11 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
 from multidict import CIMultiDictProxy
-from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.server import Gateway
 from tests.conftest import (
     DISABLED_KEY,
+    HEADER_NAMES,
     SOURCE_ID,
     WRITE_KEY,
     GatewayFactory,
@@ -33,6 +33,7 @@ from tests.conftest import (
     consume,
     headers_of,
     ingest_url,
+    metric_samples,
 )
 
 SINGLE_ROUTES = [
@@ -50,15 +51,6 @@ SINGLE_ROUTES = [
     ("/v1/a", "alias"),
 ]
 BATCH_ROUTES = ["/v1/batch", "/v1/import", "/v1/b"]
-HEADER_NAMES = {
-    "source-id",
-    "event-type",
-    "event-name",
-    "message-id",
-    "tracking-plan-id",
-    "tracking-plan-version",
-    "violations",
-}
 # Fields the gateway sets during normalization; everything else must pass through untouched.
 NORMALIZED_FIELDS = {"messageId", "receivedAt", "sentAt", "originalTimestamp", "timestamp"}
 UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
@@ -893,14 +885,6 @@ async def test_get_on_ingest_route_is_405(gateway: Gateway) -> None:
     reply = await call(gateway, "GET", "/v1/track", headers=basic_auth())
     assert_error(reply, 405)
     assert "POST" in [m.strip() for m in reply.headers["Allow"].split(",")]
-
-
-def metric_samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
-    samples: dict[tuple[str, frozenset[tuple[str, str]]], float] = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            samples[sample.name, frozenset(sample.labels.items())] = sample.value
-    return samples
 
 
 def sample(

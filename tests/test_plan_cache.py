@@ -32,6 +32,7 @@ from tests.conftest import (
     gateway_settings,
     headers_of,
     ingest_url,
+    metric_value,
     snapshot_doc,
     write_snapshot,
 )
@@ -246,12 +247,6 @@ async def persist_a_snapshot(broker: EmbeddedBroker, tmp_path: Path) -> Path:
     cache_dir = Path(first.settings.plans.cache_dir)
     assert (cache_dir / PERSISTED_NAME).is_file()
     return cache_dir
-
-
-def metric_value(metrics_text: str, name: str) -> float:
-    match = re.search(rf"^{name} (\S+)$", metrics_text, re.M)
-    assert match, f"{name} missing from /metrics"
-    return float(match.group(1))
 
 
 @pytest.mark.parametrize("kind", ["missing-file", "broken-file", "closed-port"])

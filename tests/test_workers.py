@@ -12,10 +12,16 @@ from pathlib import Path
 
 import aiohttp
 import orjson
-from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.broker import EmbeddedBroker, free_port
-from tests.conftest import SOURCE_ID, basic_auth, consume_all, snapshot_doc, write_snapshot
+from tests.conftest import (
+    SOURCE_ID,
+    basic_auth,
+    consume_all,
+    metric_value,
+    snapshot_doc,
+    write_snapshot,
+)
 
 WORKERS = 2
 REQUESTS = 60
@@ -24,14 +30,6 @@ REQUESTS = 60
 def children_of(pid: int) -> set[int]:
     done = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True, check=False)
     return {int(line) for line in done.stdout.split()}
-
-
-def metric_value(text: str, name: str, **labels: str) -> float:
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
-                return sample.value
-    return 0.0
 
 
 async def wait_ready(http: aiohttp.ClientSession, url: str, proc: subprocess.Popen[bytes]) -> None:
