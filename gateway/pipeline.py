@@ -22,7 +22,8 @@ from gateway.enforce.enforcer import Decision, Enforcer
 from gateway.ingest.normalize import RequestInfo, normalize
 from gateway.outcomes import EVENT_TYPES, Outcome, QuarantineReason
 from gateway.plans.snapshot import Snapshot, Source
-from gateway.publish.records import Record, event_key, event_name, headers_for, quarantine_value
+from gateway.publish.producer import Record
+from gateway.publish.records import event_key, event_name, headers_for, quarantine_value
 
 UNKNOWN_TYPE = "unknown"
 

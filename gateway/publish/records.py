@@ -16,7 +16,6 @@ from typing import Any
 import orjson
 
 from gateway.outcomes import QuarantineReason
-from gateway.publish.producer import Record
 
 # A quarantined event larger than this is stored as a stub naming it, so that one oversized
 # event can never exceed Kafka's message size and make its whole request fail forever.
@@ -83,6 +82,3 @@ def quarantine_value(
             "event": event,
         }
     )
-
-
-__all__ = ["Record", "event_key", "headers_for", "quarantine_value"]
