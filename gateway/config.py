@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
 ENV_PREFIX = "GATEWAY_"
+# plans.source value: the snapshot is built from this process's own catalog store.
+LOCAL_SOURCE = "local"
 # Environment variables with the prefix that are not settings overrides.
 ENV_NOT_SETTINGS = frozenset({"GATEWAY_CONFIG"})
 
@@ -138,17 +140,20 @@ class KafkaSettings:
 
 @dataclass(frozen=True)
 class PlansSettings:
-    # Where the plan snapshot comes from: "file:path.json|.yaml" or "http(s)://admin-host:port".
-    source: str = "file:plans.yaml"
+    # Where the plan snapshot comes from: "local" (this process's catalog; role all),
+    # "file:path.json|.yaml" (plans as code) or "http(s)://admin-host:port" (an admin replica).
+    source: str = "local"
     refresh_interval_s: float = 10.0
     cache_dir: str = "data/plans"
     # Bearer token sent to an http(s) snapshot source.
     token: str = ""
 
     def validate(self) -> None:
-        if not self.source.startswith(("file:", "http://", "https://")):
+        if self.source != LOCAL_SOURCE and not self.source.startswith(
+            ("file:", "http://", "https://")
+        ):
             raise ConfigError(
-                f"plans.source: {self.source!r} is not 'file:PATH' or an http(s):// URL"
+                f"plans.source: {self.source!r} is not 'local', 'file:PATH' or an http(s):// URL"
             )
         _positive("plans.refresh_interval_s", self.refresh_interval_s)
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.ingest.errors import IngestError, error_response
+from gateway.errors import ApiError, error_response
 from gateway.metrics import CONTENT_TYPE_LATEST, Metrics
 
 log = logging.getLogger(__name__)
@@ -36,7 +36,7 @@ def make_middleware(metrics: Metrics, cors_origins: tuple[str, ...]) -> Any:
                 response = await preflight(request)
             else:
                 response = await handler(request)
-        except IngestError as exc:
+        except ApiError as exc:
             response = error_response(exc)
         except web.HTTPException as exc:
             # Router-level errors (404, 405) in the same JSON shape as ours.

@@ -14,7 +14,12 @@ import signal
 
 from aiohttp import web
 
-from gateway.config import Role, Settings
+from gateway.catalog.auth import TokenAuth
+from gateway.catalog.http import AUTH_KEY, STORE_KEY, require_token
+from gateway.catalog.snapshot import LocalProvider, add_snapshot_route
+from gateway.catalog.sources import add_source_routes
+from gateway.catalog.store import Store
+from gateway.config import LOCAL_SOURCE, ConfigError, Role, Settings
 from gateway.enforce.enforcer import Enforcer
 from gateway.http import Handler, add_common_routes, make_middleware
 from gateway.ingest.routes import InflightLimit, IngestContext, add_ingest_routes
@@ -78,9 +83,12 @@ class Gateway:
         self.role = role
         self.reuse_port = reuse_port
         self.metrics = Metrics()
+        self.store: Store | None = None
+        if role in (Role.ALL, Role.ADMIN):
+            self.store = Store(settings.catalog.database_url)
         self.publisher = KafkaPublisher(settings.kafka, self.metrics)
         self.cache = PlanCache(
-            provider or provider_from_source(settings.plans.source, settings.plans.token),
+            provider or self._provider(),
             cache_dir=settings.plans.cache_dir,
             refresh_interval_s=settings.plans.refresh_interval_s,
             metrics=self.metrics,
@@ -92,6 +100,18 @@ class Gateway:
         self._drain = Drain()
         self.ingest_port: int | None = None
         self.admin_port: int | None = None
+
+    def _provider(self) -> SnapshotProvider:
+        plans = self.settings.plans
+        if plans.source != LOCAL_SOURCE:
+            return provider_from_source(plans.source, plans.token)
+        if self.store is None:
+            raise ConfigError(
+                'plans.source: "local" needs the catalog in this process (role all); an ingest '
+                "replica reads the admin role's snapshot: set plans.source = "
+                '"http://ADMIN-HOST:PORT" and plans.token'
+            )
+        return LocalProvider(self.store)
 
     def _on_snapshot(self, snapshot: Snapshot) -> None:
         """Drop compiled plans that are gone; compile new ones in the background."""
@@ -105,12 +125,13 @@ class Gateway:
         return self.role in (Role.ALL, Role.INGEST)
 
     async def readiness(self) -> dict[str, bool]:
-        if not self.serves_ingest:
-            return {"admin": True}
-        return {
-            "kafka": await self.publisher.probe(READY_PROBE_TIMEOUT_S),
-            "snapshot": self.cache.current is not None,
-        }
+        checks: dict[str, bool] = {}
+        if self.store is not None:
+            checks["catalog"] = await self.store.ping()
+        if self.serves_ingest:
+            checks["kafka"] = await self.publisher.probe(READY_PROBE_TIMEOUT_S)
+            checks["snapshot"] = self.cache.current is not None
+        return checks
 
     def build_ingest_app(self) -> web.Application:
         s = self.settings
@@ -130,12 +151,19 @@ class Gateway:
         return app
 
     def build_admin_app(self) -> web.Application:
-        app = web.Application(middlewares=[make_middleware(self.metrics, ())])
+        assert self.store is not None
+        app = web.Application(middlewares=[make_middleware(self.metrics, ()), require_token])
+        app[STORE_KEY] = self.store
+        app[AUTH_KEY] = TokenAuth(self.settings.admin.tokens)
+        add_source_routes(app)
+        add_snapshot_route(app)
         add_common_routes(app, self.metrics, self.readiness)
         return app
 
     async def start(self) -> None:
         s = self.settings
+        if self.store is not None:
+            await self.store.open()
         if self.serves_ingest:
             await self.cache.start()
             await self.publisher.start()
@@ -182,6 +210,8 @@ class Gateway:
         self._runners.clear()
         await self.publisher.stop()
         await self.cache.stop()
+        if self.store is not None:
+            await self.store.close()
         self.enforcer.stop_warming()
         if self._warmup is not None:
             # Ends after at most one more plan: the warm-up checks stop_warming().

@@ -54,7 +54,7 @@ def test_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.kafka.acks == "all"
     assert settings.kafka.compression in ("zstd", "lz4")
     # Relative default paths resolve against the working directory when there is no file.
-    assert settings.plans.source == f"file:{tmp_path / 'plans.yaml'}"
+    assert settings.plans.source == "local"
     assert settings.plans.cache_dir == str(tmp_path / "data" / "plans")
     assert settings.catalog.database_url == f"sqlite:///{tmp_path / 'data' / 'catalog.db'}"
 

@@ -18,14 +18,10 @@ EXAMPLE = Path(__file__).resolve().parent.parent / "config.example.toml"
 def _defaults_resolved_under(base_dir: Path) -> Settings:
     """The dataclass defaults, with their relative paths made relative to ``base_dir``."""
     defaults = Settings()
-    file_prefix, sqlite_prefix = "file:", "sqlite:///"
-    assert defaults.plans.source.startswith(file_prefix)
+    sqlite_prefix = "sqlite:///"
+    assert defaults.plans.source == "local"  # not a path: nothing to resolve
     assert defaults.catalog.database_url.startswith(sqlite_prefix)
-    plans = dataclasses.replace(
-        defaults.plans,
-        source=file_prefix + str(base_dir / defaults.plans.source.removeprefix(file_prefix)),
-        cache_dir=str(base_dir / defaults.plans.cache_dir),
-    )
+    plans = dataclasses.replace(defaults.plans, cache_dir=str(base_dir / defaults.plans.cache_dir))
     catalog = dataclasses.replace(
         defaults.catalog,
         database_url=sqlite_prefix

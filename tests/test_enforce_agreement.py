@@ -121,7 +121,9 @@ TRICKY_ARRAYS: tuple[list[Any], ...] = (
     [1, True],
     [0, False],
     [1, 1.0],
-    [[1], [True], [1]],
+    [[1], [True], [1]],  # sorted, [True] sits between the two [1]s
+    [[0], [False], [0], [1]],
+    [[1, "a"], [True, "a"], [1, "a"]],
     [[1], [1.0]],
     [{"a": 1}, {"a": True}],
     [{"a": 1}, {"a": 1.0}],
@@ -307,7 +309,7 @@ def _nested(
         elif draw(st.integers(0, 3)):
             schema["items"] = draw(children)  # tuple form
         if draw(st.booleans()):  # meaningful beside the tuple form only
-            schema["additionalItems"] = draw(st.one_of(st.booleans(), child))
+            schema["additionalItems"] = draw(st.one_of(st.just(True), st.just(False), child))
         if draft != DRAFT_04 and not draw(st.integers(0, 2)):
             schema["contains"] = draw(child)
     else:
@@ -544,7 +546,7 @@ class _Aim:
 
     def array(self, schema: dict[str, Any], depth: int, edge: bool) -> list[Any]:
         rnd = self.rnd
-        if schema.get("uniqueItems") and rnd.random() < 0.4:
+        if schema.get("uniqueItems") and rnd.random() < 0.5:
             self.contested = True
             return copy.deepcopy(rnd.choice(TRICKY_ARRAYS))
         low, high = schema.get("minItems", 0), schema.get("maxItems", 4)

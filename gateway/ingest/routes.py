@@ -119,7 +119,7 @@ class IngestRequest:
 async def read_ingest_request(
     request: web.Request, ctx: IngestContext, forced_type: str | None
 ) -> IngestRequest:
-    """Body, write key, source and events of a request; raises the matching IngestError."""
+    """Body, write key, source and events of a request; raises the matching ApiError."""
     settings = ctx.settings
     snapshot = ctx.cache.current
     if snapshot is None:

@@ -82,6 +82,7 @@ class KafkaPublisher:
         self._producer: AIOKafkaProducer | None = None
         self._connect_task: asyncio.Task[None] | None = None
         self._failing = False
+        self._connect_failed = False
 
     @property
     def ready(self) -> bool:
@@ -120,6 +121,7 @@ class KafkaPublisher:
                 await asyncio.shield(producer.stop())
                 raise
             except (KafkaError, OSError) as exc:
+                self._connect_failed = True
                 with contextlib.suppress(Exception):
                     await producer.stop()
                 log.warning(
@@ -155,21 +157,28 @@ class KafkaPublisher:
             await admin.close()
 
     async def publish(self, records: Sequence[Record], timeout_s: float) -> None:
+        started = time.perf_counter()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
         producer = self._producer
         if producer is None:
-            raise KafkaUnavailable("not connected to Kafka yet")
-        started = time.perf_counter()
+            # During the first connection attempt (a fresh start) wait for it within the same
+            # deadline; once an attempt has failed, Kafka is known to be down: answer at once.
+            if not self._connect_failed:
+                await self.wait_connected(timeout_s)
+            producer = self._producer
+            if producer is None:
+                raise KafkaUnavailable("not connected to Kafka yet")
         futures: list[asyncio.Future[Any]] = []
         try:
             # send() may itself wait (topic metadata, a full buffer), so it shares the deadline.
-            async with asyncio.timeout(timeout_s):
+            async with asyncio.timeout_at(deadline):
                 for r in records:
                     futures.append(
                         await producer.send(r.topic, r.value, key=r.key, headers=r.headers)
                     )
                 # asyncio.wait, unlike gather, does not cancel the deliveries on timeout.
-                remaining = timeout_s - (time.perf_counter() - started)
-                _, pending = await asyncio.wait(futures, timeout=max(remaining, 0))
+                _, pending = await asyncio.wait(futures, timeout=max(deadline - loop.time(), 0))
             if pending:
                 raise TimeoutError
             failures = [f.exception() for f in futures if f.exception() is not None]

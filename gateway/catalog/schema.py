@@ -1,0 +1,176 @@
+"""The catalog's tables and their versioned migrations (SQLite and PostgreSQL alike).
+
+JSON documents (rules, configs) are stored as text written by orjson, and times as ISO 8601
+strings, so both databases hold byte-identical data and no dialect-specific type is needed.
+Migrations are applied in order at startup, each in its own transaction, and recorded in
+``schema_migrations``; a migration is never edited once released — add a new one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Connection,
+    ForeignKey,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+ID = 40  # prefixed KSUID-style ids ("tp_" + 27 characters) fit with room to spare
+NAME = 200
+TIME = 32
+
+schema_migrations = Table(
+    "schema_migrations",
+    metadata,
+    Column("version", Integer, primary_key=True),
+    Column("applied_at", String(TIME), nullable=False),
+)
+
+# One row: the workspace id and a revision bumped by every change the snapshot depends on.
+catalog_state = Table(
+    "catalog_state",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("workspace_id", String(ID), nullable=False),
+    Column("revision", Integer, nullable=False),
+)
+
+sources = Table(
+    "sources",
+    metadata,
+    Column("id", String(ID), primary_key=True),
+    Column("name", String(NAME), nullable=False),
+    Column("enabled", Boolean, nullable=False),
+    Column("created_at", String(TIME), nullable=False),
+    Column("updated_at", String(TIME), nullable=False),
+)
+
+write_keys = Table(
+    "write_keys",
+    metadata,
+    Column("key", String(NAME), primary_key=True),
+    Column("source_id", String(ID), ForeignKey("sources.id", ondelete="CASCADE"), nullable=False),
+    Column("created_at", String(TIME), nullable=False),
+)
+
+tracking_plans = Table(
+    "tracking_plans",
+    metadata,
+    Column("id", String(ID), primary_key=True),
+    Column("name", String(NAME), nullable=False),
+    Column("description", Text, nullable=True),
+    Column("version", Integer, nullable=False),
+    Column("creation_type", String(NAME), nullable=False),
+    Column("created_at", String(TIME), nullable=False),
+    Column("updated_at", String(TIME), nullable=False),
+)
+
+# Every version of every plan, exactly as it was (plan fields, events and rules).
+tracking_plan_versions = Table(
+    "tracking_plan_versions",
+    metadata,
+    Column("plan_id", String(ID), ForeignKey("tracking_plans.id", ondelete="CASCADE")),
+    Column("version", Integer),
+    Column("document", Text, nullable=False),
+    PrimaryKeyConstraint("plan_id", "version"),
+)
+
+categories = Table(
+    "categories",
+    metadata,
+    Column("id", String(ID), primary_key=True),
+    Column("name", String(NAME), nullable=False, unique=True),
+    Column("description", Text, nullable=True),
+    Column("created_at", String(TIME), nullable=False),
+    Column("updated_at", String(TIME), nullable=False),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("id", String(ID), primary_key=True),
+    Column("name", String(NAME), nullable=False),
+    Column("description", Text, nullable=True),
+    Column("event_type", String(16), nullable=False),
+    Column("category_id", String(ID), ForeignKey("categories.id"), nullable=True),
+    Column("created_at", String(TIME), nullable=False),
+    Column("updated_at", String(TIME), nullable=False),
+)
+
+properties = Table(
+    "properties",
+    metadata,
+    Column("id", String(ID), primary_key=True),
+    Column("name", String(NAME), nullable=False),
+    Column("description", Text, nullable=True),
+    Column("type", Text, nullable=False),  # JSON: "" (any), a type, or a list of types
+    Column("prop_config", Text, nullable=True),  # JSON object of advanced keywords
+    Column("created_at", String(TIME), nullable=False),
+    Column("updated_at", String(TIME), nullable=False),
+)
+
+custom_types = Table(
+    "custom_types",
+    metadata,
+    Column("id", String(ID), primary_key=True),
+    Column("name", String(NAME), nullable=False, unique=True),
+    Column("description", Text, nullable=True),
+    Column("type", String(16), nullable=False),
+    Column("config", Text, nullable=False),  # JSON
+    Column("properties", Text, nullable=False),  # JSON list of {"id", "required"}
+    Column("version", Integer, nullable=False),
+    Column("created_at", String(TIME), nullable=False),
+    Column("updated_at", String(TIME), nullable=False),
+)
+
+tracking_plan_events = Table(
+    "tracking_plan_events",
+    metadata,
+    Column("plan_id", String(ID), ForeignKey("tracking_plans.id", ondelete="CASCADE")),
+    Column("event_id", String(ID), ForeignKey("events.id")),
+    Column("identity_section", String(32), nullable=False),
+    Column("additional_properties", Boolean, nullable=False),
+    Column("rules", Text, nullable=False),  # JSON schema
+    Column("created_at", String(TIME), nullable=False),
+    Column("updated_at", String(TIME), nullable=False),
+    PrimaryKeyConstraint("plan_id", "event_id"),
+)
+
+# A source is connected to at most one tracking plan.
+connections = Table(
+    "connections",
+    metadata,
+    Column("source_id", String(ID), ForeignKey("sources.id", ondelete="CASCADE"), primary_key=True),
+    Column(
+        "plan_id",
+        String(ID),
+        ForeignKey("tracking_plans.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("config", Text, nullable=False),  # JSON
+    Column("created_at", String(TIME), nullable=False),
+    Column("updated_at", String(TIME), nullable=False),
+)
+
+
+def _v1_initial(conn: Connection) -> None:
+    # Creates the tables as defined above. A later migration that changes a table must alter
+    # it explicitly and freeze this one's definitions, so old and new databases match.
+    tables = [t for t in metadata.sorted_tables if t is not schema_migrations]
+    metadata.create_all(conn, tables=tables)
+
+
+# (version, description, migration); append only.
+MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
+    (1, "initial catalog schema", _v1_initial),
+]

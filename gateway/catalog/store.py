@@ -1,0 +1,151 @@
+"""The catalog store: async access to SQLite (default) or PostgreSQL through SQLAlchemy Core.
+
+All database work runs on the driver's own async I/O (aiosqlite's thread, asyncpg's protocol):
+nothing blocks the event loop. Every write that changes what the data plane sees bumps
+``catalog_state.revision`` in the same transaction, which makes the snapshot's ETag.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import string
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from gateway.catalog import schema
+from gateway.ingest.normalize import format_timestamp
+
+log = logging.getLogger(__name__)
+
+_ALPHABET = string.digits + string.ascii_letters
+
+
+def new_id(prefix: str) -> str:
+    """A sortable, KSUID-like id: ``prefix_`` + 27 base62 characters (time, then randomness)."""
+    value = (int(time.time()) << 128) | secrets.randbits(128)
+    chars = []
+    for _ in range(27):
+        value, digit = divmod(value, 62)
+        chars.append(_ALPHABET[digit])
+    return f"{prefix}_{''.join(reversed(chars))}"
+
+
+def new_write_key() -> str:
+    return secrets.token_urlsafe(24)
+
+
+def now_text() -> str:
+    return format_timestamp(datetime.now(UTC))
+
+
+def async_url(database_url: str) -> str:
+    """Map a plain URL to its async driver: sqlite → aiosqlite, postgresql → asyncpg."""
+    for plain, driver in (
+        ("sqlite:", "sqlite+aiosqlite:"),
+        ("postgresql:", "postgresql+asyncpg:"),
+        ("postgres:", "postgresql+asyncpg:"),
+    ):
+        if database_url.startswith(plain):
+            return driver + database_url[len(plain) :]
+    raise ValueError(f"unsupported catalog.database_url {database_url!r}")
+
+
+class Store:
+    def __init__(self, database_url: str) -> None:
+        self.database_url = database_url
+        self.is_sqlite = database_url.startswith("sqlite:")
+        if self.is_sqlite:
+            _ensure_sqlite_dir(database_url)
+        self.engine: AsyncEngine = create_async_engine(async_url(database_url))
+        if self.is_sqlite:
+            event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+
+    async def open(self) -> None:
+        """Apply pending migrations and make sure the state row exists."""
+        async with self.engine.begin() as conn:
+            await conn.run_sync(lambda c: schema.schema_migrations.create(c, checkfirst=True))
+        for version, description, migrate in schema.MIGRATIONS:
+            async with self.engine.begin() as conn:
+                done = await conn.scalar(
+                    select(schema.schema_migrations.c.version).where(
+                        schema.schema_migrations.c.version == version
+                    )
+                )
+                if done is not None:
+                    continue
+                await conn.run_sync(migrate)
+                await conn.execute(
+                    insert(schema.schema_migrations).values(version=version, applied_at=now_text())
+                )
+                log.info("catalog migration %d applied: %s", version, description)
+        async with self.engine.begin() as conn:
+            exists = await conn.scalar(select(schema.catalog_state.c.id))
+            if exists is None:
+                await conn.execute(
+                    insert(schema.catalog_state).values(
+                        id=1, workspace_id=new_id("ws")[3:], revision=1
+                    )
+                )
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        async with self.engine.connect() as conn:
+            yield conn
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[AsyncConnection]:
+        """A transaction that also bumps the catalog revision (the snapshot's ETag)."""
+        async with self.engine.begin() as conn:
+            yield conn
+            await conn.execute(
+                update(schema.catalog_state).values(revision=schema.catalog_state.c.revision + 1)
+            )
+
+    async def ping(self) -> bool:
+        try:
+            async with self.read() as conn:
+                await conn.scalar(select(schema.catalog_state.c.revision))
+        except Exception:  # any driver error means "not ready"
+            log.warning("catalog store is not answering", exc_info=True)
+            return False
+        return True
+
+    async def state(self) -> tuple[str, int]:
+        """(workspace id, revision)."""
+        async with self.read() as conn:
+            row = (
+                await conn.execute(
+                    select(schema.catalog_state.c.workspace_id, schema.catalog_state.c.revision)
+                )
+            ).one()
+        return str(row.workspace_id), int(row.revision)
+
+
+def row_dict(row: Any) -> dict[str, Any]:
+    return dict(row._mapping)
+
+
+def _ensure_sqlite_dir(database_url: str) -> None:
+    path = database_url.split("///", 1)[-1]
+    if path and path != ":memory:":
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _: Any) -> None:
+    # WAL lets readers run beside a writer; foreign keys make ON DELETE CASCADE work.
+    cursor = dbapi_conn.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.close()
