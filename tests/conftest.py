@@ -94,6 +94,7 @@ def gateway_settings(
             "cache_dir": str(tmp_path / "plans-cache"),
             "refresh_interval_s": 0.2,
         },
+        "catalog": {"database_url": f"sqlite:///{tmp_path / 'catalog.db'}"},
     }
     for section, values in overrides.items():
         sections.setdefault(section, {}).update(values)
@@ -103,6 +104,31 @@ def gateway_settings(
         )
     settings.validate()
     return settings
+
+
+PG_ADMIN_URL = os.environ.get("TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
+ADMIN_TOKEN = "test-admin-token"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """A fresh, empty catalog database: a SQLite file, or a new PostgreSQL database."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'catalog.db'}"
+        return
+    import asyncpg
+
+    try:
+        admin = await asyncpg.connect(PG_ADMIN_URL, timeout=5)
+    except (OSError, asyncpg.PostgresError) as exc:
+        pytest.skip(f"PostgreSQL not reachable at {PG_ADMIN_URL}: {exc}")
+    name = f"gw_test_{uuid.uuid4().hex[:12]}"
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
 
 
 GatewayFactory = Callable[..., Awaitable[Gateway]]
