@@ -28,6 +28,9 @@ DRAFT_07 = "http://json-schema.org/draft-07/schema#"
 DRAFTS = (DRAFT_04, DRAFT_06, DRAFT_07, None)  # None: no $schema, draft-07 by default
 
 NAMES = ("a", "b", "c", "x_1", "user_id")
+# Property names that are awkward in generated Python code: quotes, braces, backslashes, names
+# that reduce to the same identifier ("a-b", "ab"), the empty name.
+ODD_NAMES = ("", "ab", "a-b", "a.b", "first name", "$type", "\u00e9", 'a"b', "{x}", "a\\b", "a\nb")
 # Safe patterns, each with strings that match, miss, or match only up to a final newline.
 PATTERN_EXAMPLES: dict[str, tuple[str, ...]] = {
     "^[a-z]+$": ("abc", "abc\n", "Abc", ""),
@@ -210,7 +213,7 @@ LEAF_KEYWORDS: dict[str, st.SearchStrategy[Any]] = {
     "minItems": st.integers(0, 3),
     "maxItems": st.integers(0, 4),
     "uniqueItems": st.booleans(),
-    "required": st.lists(st.sampled_from(NAMES), min_size=1, max_size=3, unique=True),
+    "required": st.lists(st.sampled_from(NAMES + ODD_NAMES), min_size=1, max_size=3, unique=True),
     "enum": st.lists(st.sampled_from(ENUM_VALUES), min_size=1, max_size=4),
 }
 KEYWORDS_OF_TYPE = {
@@ -289,7 +292,8 @@ def _nested(
     children = st.lists(child, min_size=1, max_size=3)
     schema: dict[str, Any] = draw(_plain(draft, shape if shape != "combinator" else None))
     if shape == "object":
-        properties = draw(st.dictionaries(st.sampled_from(NAMES), child, max_size=3))
+        names = st.one_of(st.sampled_from(NAMES), st.sampled_from(ODD_NAMES))
+        properties = draw(st.dictionaries(names, child, max_size=3))
         if properties or draw(st.booleans()):
             schema["properties"] = properties
         if draw(st.booleans()):
@@ -366,7 +370,7 @@ def plan_rules(draw: st.DrawFn) -> dict[str, Any]:
 
 # --- events ------------------------------------------------------------------------------
 
-KEYS = st.sampled_from((*NAMES, "x_2", "12", "next", "properties", "Z"))
+KEYS = st.sampled_from((*NAMES, *ODD_NAMES, "x_2", "12", "next", "properties", "Z"))
 
 json_scalars = st.one_of(
     st.none(),
@@ -574,7 +578,8 @@ class _Aim:
         closed = schema.get("additionalProperties", True) is False
         if edge or not closed or rnd.random() < 0.2:
             keys |= {
-                rnd.choice((*NAMES, "x_2", "12", "next", "Z")) for _ in range(rnd.randint(0, 2))
+                rnd.choice((*NAMES, *ODD_NAMES, "x_2", "12", "next", "Z"))
+                for _ in range(rnd.randint(0, 2))
             }
         out: dict[str, Any] = {}
         for key in sorted(keys):

@@ -315,6 +315,10 @@ class CompiledRule:
             self._fast(event)
         except (fastjsonschema.JsonSchemaValueException, ValidationError):
             return False
+        except RecursionError:
+            # Nested deeper than the validators can follow (orjson accepts 1024 levels): it
+            # cannot be checked, so it is not valid; violations() says why.
+            return False
         except Exception:
             # The generated code can raise on an extreme value (an OverflowError in arithmetic,
             # say); the collector decides instead of failing the request.
@@ -331,7 +335,10 @@ class CompiledRule:
         """Every violation of an event :meth:`is_valid` rejected."""
         if self.error is not None:
             return [unknown_violation(self.error)]
-        found = violations_of(self.errors(event), self.schema)
+        try:
+            found = violations_of(self.errors(event), self.schema)
+        except RecursionError:
+            return [unknown_violation("event nested too deeply to validate")]
         if not found:
             # Should never happen (the hypothesis suite checks agreement); never turn an
             # invalid event valid because the two validators differ on an edge case.
