@@ -15,7 +15,9 @@ import signal
 from aiohttp import web
 
 from gateway.catalog.auth import TokenAuth
+from gateway.catalog.connections import add_connection_routes
 from gateway.catalog.http import AUTH_KEY, STORE_KEY, require_token
+from gateway.catalog.plans import add_plan_routes
 from gateway.catalog.snapshot import LocalProvider, add_snapshot_route
 from gateway.catalog.sources import add_source_routes
 from gateway.catalog.store import Store
@@ -156,6 +158,8 @@ class Gateway:
         app[STORE_KEY] = self.store
         app[AUTH_KEY] = TokenAuth(self.settings.admin.tokens)
         add_source_routes(app)
+        add_plan_routes(app)
+        add_connection_routes(app)
         add_snapshot_route(app)
         add_common_routes(app, self.metrics, self.readiness)
         return app

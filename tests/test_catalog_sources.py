@@ -29,7 +29,7 @@ def admin_url(gw: Gateway, path: str) -> str:
 
 @pytest.fixture
 async def admin(
-    make_gateway: GatewayFactory, database_url: str, tmp_path: Path
+    database_url: str, make_gateway: GatewayFactory, tmp_path: Path
 ) -> AsyncIterator[tuple[Gateway, aiohttp.ClientSession]]:
     gw = await make_gateway(
         admin={"tokens": (ADMIN_TOKEN, "second-token")},
@@ -173,7 +173,7 @@ async def test_auth(admin: tuple[Gateway, aiohttp.ClientSession]) -> None:
 
 
 async def test_admin_without_tokens_refuses_everything(
-    make_gateway: GatewayFactory, database_url: str
+    database_url: str, make_gateway: GatewayFactory
 ) -> None:
     gw = await make_gateway(catalog={"database_url": database_url}, plans={"source": "local"})
     async with aiohttp.ClientSession() as http:
@@ -242,7 +242,7 @@ async def test_local_provider_feeds_ingest(admin: tuple[Gateway, aiohttp.ClientS
 
 
 async def test_ingest_replica_reads_the_admin_snapshot_over_http(
-    broker: EmbeddedBroker, make_gateway: GatewayFactory, database_url: str
+    broker: EmbeddedBroker, database_url: str, make_gateway: GatewayFactory
 ) -> None:
     admin_gw = await make_gateway(
         Role.ADMIN,

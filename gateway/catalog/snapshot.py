@@ -12,13 +12,14 @@ from typing import Any
 import orjson
 from aiohttp import web
 from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.catalog import schema
 from gateway.catalog.http import STORE_KEY, json_ok
 from gateway.catalog.sources import all_sources
 from gateway.catalog.store import Store
-from gateway.plans.providers import SNAPSHOT_PATH, Fetched
+from gateway.plans.providers import SNAPSHOT_PATH, Fetched, ProviderError
 
 
 async def build_snapshot(store: Store) -> dict[str, Any]:
@@ -107,10 +108,13 @@ class LocalProvider:
         self.store = store
 
     async def fetch(self, etag: str | None) -> Fetched | None:
-        _, revision = await self.store.state()
-        if etag == str(revision):
-            return None
-        document = await build_snapshot(self.store)
+        try:
+            _, revision = await self.store.state()
+            if etag == str(revision):
+                return None
+            document = await build_snapshot(self.store)
+        except SQLAlchemyError as exc:
+            raise ProviderError(f"catalog store: {exc}") from None
         return Fetched(orjson.dumps(document), document["revision"])
 
     async def close(self) -> None:

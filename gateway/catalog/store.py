@@ -65,6 +65,7 @@ class Store:
         if self.is_sqlite:
             _ensure_sqlite_dir(database_url)
         self.engine: AsyncEngine = create_async_engine(async_url(database_url))
+        self.workspace_id = ""  # read (or created) by open()
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
 
@@ -94,6 +95,7 @@ class Store:
                         id=1, workspace_id=new_id("ws")[3:], revision=1
                     )
                 )
+        self.workspace_id, _ = await self.state()
 
     async def close(self) -> None:
         await self.engine.dispose()

@@ -102,6 +102,10 @@ class PlanCache:
             # The last good snapshot keeps serving.
             log.warning("plan snapshot refresh from %s failed: %s", self.provider.description, exc)
             result = "error"
+        except Exception:
+            # Whatever a provider raises, the refresh loop must live on and keep serving.
+            log.exception("plan snapshot refresh from %s failed", self.provider.description)
+            result = "error"
         self.metrics.plan_refresh.labels(result).inc()
         return result
 

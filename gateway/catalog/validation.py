@@ -1,0 +1,106 @@
+"""Request validation rules of the Data Catalog API (names, event types, paging, ordering)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from aiohttp import web
+
+from gateway.errors import BadRequest
+
+# Plans, events and categories: 3-65 characters, a letter first, then letters, digits and
+# `_ , space - .`
+ENTITY_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_, .\-]{2,64}\Z")
+# Properties: a letter first, then letters, digits, `_` and spaces.
+PROPERTY_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_ ]*\Z")
+EVENT_TYPES = ("track", "identify", "group", "page", "screen")
+IDENTITY_SECTIONS = ("properties", "traits", "context.traits")
+
+PAGE_SIZE = 50
+MAX_PAGES = 50
+ORDER_FIELDS = {"name": "name", "createdAt": "created_at", "updatedAt": "updated_at"}
+
+
+def entity_name(value: Any, what: str) -> str:
+    if not isinstance(value, str) or not ENTITY_NAME.match(value):
+        raise BadRequest(
+            f"{what} name must be 3 to 65 characters, start with a letter and contain only "
+            "letters, numbers, underscores, commas, spaces, dashes and dots"
+        )
+    return value
+
+
+def event_name(value: Any, event_type: str) -> str:
+    """Track events have names; other event types must use the empty name."""
+    if event_type != "track":
+        if value not in ("", None):
+            raise BadRequest(f"the name of a {event_type} event must be an empty string")
+        return ""
+    return entity_name(value, "event")
+
+
+def event_type(value: Any, default: str | None = "track") -> str:
+    if value is None and default is not None:
+        return default
+    if value not in EVENT_TYPES:
+        raise BadRequest(f"eventType must be one of {', '.join(EVENT_TYPES)}")
+    return str(value)
+
+
+def identity_section(value: Any, event_type: str) -> str:
+    if value is None or value == "":
+        return "traits" if event_type in ("identify", "group") else "properties"
+    if value not in IDENTITY_SECTIONS:
+        raise BadRequest(f"identitySection must be one of {', '.join(IDENTITY_SECTIONS)}")
+    return str(value)
+
+
+def optional_text(value: Any, what: str) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise BadRequest(f"{what} must be a string")
+    return value
+
+
+def optional_id(value: Any, what: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise BadRequest(f"{what} must be a valid, non-empty string")
+    return value
+
+
+def page_of(request: web.Request) -> int:
+    raw = request.query.get("page", "1")
+    if not raw.isdigit() or int(raw) < 1:
+        raise BadRequest("page must be a positive integer")
+    page = int(raw)
+    if page > MAX_PAGES:
+        raise BadRequest(f"page must be at most {MAX_PAGES}")
+    return page
+
+
+def order_of(request: web.Request) -> tuple[str, bool]:
+    """``orderBy=field:asc|desc`` → (column, descending); default createdAt ascending."""
+    raw = request.query.get("orderBy")
+    if raw is None:
+        return "created_at", False
+    field, _, direction = raw.partition(":")
+    if field not in ORDER_FIELDS or direction.lower() not in ("", "asc", "desc"):
+        raise BadRequest(
+            f"orderBy must be one of {', '.join(ORDER_FIELDS)}, optionally with :asc or :desc"
+        )
+    return ORDER_FIELDS[field], direction.lower() == "desc"
+
+
+def version_of(request: web.Request) -> int | None:
+    raw = request.query.get("version")
+    if raw is None:
+        return None
+    if not raw.isdigit() or int(raw) < 1:
+        raise BadRequest("version must be a positive number")
+    return int(raw)
+
+
+def page_document(items: list[Any], total: int, page: int) -> dict[str, Any]:
+    return {"data": items, "total": total, "currentPage": page, "pageSize": PAGE_SIZE}
