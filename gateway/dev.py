@@ -1,8 +1,9 @@
 """``gateway dev``: the whole product on one machine, in one command.
 
-Starts the embedded broker on a free loopback port, writes a demo source and tracking plan and a
-config into the dev directory, runs the gateway (role ``all``) and prints a ready-to-paste
-``curl`` and the ``gateway tail`` command to watch events. Ctrl-C stops everything it started.
+Starts the embedded broker on a free loopback port, runs the gateway (role ``all``, catalog in
+SQLite in the dev directory), creates a demo source and tracking plan through the management
+API (once; later runs reuse them), and prints a ready-to-paste ``curl`` and the ``gateway tail``
+command to watch events. Ctrl-C stops everything it started.
 """
 
 from __future__ import annotations
@@ -13,124 +14,145 @@ import secrets
 import shlex
 import signal
 from pathlib import Path
+from typing import Any
 
+import aiohttp
 import orjson
-import yaml
 
 from gateway.broker import EmbeddedBroker
 from gateway.config import Role, load_settings
 from gateway.server import Gateway
 
-DEMO_SOURCE_ID = "src_demo"
-DEMO_PLAN_ID = "tp_demo"
+DEMO_SOURCE = "Demo app"
+DEMO_PLAN = "Demo Plan"
+DEMO_CONFIG = {"global": {"propagateValidationErrors": "true"}}
 DEMO_EVENT = {
     "userId": "user-1",
     "event": "Product Viewed",
     "properties": {"product_id": "sku-42", "price": 9.99, "currency": "EUR"},
 }
-
-
-def demo_plan_document(write_key: str) -> dict[str, object]:
-    product_viewed = {
-        "$schema": "http://json-schema.org/draft-07/schema#",
-        "type": "object",
-        "properties": {
+DRAFT_07 = "http://json-schema.org/draft-07/schema#"
+DEMO_EVENTS: list[dict[str, Any]] = [
+    {
+        "name": "Product Viewed",
+        "eventType": "track",
+        "description": "A user looked at a product page.",
+        "rules": {
+            "$schema": DRAFT_07,
+            "type": "object",
             "properties": {
-                "type": "object",
                 "properties": {
-                    "product_id": {"type": "string"},
-                    "price": {"type": "number", "minimum": 0},
-                    "currency": {"type": "string", "pattern": "^[A-Z]{3}$"},
-                },
-                "required": ["product_id", "price"],
-            }
-        },
-    }
-    identify = {
-        "$schema": "http://json-schema.org/draft-07/schema#",
-        "type": "object",
-        "properties": {
-            "traits": {
-                "type": "object",
-                "properties": {"email": {"type": "string", "format": "email"}},
-            }
-        },
-    }
-    return {
-        "sources": [
-            {
-                "id": DEMO_SOURCE_ID,
-                "name": "Demo app",
-                "enabled": True,
-                "writeKeys": [write_key],
-                "trackingPlan": {"id": DEMO_PLAN_ID, "version": 1, "config": {}},
-            }
-        ],
-        "trackingPlans": [
-            {
-                "id": DEMO_PLAN_ID,
-                "name": "Demo Plan",
-                "version": 1,
-                "events": [
-                    {
-                        "name": "Product Viewed",
-                        "eventType": "track",
-                        "identitySection": "properties",
-                        "rules": product_viewed,
+                    "type": "object",
+                    "properties": {
+                        "product_id": {"type": "string"},
+                        "price": {"type": "number", "minimum": 0},
+                        "currency": {"type": "string", "pattern": "^[A-Z]{3}$"},
                     },
-                    {
-                        "name": "",
-                        "eventType": "identify",
-                        "identitySection": "traits",
-                        "rules": identify,
-                    },
-                ],
-            }
-        ],
-    }
+                    "required": ["product_id", "price"],
+                }
+            },
+        },
+    },
+    {
+        "name": "",
+        "eventType": "identify",
+        "rules": {
+            "$schema": DRAFT_07,
+            "type": "object",
+            "properties": {
+                "traits": {
+                    "type": "object",
+                    "properties": {"email": {"type": "string", "format": "email"}},
+                }
+            },
+        },
+    },
+]
 
 
-def write_dev_files(dev_dir: Path, bootstrap_servers: str, port: int) -> tuple[Path, str]:
-    """Write (or reuse) the demo write key and plans, and a config for this run."""
-    dev_dir.mkdir(parents=True, exist_ok=True)
-    key_file = dev_dir / "write-key"
-    if key_file.exists():
-        write_key = key_file.read_text().strip()
+def write_dev_config(dev_dir: Path, bootstrap_servers: str, port: int) -> tuple[Path, str]:
+    """A config for this run (the broker port changes every run) and the admin token."""
+    token_file = dev_dir / "admin-token"
+    if token_file.exists():
+        token = token_file.read_text().strip()
     else:
-        write_key = "dev_" + secrets.token_urlsafe(18)
-        key_file.write_text(write_key + "\n")
-    plans = dev_dir / "plans.yaml"
-    if not plans.exists():
-        plans.write_text(yaml.safe_dump(demo_plan_document(write_key), sort_keys=False))
+        token = "dev_" + secrets.token_urlsafe(18)
+        token_file.write_text(token + "\n")
+        token_file.chmod(0o600)
     config = dev_dir / "gateway.toml"
     config.write_text(
         "# Written by `gateway dev` for this run; the broker port changes every run.\n"
         f'[ingest]\nhost = "127.0.0.1"\nport = {port}\n\n'
-        '[admin]\nhost = "127.0.0.1"\nport = 0\n\n'
+        f'[admin]\nhost = "127.0.0.1"\nport = 0\ntokens = ["{token}"]\n\n'
         f'[kafka]\nbootstrap_servers = "{bootstrap_servers}"\n'
         "# The embedded broker does not support the idempotent producer.\n"
         "idempotence = false\n\n"
-        '[plans]\nsource = "file:plans.yaml"\nrefresh_interval_s = 2\ncache_dir = "plans-cache"\n'
+        '[plans]\nsource = "local"\nrefresh_interval_s = 2\ncache_dir = "plans-cache"\n\n'
+        '[catalog]\ndatabase_url = "sqlite:///catalog.db"\n'
     )
-    return config, write_key
+    return config, token
 
 
-def banner(config: Path, write_key: str, port: int) -> str:
+async def ensure_demo(admin_url: str, token: str) -> tuple[str, str, str]:
+    """Create the demo source, plan and connection through the management API (once).
+
+    Returns (write key, source id, plan id); a second run finds and reuses them.
+    """
+    headers = {"Authorization": f"Bearer {token}"}
+    async with aiohttp.ClientSession(base_url=admin_url, headers=headers) as http:
+
+        async def call(method: str, path: str, body: Any = None) -> Any:
+            async with http.request(method, path, json=body) as resp:
+                document = await resp.json()
+                if resp.status != 200:
+                    raise RuntimeError(f"{method} {path}: {resp.status} {document}")
+                return document
+
+        sources = (await call("GET", "/sources"))["sources"]
+        source = next((s for s in sources if s["name"] == DEMO_SOURCE), None)
+        if source is None:
+            source = await call("POST", "/sources", {"name": DEMO_SOURCE})
+        plans = (await call("GET", "/catalog/tracking-plans"))["trackingPlans"]
+        plan = next((p for p in plans if p["name"] == DEMO_PLAN), None)
+        if plan is None:
+            plan = await call(
+                "POST",
+                "/catalog/tracking-plans",
+                {"name": DEMO_PLAN, "description": "Created by gateway dev"},
+            )
+            for event in DEMO_EVENTS:
+                await call("PATCH", f"/catalog/tracking-plans/{plan['id']}/events", event)
+        connected = await call("GET", f"/catalog/tracking-plans/{plan['id']}/sources")
+        if not any(c["sourceId"] == source["id"] for c in connected["connections"]):
+            await call(
+                "POST",
+                f"/catalog/tracking-plans/{plan['id']}/sources/{source['id']}",
+                {"config": DEMO_CONFIG},
+            )
+    return source["writeKeys"][0], source["id"], plan["id"]
+
+
+def banner(
+    config: Path, write_key: str, token: str, port: int, admin_port: int, ids: tuple[str, str]
+) -> str:
     payload = orjson.dumps(DEMO_EVENT).decode()
     curl = (
         f"curl -sS http://127.0.0.1:{port}/v1/track -u {shlex.quote(write_key + ':')} "
         f"-H 'Content-Type: application/json' -d {shlex.quote(payload)}"
     )
+    source_id, plan_id = ids
     cfg = shlex.quote(str(config))
+    admin = f"http://127.0.0.1:{admin_port}"
+    auth = shlex.quote(f"Authorization: Bearer {token}")
     return "\n".join(
         [
             "",
             "Gateway is running (dev mode).",
             f"  ingest API:   http://127.0.0.1:{port}",
             f"  write key:    {write_key}",
-            f"  source:       {DEMO_SOURCE_ID} (Demo app)",
-            f"  plan:         {DEMO_PLAN_ID} (Demo Plan)",
-            f"  plans file:   {config.parent / 'plans.yaml'} (edit it; changes load within 2 s)",
+            f"  source:       {source_id} ({DEMO_SOURCE})",
+            f"  plan:         {plan_id} ({DEMO_PLAN})",
+            f"  admin API:    {admin}  (token: {token})",
             "",
             "Send an event:",
             f"  {curl}",
@@ -138,6 +160,9 @@ def banner(config: Path, write_key: str, port: int) -> str:
             "Watch events arrive (in another terminal):",
             f"  gateway tail --config {cfg}",
             f"  gateway tail --config {cfg} --quarantine",
+            "",
+            "Look at the tracking plan:",
+            f"  curl -sS {admin}/catalog/tracking-plans/{plan_id} -H {auth}",
             "",
             "Press Ctrl-C to stop.",
             "",
@@ -156,7 +181,7 @@ async def run_dev(dev_dir: Path, port: int) -> None:
     broker = EmbeddedBroker(log_path=dev_dir / "broker.log")
     broker.start()
     try:
-        config, write_key = write_dev_files(dev_dir, broker.bootstrap_servers, port)
+        config, token = write_dev_config(dev_dir, broker.bootstrap_servers, port)
         gateway = Gateway(load_settings(config, environ={}), Role.ALL)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -164,9 +189,24 @@ async def run_dev(dev_dir: Path, port: int) -> None:
             loop.add_signal_handler(sig, stop.set)
         await gateway.start()
         try:
-            await gateway.publisher.wait_connected(15)
             assert gateway.ingest_port is not None
-            print(banner(config, write_key, gateway.ingest_port), flush=True)
+            assert gateway.admin_port is not None
+            admin_url = f"http://127.0.0.1:{gateway.admin_port}"
+            write_key, source_id, plan_id = await ensure_demo(admin_url, token)
+            # Load the demo into the data plane now rather than at the next refresh.
+            await gateway.cache.refresh_once()
+            await gateway.publisher.wait_connected(15)
+            print(
+                banner(
+                    config,
+                    write_key,
+                    token,
+                    gateway.ingest_port,
+                    gateway.admin_port,
+                    (source_id, plan_id),
+                ),
+                flush=True,
+            )
             await stop.wait()
         finally:
             await gateway.stop()
