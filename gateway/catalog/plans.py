@@ -132,6 +132,17 @@ async def _bump(conn: AsyncConnection, plan_id: str, workspace_id: str, **values
     return await _record_version(conn, plan_id, workspace_id)
 
 
+async def bump_plans_using(conn: AsyncConnection, event_id: str, workspace_id: str) -> None:
+    """A catalog event changed: every plan using it gets a new version."""
+    te = schema.tracking_plan_events
+    plan_ids = [
+        row.plan_id
+        for row in await conn.execute(select(te.c.plan_id).where(te.c.event_id == event_id))
+    ]
+    for plan_id in plan_ids:
+        await _bump(conn, plan_id, workspace_id)
+
+
 def _without_events(document: dict[str, Any]) -> dict[str, Any]:
     return {k: val for k, val in document.items() if k != "events"}
 
