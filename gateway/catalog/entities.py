@@ -29,7 +29,6 @@ from gateway.catalog.plans import bump_plans_using, ensure_category, event_field
 from gateway.catalog.store import new_id, now_text
 from gateway.errors import BadRequest, NotFound
 
-PROPERTY_TYPES = ("string", "integer", "number", "object", "array", "boolean", "null")
 Document = Callable[[Any, str], dict[str, Any]]
 
 
@@ -251,46 +250,13 @@ def property_fields(row: Any, workspace_id: str) -> dict[str, Any]:
     )
 
 
-def property_type(value: Any) -> str | list[str]:
-    """A type, a list of types (multi-type), or "" for any type."""
-    if value == "":
-        return ""
-    if isinstance(value, str) and value in PROPERTY_TYPES:
-        return value
-    if (
-        isinstance(value, list)
-        and value
-        and all(isinstance(t, str) and t in PROPERTY_TYPES for t in value)
-        and len(set(value)) == len(value)
-    ):
-        return value
-    raise BadRequest(f"type must be one of {', '.join(PROPERTY_TYPES)} or a list of them")
-
-
-def prop_config(value: Any) -> dict[str, Any]:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise BadRequest("propConfig must be an object of JSON Schema keywords")
-    return value
-
-
-def property_name(value: Any) -> str:
-    if not isinstance(value, str) or not v.PROPERTY_NAME.match(value) or len(value) > 200:
-        raise BadRequest(
-            "property name must start with a letter and contain only letters, numbers, "
-            "underscores and spaces"
-        )
-    return value
-
-
 async def create_property(request: web.Request) -> web.Response:
     body = await json_body(request)
-    name = property_name(body.get("name"))
+    name = v.property_name(body.get("name"))
     if "type" not in body:
         raise BadRequest("type is required")
-    kind = property_type(body["type"])
-    config = prop_config(body.get("propConfig"))
+    kind = v.property_type(body["type"])
+    config = v.prop_config(body.get("propConfig"))
     description = v.optional_text(body.get("description"), "description")
     store = request.app[STORE_KEY]
     now = now_text()
@@ -326,13 +292,13 @@ async def update_property(request: web.Request) -> web.Response:
     body = await json_body(request)
     values: dict[str, Any] = {}
     if "name" in body:
-        values["name"] = property_name(body["name"])
+        values["name"] = v.property_name(body["name"])
     if "description" in body:
         values["description"] = v.optional_text(body["description"], "description")
     if "type" in body:
-        values["type"] = orjson.dumps(property_type(body["type"])).decode()
+        values["type"] = orjson.dumps(v.property_type(body["type"])).decode()
     if "propConfig" in body:
-        values["prop_config"] = orjson.dumps(prop_config(body["propConfig"])).decode()
+        values["prop_config"] = orjson.dumps(v.prop_config(body["propConfig"])).decode()
     if not values:
         raise BadRequest("send at least one of name, description, type, propConfig")
     store = request.app[STORE_KEY]

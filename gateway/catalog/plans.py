@@ -23,6 +23,7 @@ from aiohttp import web
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from gateway.catalog import properties_form as form
 from gateway.catalog import schema
 from gateway.catalog import validation as v
 from gateway.catalog.http import STORE_KEY, json_body, json_ok
@@ -351,6 +352,55 @@ async def upsert_event_with_rules(request: web.Request) -> web.Response:
     return json_ok(_without_events(document))
 
 
+async def upsert_event_with_properties(request: web.Request) -> web.Response:
+    """``POST``: the event and its properties by name (created in the catalog if missing)."""
+    body = await json_body(request)
+    if "eventType" not in body:
+        raise BadRequest("eventType is required")
+    kind = v.event_type(body.get("eventType"))
+    name = v.event_name(body.get("name"), kind)
+    section = v.identity_section(body.get("identitySection"), kind)
+    specs = form.parse_by_name(body.get("properties"))
+    store = request.app[STORE_KEY]
+    plan_id = request.match_info["plan_id"]
+    async with store.write() as conn:
+        await _plan_row(conn, plan_id)
+        await form.resolve(conn, specs)
+        event_id = await find_or_create_event(
+            conn,
+            name=name,
+            event_type=kind,
+            description=v.optional_text(body.get("description"), "description"),
+            category_id=v.optional_id(body.get("categoryId"), "categoryId"),
+        )
+        await put_plan_event(conn, plan_id, event_id, section, form.build_rules(specs, section))
+        document = await _bump(conn, plan_id, store.workspace_id)
+    return json_ok(_without_events(document))
+
+
+async def upsert_event_with_ids(request: web.Request) -> web.Response:
+    """``PUT``: a catalog event and catalog properties, by id."""
+    body = await json_body(request)
+    event_id = body.get("id")
+    if not isinstance(event_id, str) or not event_id:
+        raise BadRequest("id: the catalog event id is required")
+    specs = form.parse_by_id(body.get("properties"))
+    store = request.app[STORE_KEY]
+    plan_id = request.match_info["plan_id"]
+    async with store.write() as conn:
+        await _plan_row(conn, plan_id)
+        event = (
+            await conn.execute(select(schema.events).where(schema.events.c.id == event_id))
+        ).one_or_none()
+        if event is None:
+            raise BadRequest(f"event {event_id} does not exist")
+        section = v.identity_section(body.get("identitySection"), event.event_type)
+        await form.resolve(conn, specs)
+        await put_plan_event(conn, plan_id, event_id, section, form.build_rules(specs, section))
+        document = await _bump(conn, plan_id, store.workspace_id)
+    return json_ok(_without_events(document))
+
+
 async def list_plan_events(request: web.Request) -> web.Response:
     store = request.app[STORE_KEY]
     plan_id = request.match_info["plan_id"]
@@ -372,11 +422,21 @@ async def list_plan_events(request: web.Request) -> web.Response:
 
 
 async def get_plan_event(request: web.Request) -> web.Response:
+    """``?format=schema`` (default): with ``rules``; ``?format=properties``: with
+    ``properties`` described from the rules, each naming its catalog property."""
+    view = request.query.get("format", "schema")
+    if view not in ("schema", "properties"):
+        raise BadRequest("format must be schema or properties")
     store = request.app[STORE_KEY]
     plan_id = request.match_info["plan_id"]
     async with store.read() as conn:
         row = await _plan_event_row(conn, plan_id, request.match_info["event_id"])
-    return json_ok(_plan_event_fields(row, store.workspace_id, with_rules=True))
+        document = _plan_event_fields(row, store.workspace_id, with_rules=view == "schema")
+        if view == "properties":
+            described = form.rules_to_properties(orjson.loads(row.rules), row.identity_section)
+            await form.attach_ids(conn, described)
+            document["properties"] = described
+    return json_ok(document)
 
 
 async def delete_plan_event(request: web.Request) -> web.Response:
@@ -410,6 +470,8 @@ def add_plan_routes(app: web.Application) -> None:
     app.router.add_put(PLANS + "/{plan_id}", update_plan)
     app.router.add_delete(PLANS + "/{plan_id}", delete_plan)
     app.router.add_patch(PLANS + "/{plan_id}/events", upsert_event_with_rules)
+    app.router.add_post(PLANS + "/{plan_id}/events", upsert_event_with_properties)
+    app.router.add_put(PLANS + "/{plan_id}/events", upsert_event_with_ids)
     app.router.add_get(PLANS + "/{plan_id}/events", list_plan_events)
     app.router.add_get(PLANS + "/{plan_id}/events/{event_id}", get_plan_event)
     app.router.add_delete(PLANS + "/{plan_id}/events/{event_id}", delete_plan_event)

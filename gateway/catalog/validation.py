@@ -16,6 +16,7 @@ ENTITY_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_, .\-]{2,64}\Z")
 PROPERTY_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_ ]*\Z")
 EVENT_TYPES = ("track", "identify", "group", "page", "screen")
 IDENTITY_SECTIONS = ("properties", "traits", "context.traits")
+PROPERTY_TYPES = ("string", "integer", "number", "object", "array", "boolean", "null")
 
 PAGE_SIZE = 50
 MAX_PAGES = 50
@@ -104,3 +105,36 @@ def version_of(request: web.Request) -> int | None:
 
 def page_document(items: list[Any], total: int, page: int) -> dict[str, Any]:
     return {"data": items, "total": total, "currentPage": page, "pageSize": PAGE_SIZE}
+
+
+def property_type(value: Any) -> str | list[str]:
+    """A type, a list of types (multi-type), or "" for any type."""
+    if value == "":
+        return ""
+    if isinstance(value, str) and value in PROPERTY_TYPES:
+        return value
+    if (
+        isinstance(value, list)
+        and value
+        and all(isinstance(t, str) and t in PROPERTY_TYPES for t in value)
+        and len(set(value)) == len(value)
+    ):
+        return value
+    raise BadRequest(f"type must be one of {', '.join(PROPERTY_TYPES)} or a list of them")
+
+
+def prop_config(value: Any) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise BadRequest("propConfig must be an object of JSON Schema keywords")
+    return value
+
+
+def property_name(value: Any) -> str:
+    if not isinstance(value, str) or not PROPERTY_NAME.match(value) or len(value) > 200:
+        raise BadRequest(
+            "property name must start with a letter and contain only letters, numbers, "
+            "underscores and spaces"
+        )
+    return value

@@ -1,0 +1,258 @@
+"""Plan events described by catalog properties instead of a raw JSON schema.
+
+``POST …/events`` sends properties by name (missing catalog properties are created) and
+``PUT …/events`` by catalog id; both become one JSON schema (draft-07) over the whole message:
+
+- each property becomes ``{"type": [...], **propConfig}`` (no ``type`` for "any type");
+- nested properties of an object become its ``properties`` / ``required`` and, when given,
+  ``additionalProperties``; of an array, the same under ``items``;
+- the identity section (``properties``, ``traits`` or ``context.traits``) holds them, and is
+  itself required when any of its properties is.
+
+A property name already in the catalog with the same type but different advanced keywords
+(``propConfig``) is refused, as RudderStack does, so one property means one thing everywhere.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from sqlalchemy import insert, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from gateway.catalog import schema
+from gateway.catalog.store import new_id, now_text
+from gateway.catalog.validation import prop_config, property_name, property_type
+from gateway.errors import BadRequest
+
+DRAFT_07 = "http://json-schema.org/draft-07/schema#"
+MAX_DEPTH = 10
+
+
+@dataclass
+class PropertySpec:
+    name: str
+    type: str | list[str]
+    config: dict[str, Any]
+    description: str | None = None
+    required: bool = False
+    additional_properties: bool | None = None
+    nested: list[PropertySpec] = field(default_factory=list)
+    id: str | None = None
+
+
+def parse_by_name(raw: Any, depth: int = 0) -> list[PropertySpec]:
+    """The ``properties`` array of ``POST …/events``."""
+    specs = []
+    for item in _items(raw, depth):
+        if "type" not in item:
+            raise BadRequest(f"property {item.get('name')!r}: type is required")
+        description = item.get("description")
+        if description is not None and not isinstance(description, str):
+            raise BadRequest("property description must be a string")
+        specs.append(
+            PropertySpec(
+                name=property_name(item.get("name")),
+                type=property_type(item["type"]),
+                config=prop_config(item.get("propConfig")),
+                description=description,
+                required=_flag(item, "required"),
+                additional_properties=_optional_flag(item, "additionalProperties"),
+                nested=parse_by_name(item["properties"], depth + 1) if "properties" in item else [],
+            )
+        )
+    _unique(specs)
+    return specs
+
+
+def parse_by_id(raw: Any, depth: int = 0) -> list[PropertySpec]:
+    """The ``properties`` array of ``PUT …/events``: ids, filled in by :func:`resolve`."""
+    specs = []
+    for item in _items(raw, depth):
+        property_id = item.get("id")
+        if not isinstance(property_id, str) or not property_id:
+            raise BadRequest("each property needs the id of a catalog property")
+        specs.append(
+            PropertySpec(
+                name="",
+                type="",
+                config={},
+                required=_flag(item, "required"),
+                additional_properties=_optional_flag(item, "additionalProperties"),
+                nested=parse_by_id(item["properties"], depth + 1) if "properties" in item else [],
+                id=property_id,
+            )
+        )
+    return specs
+
+
+def _items(raw: Any, depth: int) -> list[dict[str, Any]]:
+    if depth > MAX_DEPTH:
+        raise BadRequest(f"properties nest deeper than {MAX_DEPTH} levels")
+    if not isinstance(raw, list) or not raw:
+        raise BadRequest("properties: a non-empty array is required")
+    if not all(isinstance(item, dict) for item in raw):
+        raise BadRequest("properties: every item must be an object")
+    return raw
+
+
+def _flag(item: dict[str, Any], key: str) -> bool:
+    return bool(_optional_flag(item, key))
+
+
+def _optional_flag(item: dict[str, Any], key: str) -> bool | None:
+    value = item.get(key)
+    if value is not None and not isinstance(value, bool):
+        raise BadRequest(f"property {key} must be true or false")
+    return value
+
+
+def _unique(specs: list[PropertySpec]) -> None:
+    names = [s.name for s in specs]
+    if len(names) != len(set(names)):
+        raise BadRequest("properties: each name may appear once per level")
+
+
+async def resolve(conn: AsyncConnection, specs: list[PropertySpec]) -> None:
+    """Give every spec its catalog property: found, created, or (by id) loaded."""
+    table = schema.properties
+    for spec in specs:
+        if spec.id is not None:
+            row = (await conn.execute(select(table).where(table.c.id == spec.id))).one_or_none()
+            if row is None:
+                raise BadRequest(f"property {spec.id} does not exist")
+            spec.name = row.name
+            spec.type = orjson.loads(row.type)
+            spec.config = orjson.loads(row.prop_config) if row.prop_config else {}
+        else:
+            kind = orjson.dumps(spec.type).decode()
+            row = (
+                await conn.execute(
+                    select(table).where(table.c.name == spec.name, table.c.type == kind)
+                )
+            ).first()
+            if row is not None:
+                stored = orjson.loads(row.prop_config) if row.prop_config else {}
+                if stored != spec.config:
+                    raise BadRequest(
+                        f"Property with name [{spec.name}] and type [{_type_text(spec.type)}] "
+                        "already exists with different advanced keywords."
+                    )
+                spec.id = row.id
+            else:
+                spec.id = new_id("prop")
+                now = now_text()
+                await conn.execute(
+                    insert(table).values(
+                        id=spec.id,
+                        name=spec.name,
+                        description=spec.description,
+                        type=kind,
+                        prop_config=orjson.dumps(spec.config).decode(),
+                        created_at=now,
+                        updated_at=now,
+                    )
+                )
+        if spec.nested:
+            await resolve(conn, spec.nested)
+    _unique(specs)  # by-id specs get their names only now
+
+
+def _type_text(kind: str | list[str]) -> str:
+    return ",".join(kind) if isinstance(kind, list) else kind
+
+
+def _types(kind: str | list[str]) -> list[str]:
+    return [kind] if isinstance(kind, str) else list(kind)
+
+
+def property_schema(spec: PropertySpec) -> dict[str, Any]:
+    node: dict[str, Any] = {}
+    if spec.type != "":
+        node["type"] = _types(spec.type)
+    node.update(spec.config)
+    if spec.nested:
+        container = _object_schema(spec.nested, spec.additional_properties)
+        if "array" in _types(spec.type) and "object" not in _types(spec.type):
+            node["items"] = {"type": "object", **container}
+        else:
+            node.update(container)
+    return node
+
+
+def _object_schema(specs: list[PropertySpec], additional: bool | None) -> dict[str, Any]:
+    node: dict[str, Any] = {"properties": {s.name: property_schema(s) for s in specs}}
+    required = [s.name for s in specs if s.required]
+    if required:
+        node["required"] = required
+    if additional is not None:
+        node["additionalProperties"] = additional
+    return node
+
+
+def build_rules(specs: list[PropertySpec], section: str) -> dict[str, Any]:
+    """The event's JSON schema over the whole message, the properties under ``section``."""
+    inner: dict[str, Any] = {"type": "object", **_object_schema(specs, None)}
+    parts = section.split(".")
+    for part in reversed(parts):
+        wrapped: dict[str, Any] = {"type": "object", "properties": {part: inner}}
+        if "required" in inner:
+            wrapped["required"] = [part]
+        inner = wrapped
+    return {"$schema": DRAFT_07, **inner}
+
+
+def rules_to_properties(rules: dict[str, Any], section: str) -> list[dict[str, Any]]:
+    """The ``?format=properties`` view of an event's rules (the inverse of build_rules)."""
+    node: Any = rules
+    for part in section.split("."):
+        node = node.get("properties", {}).get(part) if isinstance(node, dict) else None
+    if not isinstance(node, dict):
+        return []
+    return _describe(node)
+
+
+async def attach_ids(conn: AsyncConnection, described: list[dict[str, Any]]) -> None:
+    """Name each described property's catalog entry (``id``; null if it has none)."""
+    table = schema.properties
+    for entry in described:
+        kind = entry["type"]
+        kinds = [kind] if isinstance(kind, str) and kind else kind or ""
+        entry["id"] = await conn.scalar(
+            select(table.c.id).where(
+                table.c.name == entry["name"],
+                table.c.type.in_([orjson.dumps(kind).decode(), orjson.dumps(kinds).decode()]),
+            )
+        )
+        if "properties" in entry:
+            await attach_ids(conn, entry["properties"])
+
+
+def _describe(node: dict[str, Any]) -> list[dict[str, Any]]:
+    required = set(node.get("required", [])) if isinstance(node.get("required"), list) else set()
+    described = []
+    for name, sub in (node.get("properties") or {}).items():
+        if not isinstance(sub, dict):
+            continue
+        kind = sub.get("type", "")
+        config = {
+            k: val
+            for k, val in sub.items()
+            if k not in ("type", "properties", "required", "additionalProperties", "items")
+        }
+        entry: dict[str, Any] = {
+            "name": name,
+            "type": kind[0] if isinstance(kind, list) and len(kind) == 1 else kind,
+            "propConfig": config,
+            "required": name in required,
+        }
+        items = sub.get("items")
+        nested_at: dict[str, Any] = items if isinstance(items, dict) else sub
+        if isinstance(nested_at.get("properties"), dict):
+            entry["properties"] = _describe(nested_at)
+            if "additionalProperties" in nested_at:
+                entry["additionalProperties"] = nested_at["additionalProperties"]
+        described.append(entry)
+    return described
