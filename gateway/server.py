@@ -27,6 +27,7 @@ from gateway.enforce.enforcer import Enforcer
 from gateway.http import Handler, add_common_routes, make_middleware
 from gateway.ingest.routes import InflightLimit, IngestContext, add_ingest_routes
 from gateway.metrics import Metrics
+from gateway.openapi import add_openapi_route
 from gateway.pipeline import Pipeline
 from gateway.plans.cache import PlanCache
 from gateway.plans.providers import SnapshotProvider, provider_from_source
@@ -151,6 +152,7 @@ class Gateway:
             ),
         )
         add_common_routes(app, self.metrics, self.readiness)
+        add_openapi_route(app)
         return app
 
     def build_admin_app(self) -> web.Application:
@@ -164,6 +166,7 @@ class Gateway:
         add_connection_routes(app)
         add_snapshot_route(app)
         add_common_routes(app, self.metrics, self.readiness)
+        add_openapi_route(app)
         return app
 
     async def start(self) -> None:

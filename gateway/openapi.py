@@ -1,0 +1,1265 @@
+"""The OpenAPI 3.1 description of both ports, served as ``GET /openapi.json`` on each.
+
+One document covers the ingest API (DESIGN §3) and the management API (§7), so either port
+describes the whole gateway. It is built once, from the same constants the handlers validate
+with (routes, name patterns, event types, config choices, page size), and
+``tests/test_openapi.py`` checks that its paths are exactly the routes the two apps register
+and that real responses match its schemas.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import re
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from gateway import __version__
+from gateway.catalog import validation as v
+from gateway.catalog.connections import CHOICES, SECTIONS, UNPLANNED_EVENT_SECTIONS
+from gateway.catalog.plans import PLANS
+from gateway.catalog.sources import MAX_NAME
+from gateway.enforce.violations import VIOLATION_TYPES
+from gateway.ingest.routes import ROUTES, VALIDATE_ROUTE
+from gateway.outcomes import EVENT_TYPES, Outcome, QuarantineReason
+from gateway.plans.providers import SNAPSHOT_PATH
+
+OPENAPI_PATH = "/openapi.json"
+
+JSON = dict[str, Any]
+
+INGEST, ADMIN, CATALOG, OPERATIONS = "ingest", "admin", "catalog", "operations"
+
+ADMIN_SECURITY: list[JSON] = [{"adminBearer": []}, {"adminBasic": []}]
+# The write key may also travel in the body (``writeKey``), which OpenAPI cannot express as a
+# security scheme: hence the empty alternative.
+INGEST_SECURITY: list[JSON] = [{"writeKey": []}, {}]
+PUBLIC: list[JSON] = []
+
+# --- small builders ----------------------------------------------------------------------------
+
+
+def _ref(name: str) -> JSON:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _nullable(schema: JSON) -> JSON:
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
+def _obj(properties: JSON, required: tuple[str, ...] = (), **extra: Any) -> JSON:
+    schema: JSON = {"type": "object", "properties": properties}
+    if required:
+        schema["required"] = list(required)
+    schema.update(extra)
+    return schema
+
+
+def _array(items: JSON, **extra: Any) -> JSON:
+    return {"type": "array", "items": items, **extra}
+
+
+def _json_content(schema: JSON) -> JSON:
+    return {"application/json": {"schema": schema}}
+
+
+def _ok(description: str, schema: JSON, headers: JSON | None = None) -> JSON:
+    response: JSON = {"description": description, "content": _json_content(schema)}
+    if headers:
+        response["headers"] = headers
+    return response
+
+
+def _error(status: int) -> JSON:
+    return {"$ref": f"#/components/responses/{ERROR_RESPONSES[status][0]}"}
+
+
+def _pattern(compiled: re.Pattern[str]) -> str:
+    """A Python pattern as ECMA-262, the regex dialect of JSON Schema (no ``\\Z``)."""
+    return compiled.pattern.removesuffix(r"\Z") + "$"
+
+
+def _any_case(word: str) -> str:
+    return "".join(f"[{c.upper()}{c.lower()}]" if c.isalpha() else re.escape(c) for c in word)
+
+
+# --- errors ------------------------------------------------------------------------------------
+
+RETRY_AFTER: JSON = {
+    "Retry-After": {
+        "description": "Seconds to wait before retrying.",
+        "schema": {"type": "integer", "minimum": 0},
+    }
+}
+
+# status → (component name, description, codes used, retryable)
+ERROR_RESPONSES: dict[int, tuple[str, str, tuple[str, ...], bool]] = {
+    400: (
+        "BadRequest",
+        "The request can never succeed: invalid JSON, a body that is not an object, a missing "
+        "or invalid field or query parameter.",
+        ("bad_request", "invalid_json", "invalid_request"),
+        False,
+    ),
+    401: (
+        "Unauthorized",
+        "No credentials, or unknown ones (admin token or write key).",
+        ("unauthorized",),
+        False,
+    ),
+    404: ("NotFound", "The resource does not exist.", ("not_found",), False),
+    413: (
+        "PayloadTooLarge",
+        "The (decompressed) body is over `ingest.max_request_bytes`, or a batch has more than "
+        "`ingest.max_batch_events` events.",
+        ("payload_too_large",),
+        False,
+    ),
+    415: (
+        "UnsupportedEncoding",
+        "A `Content-Encoding` other than gzip or deflate.",
+        ("unsupported_encoding",),
+        False,
+    ),
+    429: (
+        "Overloaded",
+        "Too many events wait for Kafka (`ingest.max_inflight_events`); retry after "
+        "`Retry-After` seconds.",
+        ("overloaded",),
+        True,
+    ),
+    503: (
+        "Unavailable",
+        "Kafka did not acknowledge in time, or no tracking-plan snapshot is loaded yet; retry "
+        "after `Retry-After` seconds.",
+        ("unavailable",),
+        True,
+    ),
+}
+
+SOURCE_DISABLED: JSON = {
+    "description": "The write key's source is disabled (`code`: `source_disabled`).",
+    "content": _json_content(_ref("Error")),
+}
+
+
+def _error_responses() -> JSON:
+    responses: JSON = {}
+    for name, description, codes, retryable in ERROR_RESPONSES.values():
+        codes_text = ", ".join(f"`{c}`" for c in codes)
+        response: JSON = {
+            "description": f"{description} (`code`: {codes_text})",
+            "content": _json_content(_ref("Error")),
+        }
+        if retryable:
+            response["headers"] = RETRY_AFTER
+        responses[name] = response
+    responses["SourceDisabled"] = SOURCE_DISABLED
+    return responses
+
+
+# --- schemas -----------------------------------------------------------------------------------
+
+TIME: JSON = {"type": "string", "description": "ISO 8601 time (UTC)."}
+ANY_OBJECT: JSON = {"type": "object"}
+
+
+def _event_schemas() -> JSON:
+    """Segment/RudderStack calls, as the ingest routes accept them."""
+    common = _obj(
+        {
+            "type": {
+                "type": "string",
+                "enum": list(EVENT_TYPES),
+                "description": "Set from the route on single-call routes; required in a batch.",
+            },
+            "messageId": {
+                "type": ["string", "integer"],
+                "description": "Kept (trimmed) if given, else a UUIDv4 is generated; the "
+                "deduplication key downstream.",
+            },
+            "userId": {"type": ["string", "number"]},
+            "anonymousId": {"type": ["string", "number"]},
+            "timestamp": TIME,
+            "originalTimestamp": TIME,
+            "sentAt": TIME,
+            "context": ANY_OBJECT,
+            "integrations": ANY_OBJECT,
+            "request_ip": {"type": "string"},
+            "writeKey": {
+                "type": "string",
+                "description": "The source's write key, for clients that cannot set headers; "
+                "removed before the event is published.",
+            },
+        },
+        description="Fields common to every call. Other fields pass through untouched. An event "
+        "with neither `userId` nor `anonymousId`, with an unknown `type`, or over "
+        "`ingest.max_event_bytes` is still accepted (200) and quarantined with reason "
+        "`invalid-event`.",
+    )
+
+    def call(kind: str, properties: JSON, description: str) -> JSON:
+        own = _obj({"type": {"const": kind}, **properties})
+        return {"allOf": [_ref("Event"), own], "description": description}
+
+    return {
+        "Event": common,
+        "TrackEvent": call(
+            "track",
+            {"event": {"type": "string"}, "properties": ANY_OBJECT},
+            "A track call: `event` names it (matched to the plan's rules, case-sensitive).",
+        ),
+        "IdentifyEvent": call("identify", {"traits": ANY_OBJECT}, "An identify call."),
+        "PageEvent": call(
+            "page",
+            {"name": {"type": "string"}, "category": {"type": "string"}, "properties": ANY_OBJECT},
+            "A page call.",
+        ),
+        "ScreenEvent": call(
+            "screen",
+            {"name": {"type": "string"}, "properties": ANY_OBJECT},
+            "A screen call.",
+        ),
+        "GroupEvent": call(
+            "group",
+            {"groupId": {"type": ["string", "number"]}, "traits": ANY_OBJECT},
+            "A group call.",
+        ),
+        "AliasEvent": call(
+            "alias",
+            {"previousId": {"type": ["string", "number"]}},
+            "An alias call (never validated against a plan).",
+        ),
+        "BatchRequest": _obj(
+            {
+                "batch": _array(
+                    _ref("Event"),
+                    minItems=1,
+                    description="The events; each needs a `type`. Items that are unusable "
+                    "(not an object, unknown type, …) are quarantined, not refused.",
+                ),
+                "sentAt": {**TIME, "description": "Applies to items without their own."},
+                "context": {
+                    **ANY_OBJECT,
+                    "description": "Merged under each item's own `context`.",
+                },
+                "integrations": {
+                    **ANY_OBJECT,
+                    "description": "Merged under each item's own `integrations`.",
+                },
+                "writeKey": {"type": "string"},
+            },
+            ("batch",),
+        ),
+        "Violation": _obj(
+            {
+                "type": {"type": "string", "enum": list(VIOLATION_TYPES)},
+                "message": {"type": "string"},
+                "property": {"type": "string"},
+                "meta": _obj(
+                    {"instancePath": {"type": "string"}, "schemaPath": {"type": "string"}}
+                ),
+            },
+            ("type", "message"),
+        ),
+        "ValidateResult": _obj(
+            {
+                "index": {"type": "integer", "minimum": 0},
+                "messageId": {},
+                "type": {},
+                "event": {},
+                "outcome": {"type": "string", "enum": [o.value for o in Outcome]},
+                "reason": _nullable(
+                    {"type": "string", "enum": [r.value for r in QuarantineReason]}
+                ),
+                "violations": _array(_ref("Violation")),
+            },
+            ("index", "messageId", "type", "event", "outcome", "reason", "violations"),
+        ),
+        "ValidateReport": _obj(
+            {
+                "events": {"type": "integer", "minimum": 0},
+                "forwarded": {"type": "integer", "minimum": 0},
+                "quarantined": {"type": "integer", "minimum": 0},
+                "results": _array(_ref("ValidateResult")),
+            },
+            ("events", "forwarded", "quarantined", "results"),
+            description="What would happen to each event of the request; nothing is published.",
+        ),
+    }
+
+
+def _config_schemas() -> JSON:
+    def setting(choices: tuple[str, ...]) -> JSON:
+        text: JSON = {
+            "type": "string",
+            "pattern": "^(?:" + "|".join(_any_case(c) for c in choices) + ")$",
+            "description": f"One of {', '.join(choices)} (case-insensitive).",
+        }
+        return {"anyOf": [text, {"type": "boolean"}]} if set(choices) == {"true", "false"} else text
+
+    def section(name: str) -> JSON:
+        settings = {
+            key: setting(choices)
+            for key, choices in CHOICES.items()
+            if key != "allowUnplannedEvents" or name in UNPLANNED_EVENT_SECTIONS
+        }
+        return _obj(settings, minProperties=1, additionalProperties=False)
+
+    return {
+        "ConnectionConfig": _obj(
+            {name: section(name) for name in SECTIONS},
+            minProperties=1,
+            additionalProperties=False,
+            description="Enforcement settings: an event's settings are `global` shallow-merged "
+            "with its type's section. A section present must hold at least one setting.",
+        ),
+        "ConnectionRequest": _obj({"config": _ref("ConnectionConfig")}, ("config",)),
+        "Connection": _obj(
+            {
+                "sourceId": {"type": "string"},
+                "trackingPlanId": {"type": "string"},
+                "config": _ref("ConnectionConfig"),
+            },
+            ("sourceId", "trackingPlanId", "config"),
+        ),
+        "ConnectionConfigResponse": _obj({"config": _ref("ConnectionConfig")}, ("config",)),
+        "ConnectionList": _obj({"connections": _array(_ref("Connection"))}, ("connections",)),
+    }
+
+
+AUDIT = ("createdBy", "updatedBy")
+
+
+def _catalog_schemas() -> JSON:
+    entity = {"id": {"type": "string"}, "workspaceId": {"type": "string"}}
+    times = {"createdAt": TIME, "updatedAt": TIME}
+    audit = {name: {"type": ["string", "null"]} for name in AUDIT}
+    description = {"description": {"type": ["string", "null"]}}
+    event_name: JSON = {
+        "anyOf": [_ref("EntityName"), {"const": ""}],
+        "description": "Track events are named; every other type uses the empty name.",
+    }
+    event_fields = {
+        **entity,
+        "name": {"type": "string"},
+        **description,
+        "eventType": _ref("EventType"),
+        "categoryId": {"type": ["string", "null"]},
+        **times,
+    }
+    event_required = ("id", "name", "description", "eventType", "categoryId", "workspaceId")
+    plan_event_fields = {
+        **event_fields,
+        "identitySection": _ref("IdentitySection"),
+        "additionalProperties": {
+            "type": "boolean",
+            "description": "Whether the rules allow unplanned keys in the identity section.",
+        },
+    }
+    plan_event_required = (*event_required, "identitySection", "additionalProperties")
+    plan_fields = {
+        **entity,
+        "name": {"type": "string"},
+        **description,
+        "version": {"type": "integer", "minimum": 1},
+        "creationType": {"type": "string"},
+        **times,
+    }
+    plan_required = ("id", "name", "description", "version", "workspaceId", "creationType")
+    upsert_common = {
+        "eventType": _ref("EventType"),
+        "name": event_name,
+        "identitySection": {
+            **_ref("IdentitySection"),
+            "description": "Default: `traits` for identify and group, else `properties`.",
+        },
+        "description": {"type": "string"},
+        "categoryId": {"type": "string", "minLength": 1},
+    }
+    property_type: JSON = {
+        "anyOf": [
+            {"type": "string", "enum": [*v.PROPERTY_TYPES, ""]},
+            _array(
+                {"type": "string", "enum": list(v.PROPERTY_TYPES)}, minItems=1, uniqueItems=True
+            ),
+        ],
+        "description": 'A type, several (a list), or "" for any type.',
+    }
+    nesting = {"required": {"type": "boolean"}, "additionalProperties": {"type": "boolean"}}
+    return {
+        "EntityName": {
+            "type": "string",
+            "pattern": _pattern(v.ENTITY_NAME),
+            "description": "3 to 65 characters: a letter, then letters, digits and `_ , - .` "
+            "or spaces.",
+        },
+        "PropertyName": {
+            "type": "string",
+            "pattern": _pattern(v.PROPERTY_NAME),
+            "maxLength": 200,
+            "description": "A letter, then letters, digits, `_` and spaces.",
+        },
+        "EventType": {"type": "string", "enum": list(v.EVENT_TYPES)},
+        "IdentitySection": {"type": "string", "enum": list(v.IDENTITY_SECTIONS)},
+        "PropertyType": property_type,
+        "TrackingPlan": _obj(plan_fields, plan_required),
+        "TrackingPlanWithEvents": _obj(
+            {**plan_fields, "events": _array(_ref("PlanEventWithRules"))},
+            (*plan_required, "events"),
+            description="A plan with its events and their rules (as of `version`).",
+        ),
+        "TrackingPlanList": _obj(
+            {"trackingPlans": _array(_ref("TrackingPlan"))}, ("trackingPlans",)
+        ),
+        "TrackingPlanCreate": _obj(
+            {"name": _ref("EntityName"), "description": {"type": "string"}}, ("name",)
+        ),
+        "TrackingPlanUpdate": _obj(
+            {"name": _ref("EntityName"), "description": {"type": ["string", "null"]}},
+            minProperties=1,
+        ),
+        "PlanEvent": _obj(plan_event_fields, plan_event_required),
+        "PlanEventWithRules": _obj(
+            {**plan_event_fields, "rules": _ref("Rules")}, (*plan_event_required, "rules")
+        ),
+        "PlanEventWithProperties": _obj(
+            {**plan_event_fields, "properties": _array(_ref("DescribedProperty"))},
+            (*plan_event_required, "properties"),
+            description="`?format=properties`: the rules described as catalog properties.",
+        ),
+        "DescribedProperty": _obj(
+            {
+                "id": {
+                    "type": ["string", "null"],
+                    "description": "The matching catalog property; null if none.",
+                },
+                "name": {"type": "string"},
+                "type": {"anyOf": [{"type": "string"}, _array({"type": "string"})]},
+                "propConfig": ANY_OBJECT,
+                **nesting,
+                "properties": _array(_ref("DescribedProperty")),
+            },
+            ("id", "name", "type", "propConfig", "required"),
+        ),
+        "Rules": {
+            "type": "object",
+            "minProperties": 1,
+            "description": "A JSON Schema (draft-07 by default; draft-04/06 by `$schema`) over "
+            "the whole normalized message.",
+        },
+        "PlanEventRulesUpsert": _obj(
+            {**upsert_common, "rules": _ref("Rules")},
+            ("rules",),
+            description="Upsert an event with its JSON-Schema rules; the catalog event is "
+            "created if missing (`eventType` defaults to track).",
+        ),
+        "PlanEventPropertiesUpsert": _obj(
+            {**upsert_common, "properties": _array(_ref("PlanEventProperty"), minItems=1)},
+            ("eventType", "properties"),
+            description="Upsert an event with its properties by name; missing catalog "
+            "properties and the event are created.",
+        ),
+        "PlanEventProperty": _obj(
+            {
+                "name": _ref("PropertyName"),
+                "type": _ref("PropertyType"),
+                "propConfig": ANY_OBJECT,
+                "description": {"type": "string"},
+                **nesting,
+                "properties": _array(_ref("PlanEventProperty"), minItems=1),
+            },
+            ("name", "type"),
+        ),
+        "PlanEventIdsUpsert": _obj(
+            {
+                "id": {"type": "string", "minLength": 1, "description": "A catalog event id."},
+                "identitySection": _ref("IdentitySection"),
+                "properties": _array(_ref("PlanEventPropertyRef"), minItems=1),
+            },
+            ("id", "properties"),
+            description="Upsert a catalog event with catalog properties, by id.",
+        ),
+        "PlanEventPropertyRef": _obj(
+            {
+                "id": {"type": "string", "minLength": 1},
+                **nesting,
+                "properties": _array(_ref("PlanEventPropertyRef"), minItems=1),
+            },
+            ("id",),
+        ),
+        "PlanEventPage": _page("PlanEvent"),
+        "Category": _obj(
+            {**entity, "name": {"type": "string"}, **description, **times, **audit},
+            ("id", "name", "description", "workspaceId", *AUDIT),
+        ),
+        "CategoryCreate": _obj(
+            {"name": _ref("EntityName"), "description": {"type": "string"}}, ("name",)
+        ),
+        "CategoryPage": _page("Category"),
+        "CatalogEvent": _obj({**event_fields, **audit}, (*event_required, *AUDIT)),
+        "CatalogEventWithCategory": _obj(
+            {**event_fields, **audit, "category": _nullable(_ref("Category"))},
+            (*event_required, *AUDIT, "category"),
+        ),
+        "CatalogEventCreate": _obj(
+            {
+                "name": event_name,
+                "eventType": {**_ref("EventType"), "description": "Default: track."},
+                "description": {"type": "string"},
+                "categoryId": {"type": "string", "minLength": 1},
+            },
+        ),
+        "CatalogEventUpdate": _obj(
+            {
+                "name": event_name,
+                "eventType": {**_ref("EventType"), "description": "Cannot change."},
+                "description": {"type": ["string", "null"]},
+                "categoryId": {"type": ["string", "null"]},
+            },
+            minProperties=1,
+        ),
+        "CatalogEventPage": _page("CatalogEvent"),
+        "Property": _obj(
+            {
+                **entity,
+                "name": {"type": "string"},
+                **description,
+                "type": _ref("PropertyType"),
+                "propConfig": {**ANY_OBJECT, "description": "Extra JSON Schema keywords."},
+                **times,
+                **audit,
+            },
+            ("id", "name", "description", "type", "propConfig", "workspaceId", *AUDIT),
+        ),
+        "PropertyCreate": _obj(
+            {
+                "name": _ref("PropertyName"),
+                "type": _ref("PropertyType"),
+                "propConfig": ANY_OBJECT,
+                "description": {"type": "string"},
+            },
+            ("name", "type"),
+        ),
+        "PropertyUpdate": _obj(
+            {
+                "name": _ref("PropertyName"),
+                "type": _ref("PropertyType"),
+                "propConfig": ANY_OBJECT,
+                "description": {"type": ["string", "null"]},
+            },
+            minProperties=1,
+        ),
+        "PropertyPage": _page("Property"),
+    }
+
+
+def _page(item: str) -> JSON:
+    return _obj(
+        {
+            "data": _array(_ref(item)),
+            "total": {"type": "integer", "minimum": 0},
+            "currentPage": {"type": "integer", "minimum": 1},
+            "pageSize": {"type": "integer", "const": v.PAGE_SIZE},
+        },
+        ("data", "total", "currentPage", "pageSize"),
+    )
+
+
+def _admin_schemas() -> JSON:
+    source = {
+        "id": {"type": "string"},
+        "name": {"type": "string"},
+        "enabled": {"type": "boolean"},
+        "writeKeys": _array({"type": "string"}, description="Oldest first."),
+        "createdAt": TIME,
+        "updatedAt": TIME,
+    }
+    name: JSON = {"type": "string", "minLength": 1, "maxLength": MAX_NAME}
+    snapshot_event = _obj(
+        {
+            "name": {"type": "string"},
+            "eventType": _ref("EventType"),
+            "identitySection": _ref("IdentitySection"),
+            "rules": ANY_OBJECT,
+        },
+        ("name", "eventType", "identitySection", "rules"),
+    )
+    return {
+        "Source": _obj(source, tuple(source)),
+        "SourceList": _obj({"sources": _array(_ref("Source"))}, ("sources",)),
+        "SourceCreate": _obj({"name": name, "enabled": {"type": "boolean"}}, ("name",)),
+        "SourceUpdate": _obj({"name": name, "enabled": {"type": "boolean"}}, minProperties=1),
+        "Snapshot": _obj(
+            {
+                "revision": {"type": "string"},
+                "sources": _array(
+                    _obj(
+                        {
+                            "id": {"type": "string"},
+                            "name": {"type": "string"},
+                            "enabled": {"type": "boolean"},
+                            "writeKeys": _array({"type": "string"}),
+                            "trackingPlan": _nullable(
+                                _obj(
+                                    {
+                                        "id": {"type": "string"},
+                                        "version": {"type": "integer"},
+                                        "config": ANY_OBJECT,
+                                    },
+                                    ("id", "version", "config"),
+                                )
+                            ),
+                        },
+                        ("id", "name", "enabled", "writeKeys", "trackingPlan"),
+                    )
+                ),
+                "trackingPlans": _array(
+                    _obj(
+                        {
+                            "id": {"type": "string"},
+                            "name": {"type": "string"},
+                            "version": {"type": "integer"},
+                            "events": _array(snapshot_event),
+                        },
+                        ("id", "name", "version", "events"),
+                    )
+                ),
+            },
+            ("revision", "sources", "trackingPlans"),
+            description="The plan snapshot ingest replicas load (DESIGN §6).",
+        ),
+    }
+
+
+def _schemas() -> JSON:
+    return {
+        "Error": _obj(
+            {
+                "code": {"type": "string", "description": "Machine-readable, e.g. `not_found`."},
+                "message": {"type": "string"},
+            },
+            ("code", "message"),
+        ),
+        "Liveness": _obj({"status": {"const": "ok"}}, ("status",)),
+        "Readiness": _obj(
+            {"status": {"type": "string", "enum": ["ready", "not ready"]}},
+            ("status",),
+            additionalProperties={"type": "boolean"},
+            description="`status` and one boolean per check (`kafka`, `snapshot`, `catalog`).",
+        ),
+        **_event_schemas(),
+        **_config_schemas(),
+        **_catalog_schemas(),
+        **_admin_schemas(),
+    }
+
+
+# --- parameters --------------------------------------------------------------------------------
+
+PATH_PARAMETERS: dict[str, str] = {
+    "plan_id": "Tracking plan id (`tp_…`).",
+    "source_id": "Source id (`src_…`).",
+    "event_id": "Catalog event id (`ev_…`).",
+    "key": "A write key of the source.",
+    "id": "The entity's id.",
+}
+
+
+def _query(name: str, schema: JSON, description: str) -> JSON:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "schema": schema,
+        "description": description,
+    }
+
+
+PAGE = _query(
+    "page",
+    {"type": "integer", "minimum": 1, "maximum": v.MAX_PAGES, "default": 1},
+    f"Page number ({v.PAGE_SIZE} items a page, at most {v.MAX_PAGES} pages).",
+)
+ORDER_BY = _query(
+    "orderBy",
+    {
+        "type": "string",
+        "pattern": "^(?:" + "|".join(v.ORDER_FIELDS) + ")(?::(?:[Aa][Ss][Cc]|[Dd][Ee][Ss][Cc]))?$",
+        "default": "createdAt:asc",
+    },
+    f"`field[:asc|desc]`, field one of {', '.join(v.ORDER_FIELDS)}.",
+)
+VERSION = _query(
+    "version",
+    {"type": "integer", "minimum": 1},
+    "Return the plan exactly as it was at this version (events and rules included).",
+)
+FORMAT = _query(
+    "format",
+    {"type": "string", "enum": ["schema", "properties"], "default": "schema"},
+    "`schema`: the event with its `rules`; `properties`: its rules described as catalog "
+    "properties.",
+)
+WRITE_KEY = _query(
+    "writeKey",
+    {"type": "string"},
+    "The source's write key, when it is neither the Basic auth username nor `writeKey` in the "
+    "body.",
+)
+IF_NONE_MATCH: JSON = {
+    "name": "If-None-Match",
+    "in": "header",
+    "required": False,
+    "schema": {"type": "string"},
+    "description": "The ETag of the snapshot the caller has; 304 if it is still current.",
+}
+
+
+# --- operations --------------------------------------------------------------------------------
+
+
+def _operation(
+    tag: str,
+    operation_id: str,
+    summary: str,
+    responses: JSON,
+    *,
+    security: list[JSON],
+    description: str | None = None,
+    parameters: tuple[JSON, ...] = (),
+    body: JSON | None = None,
+) -> JSON:
+    op: JSON = {"tags": [tag], "summary": summary, "operationId": operation_id}
+    if description:
+        op["description"] = description
+    if parameters:
+        op["parameters"] = list(parameters)
+    if body is not None:
+        op["requestBody"] = {"required": True, "content": _json_content(body)}
+    op["responses"] = responses
+    op["security"] = security
+    return op
+
+
+def _admin(
+    tag: str,
+    operation_id: str,
+    summary: str,
+    ok: tuple[int, JSON],
+    *,
+    errors: tuple[int, ...] = (),
+    **kwargs: Any,
+) -> JSON:
+    status, response = ok
+    responses: JSON = {str(status): response}
+    for code in sorted({*errors, 401}):
+        responses[str(code)] = _error(code)
+    return _operation(tag, operation_id, summary, responses, security=ADMIN_SECURITY, **kwargs)
+
+
+NO_CONTENT = (204, {"description": "Done; no body."})
+
+
+def _returns(description: str, schema: str) -> tuple[int, JSON]:
+    return 200, _ok(description, _ref(schema))
+
+
+SINGLE_SCHEMAS = {
+    "track": "TrackEvent",
+    "identify": "IdentifyEvent",
+    "page": "PageEvent",
+    "screen": "ScreenEvent",
+    "group": "GroupEvent",
+    "alias": "AliasEvent",
+}
+
+
+def _ingest_paths() -> JSON:
+    accepted = {
+        "description": "Every event of the request is durably in Kafka (forwarded or quarantined).",
+        "content": {"text/plain": {"schema": {"type": "string", "const": "OK"}}},
+    }
+    failures = {str(s): _error(s) for s in (400, 401)}
+    failures["404"] = {"$ref": "#/components/responses/SourceDisabled"}
+    failures.update({str(s): _error(s) for s in (413, 415, 429, 503)})
+    paths: JSON = {}
+    for path, forced in ROUTES.items():
+        name = path.rsplit("/", 1)[1]
+        if forced is None:
+            canonical = name in ("batch", "import")
+            operation_id = name if canonical else "batchShort"
+            summary = "Send a batch of calls" if name != "import" else "Import a batch of calls"
+            body = _ref("BatchRequest")
+        else:
+            canonical = name == forced
+            operation_id = forced if canonical else f"{forced}Short"
+            summary = f"Send a {forced} call"
+            body = _ref(SINGLE_SCHEMAS[forced])
+        if not canonical:
+            summary += " (analytics.js short form)"
+        paths[path] = {
+            "post": _operation(
+                INGEST,
+                operation_id,
+                summary,
+                {"200": accepted, **failures},
+                security=INGEST_SECURITY,
+                description="The body is JSON whatever the `Content-Type`, optionally gzip or "
+                "deflate encoded. 200 only once Kafka acknowledged every event.",
+                parameters=(WRITE_KEY,),
+                body=body,
+            )
+        }
+    dry_run_failures = {k: val for k, val in failures.items() if k != "429"}
+    paths[VALIDATE_ROUTE] = {
+        "post": _operation(
+            INGEST,
+            "validate",
+            "Dry run: each event's outcome and violations",
+            {
+                "200": _ok("The report; nothing was published.", _ref("ValidateReport")),
+                **dry_run_failures,
+            },
+            security=INGEST_SECURITY,
+            description="Same auth and body as `/v1/batch`; runs the real pipeline "
+            "(normalize → validate → enforce) and publishes nothing.",
+            parameters=(WRITE_KEY,),
+            body=_ref("BatchRequest"),
+        )
+    }
+    return paths
+
+
+def _source_paths() -> JSON:
+    one = "/sources/{source_id}"
+    return {
+        "/sources": {
+            "post": _admin(
+                ADMIN,
+                "createSource",
+                "Create a source with a new write key",
+                _returns("The source.", "Source"),
+                errors=(400,),
+                body=_ref("SourceCreate"),
+            ),
+            "get": _admin(
+                ADMIN, "listSources", "List sources", _returns("All sources.", "SourceList")
+            ),
+        },
+        one: {
+            "get": _admin(
+                ADMIN, "getSource", "Get a source", _returns("The source.", "Source"), errors=(404,)
+            ),
+            "patch": _admin(
+                ADMIN,
+                "updateSource",
+                "Rename, enable or disable a source",
+                _returns("The source.", "Source"),
+                errors=(400, 404),
+                body=_ref("SourceUpdate"),
+            ),
+            "delete": _admin(
+                ADMIN,
+                "deleteSource",
+                "Delete a source, its write keys and its plan connection",
+                NO_CONTENT,
+                errors=(404,),
+            ),
+        },
+        one + "/write-keys": {
+            "post": _admin(
+                ADMIN,
+                "addWriteKey",
+                "Add a write key (rotation)",
+                _returns("The source, the new key last.", "Source"),
+                errors=(404,),
+            )
+        },
+        one + "/write-keys/{key}": {
+            "delete": _admin(
+                ADMIN,
+                "deleteWriteKey",
+                "Remove a write key",
+                _returns("The source.", "Source"),
+                errors=(404,),
+            )
+        },
+    }
+
+
+def _plan_paths() -> JSON:
+    plan = PLANS + "/{plan_id}"
+    events = plan + "/events"
+    upsert_ok = _returns("The plan (new version, without events).", "TrackingPlan")
+    connection = plan + "/sources/{source_id}"
+    return {
+        PLANS: {
+            "post": _admin(
+                CATALOG,
+                "createTrackingPlan",
+                "Create a tracking plan (version 1)",
+                _returns("The plan.", "TrackingPlan"),
+                errors=(400,),
+                body=_ref("TrackingPlanCreate"),
+            ),
+            "get": _admin(
+                CATALOG,
+                "listTrackingPlans",
+                "List tracking plans",
+                _returns("All plans, without events.", "TrackingPlanList"),
+            ),
+        },
+        plan: {
+            "get": _admin(
+                CATALOG,
+                "getTrackingPlan",
+                "Get a tracking plan with its events and rules",
+                _returns("The plan, now or at `version`.", "TrackingPlanWithEvents"),
+                errors=(400, 404),
+                parameters=(VERSION,),
+            ),
+            "put": _admin(
+                CATALOG,
+                "updateTrackingPlan",
+                "Rename or describe a tracking plan",
+                _returns("The plan (new version).", "TrackingPlan"),
+                errors=(400, 404),
+                body=_ref("TrackingPlanUpdate"),
+            ),
+            "delete": _admin(
+                CATALOG,
+                "deleteTrackingPlan",
+                "Delete a tracking plan and its connections",
+                _returns("The plan as it was.", "TrackingPlanWithEvents"),
+                errors=(404,),
+            ),
+        },
+        events: {
+            "patch": _admin(
+                CATALOG,
+                "upsertPlanEventRules",
+                "Add or update an event with its rules",
+                upsert_ok,
+                errors=(400, 404),
+                body=_ref("PlanEventRulesUpsert"),
+            ),
+            "post": _admin(
+                CATALOG,
+                "upsertPlanEventProperties",
+                "Add or update an event with its properties (by name)",
+                upsert_ok,
+                errors=(400, 404),
+                body=_ref("PlanEventPropertiesUpsert"),
+            ),
+            "put": _admin(
+                CATALOG,
+                "upsertPlanEventIds",
+                "Add or update a catalog event with catalog properties (by id)",
+                upsert_ok,
+                errors=(400, 404),
+                body=_ref("PlanEventIdsUpsert"),
+            ),
+            "get": _admin(
+                CATALOG,
+                "listPlanEvents",
+                "List a plan's events",
+                _returns("A page of events, without rules.", "PlanEventPage"),
+                errors=(400, 404),
+                parameters=(PAGE,),
+            ),
+        },
+        events + "/{event_id}": {
+            "get": _admin(
+                CATALOG,
+                "getPlanEvent",
+                "Get one of a plan's events",
+                (
+                    200,
+                    _ok(
+                        "The event with its rules (or, `?format=properties`, its properties).",
+                        {"anyOf": [_ref("PlanEventWithRules"), _ref("PlanEventWithProperties")]},
+                    ),
+                ),
+                errors=(400, 404),
+                parameters=(FORMAT,),
+            ),
+            "delete": _admin(
+                CATALOG,
+                "deletePlanEvent",
+                "Remove an event from a plan (new version)",
+                NO_CONTENT,
+                errors=(404,),
+            ),
+        },
+        plan + "/sources": {
+            "get": _admin(
+                CATALOG,
+                "listConnections",
+                "List the sources connected to a plan",
+                _returns("The connections.", "ConnectionList"),
+                errors=(404,),
+            )
+        },
+        connection: {
+            "post": _admin(
+                CATALOG,
+                "connectSource",
+                "Connect a source to a plan, with its enforcement config",
+                _returns("The connection.", "Connection"),
+                errors=(400, 404),
+                body=_ref("ConnectionRequest"),
+                description="A source is connected to at most one plan; an unknown source is a "
+                "400.",
+            ),
+            "put": _admin(
+                CATALOG,
+                "updateConnection",
+                "Replace a connection's enforcement config",
+                _returns("The new config.", "ConnectionConfigResponse"),
+                errors=(400, 404),
+                body=_ref("ConnectionRequest"),
+            ),
+            "delete": _admin(
+                CATALOG,
+                "disconnectSource",
+                "Disconnect a source from a plan",
+                NO_CONTENT,
+                errors=(400, 404),
+            ),
+        },
+    }
+
+
+def _entity_paths() -> JSON:
+    def collection(plural: str, noun: str, nouns: str, schema: str, plural_title: str) -> JSON:
+        base = f"/catalog/{plural}"
+        detail = "CatalogEventWithCategory" if schema == "CatalogEvent" else schema
+        item: JSON = {
+            "get": _admin(
+                CATALOG,
+                f"get{schema}",
+                f"Get a {noun}",
+                _returns(f"The {noun}.", detail),
+                errors=(404,),
+            ),
+        }
+        if schema != "Category":
+            item["put"] = _admin(
+                CATALOG,
+                f"update{schema}",
+                f"Update a {noun}",
+                _returns(f"The {noun}.", schema),
+                errors=(400, 404),
+                body=_ref(f"{schema}Update"),
+            )
+        item["delete"] = _admin(
+            CATALOG,
+            f"delete{schema}",
+            f"Delete a {noun}",
+            _returns(f"The deleted {noun}.", schema),
+            # An event that a tracking plan uses cannot be deleted.
+            errors=(400, 404) if schema == "CatalogEvent" else (404,),
+        )
+        return {
+            base: {
+                "post": _admin(
+                    CATALOG,
+                    f"create{schema}",
+                    f"Create a {noun}",
+                    _returns(f"The {noun}.", schema),
+                    errors=(400,),
+                    body=_ref(f"{schema}Create"),
+                ),
+                "get": _admin(
+                    CATALOG,
+                    f"list{plural_title}",
+                    f"List {nouns}",
+                    _returns(f"A page of {nouns}.", f"{schema}Page"),
+                    errors=(400,),
+                    parameters=(PAGE, ORDER_BY),
+                ),
+            },
+            base + "/{id}": item,
+        }
+
+    return {
+        **collection("categories", "category", "categories", "Category", "Categories"),
+        **collection("events", "catalog event", "catalog events", "CatalogEvent", "CatalogEvents"),
+        **collection("properties", "property", "properties", "Property", "Properties"),
+    }
+
+
+def _operations_paths() -> JSON:
+    return {
+        "/health/live": {
+            "get": _operation(
+                OPERATIONS,
+                "live",
+                "Liveness probe",
+                {"200": _ok("The process runs.", _ref("Liveness"))},
+                security=PUBLIC,
+            )
+        },
+        "/health/ready": {
+            "get": _operation(
+                OPERATIONS,
+                "ready",
+                "Readiness probe",
+                {
+                    "200": _ok("Every check passes.", _ref("Readiness")),
+                    "503": _ok("A check fails (named false).", _ref("Readiness")),
+                },
+                security=PUBLIC,
+                description="Ingest: Kafka answers and a plan snapshot is loaded; admin: the "
+                "catalog database answers.",
+            )
+        },
+        "/metrics": {
+            "get": _operation(
+                OPERATIONS,
+                "metrics",
+                "Prometheus metrics",
+                {
+                    "200": {
+                        "description": "Prometheus text exposition.",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    }
+                },
+                security=PUBLIC,
+            )
+        },
+        OPENAPI_PATH: {
+            "get": _operation(
+                OPERATIONS,
+                "openapi",
+                "This OpenAPI document",
+                {"200": _ok("The OpenAPI 3.1 description of both ports.", ANY_OBJECT)},
+                security=PUBLIC,
+            )
+        },
+        SNAPSHOT_PATH: {
+            "get": _operation(
+                ADMIN,
+                "getSnapshot",
+                "The plan snapshot for ingest replicas",
+                {
+                    "200": _ok(
+                        "The snapshot.",
+                        _ref("Snapshot"),
+                        {"ETag": {"description": "The revision.", "schema": {"type": "string"}}},
+                    ),
+                    "304": {"description": "Unchanged since `If-None-Match`."},
+                    "401": _error(401),
+                },
+                security=ADMIN_SECURITY,
+                parameters=(IF_NONE_MATCH,),
+            )
+        },
+    }
+
+
+def _with_path_parameters(paths: JSON) -> JSON:
+    """Declare each path's template parameters once, at the path level."""
+    for path, item in paths.items():
+        names = re.findall(r"{(\w+)}", path)
+        if names:
+            item["parameters"] = [
+                {
+                    "name": name,
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "string"},
+                    "description": PATH_PARAMETERS[name],
+                }
+                for name in names
+            ]
+    return paths
+
+
+DESCRIPTION = """\
+A tracking-plan validation gateway. Two ports, one document:
+
+- **ingest** (default 8080): Segment/RudderStack-compatible HTTP tracking API. The write key is
+  the Basic auth username (password ignored), `writeKey` in the JSON body, or `?writeKey=`.
+  `OPTIONS` on any path answers CORS preflights.
+- **admin** (default 8081): the management API, compatible with RudderStack's Data Catalog
+  API, plus sources and the plan snapshot. `Authorization: Bearer <token>`, or Basic
+  `email:token`.
+
+`/health/*`, `/metrics` and `/openapi.json` are served on both ports without credentials.
+Errors are JSON `{"code", "message"}`; 429 and 503 carry `Retry-After`.
+"""
+
+
+@functools.cache
+def _document() -> JSON:
+    paths = {
+        **_ingest_paths(),
+        **_source_paths(),
+        **_plan_paths(),
+        **_entity_paths(),
+        **_operations_paths(),
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "tracking-gateway",
+            "version": __version__,
+            "description": DESCRIPTION,
+            "license": {"name": "Apache-2.0", "identifier": "Apache-2.0"},
+        },
+        "tags": [
+            {"name": INGEST, "description": "Event ingestion (ingest port)."},
+            {"name": ADMIN, "description": "Sources, write keys and snapshots (admin port)."},
+            {
+                "name": CATALOG,
+                "description": "Tracking plans, events, properties, categories and "
+                "connections (admin port; RudderStack Data Catalog API).",
+            },
+            {"name": OPERATIONS, "description": "Probes, metrics, this document (both ports)."},
+        ],
+        "paths": _with_path_parameters(paths),
+        "components": {
+            "schemas": _schemas(),
+            "responses": _error_responses(),
+            "securitySchemes": {
+                "adminBearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "A token from `admin.tokens`.",
+                },
+                "adminBasic": {
+                    "type": "http",
+                    "scheme": "basic",
+                    "description": "`email:token`: the password is an `admin.tokens` token.",
+                },
+                "writeKey": {
+                    "type": "http",
+                    "scheme": "basic",
+                    "description": "The write key as the username; the password is ignored.",
+                },
+            },
+        },
+    }
+
+
+def openapi_document() -> JSON:
+    """The document (a copy: callers may change it)."""
+    return copy.deepcopy(_document())
+
+
+@functools.cache
+def _body() -> bytes:
+    return orjson.dumps(_document())
+
+
+async def _openapi(_: web.Request) -> web.Response:
+    return web.Response(body=_body(), content_type="application/json")
+
+
+def add_openapi_route(app: web.Application) -> None:
+    app.router.add_get(OPENAPI_PATH, _openapi)
