@@ -5,10 +5,12 @@
   rule is invalid, and reports *every* violation.
 - Both use the same draft (04/06/07 by ``$schema``, draft-07 otherwise), the same format checks
   and no defaults (validation never modifies the event), so they agree on valid vs invalid.
-  Where the two libraries still differ, the collector gets fastjsonschema's reading of the
-  keyword (``pattern``, ``multipleOf``, ``uniqueItems``), or, where fastjsonschema is the one
-  at fault, the rule is validated by the collector alone (see :func:`_needs_collector`).
-  ``tests/test_enforce_agreement.py`` checks the agreement on generated schemas and events.
+  Where the two libraries still differ: the collector reads ``pattern``, ``multipleOf`` and
+  ``uniqueItems`` as the generated code does (and ``additionalItems`` without crashing); the
+  fast path gets the schema spelled as it understands it (:func:`_for_fast_path`); and a rule
+  fastjsonschema would get wrong is validated by the collector alone (:func:`_needs_collector`,
+  an unsatisfiable ``required``, a generator crash). ``tests/test_enforce_agreement.py``
+  checks the agreement on generated schemas and events.
 - No ``$ref`` is ever fetched: custom types arrive inline as ``$defs``/``definitions``.
 - A rule that fails to compile becomes a :class:`CompiledRule` with ``error`` set; it affects
   only events of that rule (reported as ``Unknown-Violation``), never the rest of the plan.
@@ -69,10 +71,10 @@ def draft_of(schema: Mapping[str, Any]) -> tuple[str, type[Validator]]:
     return DRAFT_07, Draft7Validator
 
 
-# --- the collector reads four keywords the way the fast path does ------------------------
+# --- the collector reads these keywords the way the fast path does ----------------------
 #
-# Each function below is the *same* test fastjsonschema generates for the keyword (its code is
-# not ours to change), so the collector cannot disagree with it.
+# pattern, multipleOf and uniqueItems below are the *same* tests fastjsonschema generates (its
+# code is not ours to change), so the collector cannot disagree with it.
 
 # fastjsonschema turns every `$` not preceded by a backslash into `\Z`: ECMA-262 `$` (no
 # multiline flag) only matches at the very end, whereas Python's also matches before a final
