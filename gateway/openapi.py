@@ -20,6 +20,7 @@ from aiohttp import web
 from gateway import __version__
 from gateway.catalog import validation as v
 from gateway.catalog.connections import CHOICES, SECTIONS, UNPLANNED_EVENT_SECTIONS
+from gateway.catalog.custom_types import TYPES as CUSTOM_TYPES
 from gateway.catalog.plans import PLANS
 from gateway.catalog.sources import MAX_NAME
 from gateway.enforce.violations import VIOLATION_TYPES
@@ -386,8 +387,9 @@ def _catalog_schemas() -> JSON:
             _array(
                 {"type": "string", "enum": list(v.PROPERTY_TYPES)}, minItems=1, uniqueItems=True
             ),
+            {"type": "string", "pattern": _pattern(v.CUSTOM_TYPE_NAME)},
         ],
-        "description": 'A type, several (a list), or "" for any type.',
+        "description": 'A type, several (a list), "" for any type, or a custom type\'s name.',
     }
     nesting = {"required": {"type": "boolean"}, "additionalProperties": {"type": "boolean"}}
     return {
@@ -554,6 +556,61 @@ def _catalog_schemas() -> JSON:
             minProperties=1,
         ),
         "PropertyPage": _page("Property"),
+        **_custom_type_schemas(audit),
+    }
+
+
+def _custom_type_schemas(audit: JSON) -> JSON:
+    kind = {"type": "string", "enum": list(CUSTOM_TYPES)}
+    config = {
+        **ANY_OBJECT,
+        "description": "string: enum minLength maxLength pattern format; number/integer: enum "
+        "minimum maximum exclusiveMinimum exclusiveMaximum multipleOf; array: itemTypes "
+        "(types, or one custom type); others: {}.",
+    }
+    members = _array(
+        _obj({"id": {"type": "string"}, "required": {"type": "boolean"}}, ("id",)), minItems=1
+    )
+    fields: JSON = {
+        "config": config,
+        "rules": {**ANY_OBJECT, "description": "The JSON schema built from type and config."},
+        "defs": _array({"type": "string"}),
+        "itemDefinitions": _array(ANY_OBJECT),
+        "id": {"type": "string"},
+        "name": {"type": "string"},
+        "type": kind,
+        "dataType": kind,
+        "version": {"type": "integer", "minimum": 1},
+        "description": {"type": "string"},
+        "workspaceId": {"type": "string"},
+        "createdAt": {"type": "string"},
+        "updatedAt": {"type": "string"},
+        **audit,
+    }
+    required = ("config", "rules", "defs", "id", "name", "type", "version", "workspaceId")
+    return {
+        "CustomType": _obj({**fields, "properties": _array(ANY_OBJECT)}, (*required, "properties")),
+        "CustomTypeDeleted": _obj(fields, required),
+        "CustomTypeCreate": _obj(
+            {
+                "name": {"type": "string", "pattern": _pattern(v.CUSTOM_TYPE_NAME)},
+                "description": {"type": "string"},
+                "type": kind,
+                "config": config,
+                "properties": members,
+            },
+            ("name", "type", "config"),
+        ),
+        "CustomTypeUpdate": _obj(
+            {
+                "type": kind,
+                "config": config,
+                "properties": members,
+                "description": {"type": "string"},
+            },
+            ("type", "config"),
+        ),
+        "CustomTypePage": _page("CustomType"),
     }
 
 
@@ -1086,7 +1143,52 @@ def _entity_paths() -> JSON:
             base + "/{id}": item,
         }
 
+    custom_types: JSON = {
+        "/catalog/custom-types": {
+            "post": _admin(
+                CATALOG,
+                "createCustomType",
+                "Create a custom type",
+                _returns("The custom type.", "CustomType"),
+                errors=(400,),
+                body=_ref("CustomTypeCreate"),
+            ),
+            "get": _admin(
+                CATALOG,
+                "listCustomTypes",
+                "List custom types",
+                _returns("A page of custom types.", "CustomTypePage"),
+                errors=(400,),
+                parameters=(PAGE,),
+            ),
+        },
+        "/catalog/custom-types/{id}": {
+            "get": _admin(
+                CATALOG,
+                "getCustomType",
+                "Get a custom type",
+                _returns("The custom type.", "CustomType"),
+                errors=(404,),
+            ),
+            "put": _admin(
+                CATALOG,
+                "updateCustomType",
+                "Update a custom type (a new version)",
+                _returns("The custom type.", "CustomType"),
+                errors=(400, 404),
+                body=_ref("CustomTypeUpdate"),
+            ),
+            "delete": _admin(
+                CATALOG,
+                "deleteCustomType",
+                "Delete a custom type no property or custom type uses",
+                _returns("The deleted custom type.", "CustomTypeDeleted"),
+                errors=(400, 404),
+            ),
+        },
+    }
     return {
+        **custom_types,
         **collection("categories", "category", "categories", "Category", "Categories"),
         **collection("events", "catalog event", "catalog events", "CatalogEvent", "CatalogEvents"),
         **collection("properties", "property", "properties", "Property", "Properties"),

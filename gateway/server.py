@@ -16,6 +16,7 @@ from aiohttp import web
 
 from gateway.catalog.auth import TokenAuth
 from gateway.catalog.connections import add_connection_routes
+from gateway.catalog.custom_types import add_custom_type_routes
 from gateway.catalog.entities import add_entity_routes
 from gateway.catalog.http import AUTH_KEY, STORE_KEY, require_token
 from gateway.catalog.plans import add_plan_routes
@@ -163,6 +164,7 @@ class Gateway:
         add_source_routes(app)
         add_plan_routes(app)
         add_entity_routes(app)
+        add_custom_type_routes(app)
         add_connection_routes(app)
         add_snapshot_route(app)
         add_common_routes(app, self.metrics, self.readiness)

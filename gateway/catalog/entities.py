@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.catalog import schema
 from gateway.catalog import validation as v
+from gateway.catalog.custom_types import definitions_of
 from gateway.catalog.http import STORE_KEY, json_body, json_ok
 from gateway.catalog.plans import bump_plans_using, ensure_category, event_fields
 from gateway.catalog.store import new_id, now_text
@@ -262,6 +263,8 @@ async def create_property(request: web.Request) -> web.Response:
     now = now_text()
     property_id = new_id("prop")
     async with store.write() as conn:
+        if v.is_custom_type(kind):
+            await definitions_of(conn, str(kind))
         await conn.execute(
             insert(schema.properties).values(
                 id=property_id,
@@ -295,8 +298,9 @@ async def update_property(request: web.Request) -> web.Response:
         values["name"] = v.property_name(body["name"])
     if "description" in body:
         values["description"] = v.optional_text(body["description"], "description")
-    if "type" in body:
-        values["type"] = orjson.dumps(v.property_type(body["type"])).decode()
+    new_type = v.property_type(body["type"]) if "type" in body else None
+    if new_type is not None:
+        values["type"] = orjson.dumps(new_type).decode()
     if "propConfig" in body:
         values["prop_config"] = orjson.dumps(v.prop_config(body["propConfig"])).decode()
     if not values:
@@ -305,6 +309,8 @@ async def update_property(request: web.Request) -> web.Response:
     property_id = request.match_info["id"]
     async with store.write() as conn:
         await _row(conn, schema.properties, property_id, "property")
+        if v.is_custom_type(new_type):
+            await definitions_of(conn, str(new_type))
         await conn.execute(
             update(schema.properties)
             .where(schema.properties.c.id == property_id)

@@ -23,8 +23,9 @@ from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.catalog import schema
+from gateway.catalog.custom_types import definitions_of, ref_to
 from gateway.catalog.store import new_id, now_text
-from gateway.catalog.validation import prop_config, property_name, property_type
+from gateway.catalog.validation import is_custom_type, prop_config, property_name, property_type
 from gateway.errors import BadRequest
 
 DRAFT_07 = "http://json-schema.org/draft-07/schema#"
@@ -41,6 +42,8 @@ class PropertySpec:
     additional_properties: bool | None = None
     nested: list[PropertySpec] = field(default_factory=list)
     id: str | None = None
+    # For a custom-typed property: {name: rules, ...} of the custom types it needs.
+    defs: dict[str, Any] = field(default_factory=dict)
 
 
 def parse_by_name(raw: Any, depth: int = 0) -> list[PropertySpec]:
@@ -155,6 +158,8 @@ async def resolve(conn: AsyncConnection, specs: list[PropertySpec]) -> None:
                         updated_at=now,
                     )
                 )
+        if is_custom_type(spec.type):
+            spec.defs = await definitions_of(conn, str(spec.type))
         if spec.nested:
             await resolve(conn, spec.nested)
     _unique(specs)  # by-id specs get their names only now
@@ -170,11 +175,15 @@ def _types(kind: str | list[str]) -> list[str]:
 
 def property_schema(spec: PropertySpec) -> dict[str, Any]:
     node: dict[str, Any] = {}
+    if is_custom_type(spec.type):
+        # In draft-07 keywords beside a $ref are ignored: extra ones go beside an allOf.
+        reference = ref_to(str(spec.type))
+        return {"allOf": [reference], **spec.config} if spec.config else reference
     if spec.type != "":
         node["type"] = _types(spec.type)
     node.update(spec.config)
     if spec.nested:
-        container = _object_schema(spec.nested, spec.additional_properties)
+        container = object_schema(spec.nested, spec.additional_properties)
         if "array" in _types(spec.type) and "object" not in _types(spec.type):
             node["items"] = {"type": "object", **container}
         else:
@@ -182,7 +191,16 @@ def property_schema(spec: PropertySpec) -> dict[str, Any]:
     return node
 
 
-def _object_schema(specs: list[PropertySpec], additional: bool | None) -> dict[str, Any]:
+def definitions(specs: list[PropertySpec]) -> dict[str, Any]:
+    """Every custom type definition the specs (and their nested specs) need."""
+    found: dict[str, Any] = {}
+    for spec in specs:
+        found.update(spec.defs)
+        found.update(definitions(spec.nested))
+    return found
+
+
+def object_schema(specs: list[PropertySpec], additional: bool | None) -> dict[str, Any]:
     node: dict[str, Any] = {"properties": {s.name: property_schema(s) for s in specs}}
     required = [s.name for s in specs if s.required]
     if required:
@@ -194,14 +212,26 @@ def _object_schema(specs: list[PropertySpec], additional: bool | None) -> dict[s
 
 def build_rules(specs: list[PropertySpec], section: str) -> dict[str, Any]:
     """The event's JSON schema over the whole message, the properties under ``section``."""
-    inner: dict[str, Any] = {"type": "object", **_object_schema(specs, None)}
+    inner: dict[str, Any] = {"type": "object", **object_schema(specs, None)}
     parts = section.split(".")
     for part in reversed(parts):
         wrapped: dict[str, Any] = {"type": "object", "properties": {part: inner}}
         if "required" in inner:
             wrapped["required"] = [part]
         inner = wrapped
-    return {"$schema": DRAFT_07, **inner}
+    rules: dict[str, Any] = {"$schema": DRAFT_07, **inner}
+    defs = definitions(specs)
+    if defs:
+        rules["$defs"] = defs
+    return rules
+
+
+def _custom_type_of(node: dict[str, Any]) -> str | None:
+    prefix = "#/$defs/"
+    ref = node.get("$ref")
+    if ref is None and isinstance(node.get("allOf"), list) and len(node["allOf"]) == 1:
+        ref = node["allOf"][0].get("$ref") if isinstance(node["allOf"][0], dict) else None
+    return ref[len(prefix) :] if isinstance(ref, str) and ref.startswith(prefix) else None
 
 
 def rules_to_properties(rules: dict[str, Any], section: str) -> list[dict[str, Any]]:
@@ -242,6 +272,10 @@ def _describe(node: dict[str, Any]) -> list[dict[str, Any]]:
             for k, val in sub.items()
             if k not in ("type", "properties", "required", "additionalProperties", "items")
         }
+        custom = _custom_type_of(sub)
+        if custom is not None:
+            kind = custom
+            config = {k: val for k, val in config.items() if k not in ("$ref", "allOf")}
         entry: dict[str, Any] = {
             "name": name,
             "type": kind[0] if isinstance(kind, list) and len(kind) == 1 else kind,

@@ -107,11 +107,19 @@ def page_document(items: list[Any], total: int, page: int) -> dict[str, Any]:
     return {"data": items, "total": total, "currentPage": page, "pageSize": PAGE_SIZE}
 
 
+CUSTOM_TYPE_NAME = re.compile(r"^[A-Z][A-Za-z0-9_-]{1,64}\Z")
+
+
+def is_custom_type(kind: Any) -> bool:
+    return isinstance(kind, str) and kind not in PROPERTY_TYPES and kind != ""
+
+
 def property_type(value: Any) -> str | list[str]:
-    """A type, a list of types (multi-type), or "" for any type."""
+    """A type, a list of types (multi-type), "" for any type, or a custom type's name
+    (whose existence the caller checks)."""
     if value == "":
         return ""
-    if isinstance(value, str) and value in PROPERTY_TYPES:
+    if isinstance(value, str) and (value in PROPERTY_TYPES or CUSTOM_TYPE_NAME.match(value)):
         return value
     if (
         isinstance(value, list)
@@ -120,7 +128,9 @@ def property_type(value: Any) -> str | list[str]:
         and len(set(value)) == len(value)
     ):
         return value
-    raise BadRequest(f"type must be one of {', '.join(PROPERTY_TYPES)} or a list of them")
+    raise BadRequest(
+        f"type must be one of {', '.join(PROPERTY_TYPES)}, a list of them, or a custom type name"
+    )
 
 
 def prop_config(value: Any) -> dict[str, Any]:
