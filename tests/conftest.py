@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer
@@ -245,3 +246,55 @@ def metric_value(text: str, name: str, **labels: str) -> float:
 
 def headers_of(record: Any) -> dict[str, str]:
     return {k: v.decode() for k, v in record.headers}
+
+
+ADMIN_BEARER = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+
+class Admin:
+    """A client of one gateway's admin API: ``await api(method, path, body)``."""
+
+    def __init__(self, gw: Gateway, http: aiohttp.ClientSession) -> None:
+        self.gw = gw
+        self.http = http
+
+    async def __call__(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        url = f"http://127.0.0.1:{self.gw.admin_port}{path}"
+        data = None if body is None else orjson.dumps(body)
+        async with self.http.request(method, url, data=data, headers=ADMIN_BEARER) as resp:
+            raw = await resp.read()
+            return resp.status, orjson.loads(raw) if raw else None
+
+    async def ok(self, method: str, path: str, body: Any = None) -> Any:
+        status, document = await self(method, path, body)
+        assert status in (200, 204), (method, path, status, document)
+        return document
+
+
+@pytest.fixture
+async def api(database_url: str, make_gateway: GatewayFactory) -> AsyncIterator[Admin]:
+    """A role-all gateway on a fresh catalog (SQLite and PostgreSQL), with its admin client."""
+    # database_url first: it is torn down last, after the gateway using it has stopped.
+    gw = await make_gateway(
+        admin={"tokens": (ADMIN_TOKEN,)},
+        catalog={"database_url": database_url},
+        plans={"source": "local", "refresh_interval_s": 0.2},
+    )
+    async with aiohttp.ClientSession() as http:
+        yield Admin(gw, http)
+
+
+async def wait_ready(
+    http: aiohttp.ClientSession, url: str, proc: Any = None, timeout_s: float = 30
+) -> None:
+    """Poll a /health/ready URL until it answers 200 (fails if ``proc`` exits meanwhile)."""
+    async with asyncio.timeout(timeout_s):
+        while True:
+            assert proc is None or proc.poll() is None, "gateway exited during startup"
+            try:
+                async with http.get(url) as resp:
+                    if resp.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.2)

@@ -2,26 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
-import aiohttp
 import pytest
 
-from tests.conftest import ADMIN_TOKEN, GatewayFactory
-from tests.test_catalog_plans import ORDER_RULES, PLANS, Admin
-
-
-@pytest.fixture
-async def api(database_url: str, make_gateway: GatewayFactory) -> AsyncIterator[Admin]:
-    gw = await make_gateway(
-        admin={"tokens": (ADMIN_TOKEN,)},
-        catalog={"database_url": database_url},
-        plans={"source": "local"},
-    )
-    async with aiohttp.ClientSession() as http:
-        yield Admin(gw, http)
-
+from tests.conftest import Admin
+from tests.test_catalog_plans import ORDER_RULES, PLANS
 
 AUDIT = {"workspaceId", "createdBy", "updatedBy", "createdAt", "updatedAt"}
 

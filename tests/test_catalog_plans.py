@@ -7,17 +7,13 @@ sent through ingest showing the expected violations in Kafka.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
-import aiohttp
 import orjson
 import pytest
 
-from gateway.server import Gateway
-from tests.conftest import ADMIN_TOKEN, GatewayFactory, basic_auth, consume, ingest_url
+from tests.conftest import Admin, basic_auth, consume, ingest_url
 
-BEARER = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 PLANS = "/catalog/tracking-plans"
 
 ORDER_RULES = {
@@ -38,36 +34,6 @@ IDENTIFY_RULES = {
         "traits": {"type": "object", "properties": {"email": {"type": "string", "format": "email"}}}
     },
 }
-
-
-class Admin:
-    def __init__(self, gw: Gateway, http: aiohttp.ClientSession) -> None:
-        self.gw = gw
-        self.http = http
-
-    async def __call__(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-        url = f"http://127.0.0.1:{self.gw.admin_port}{path}"
-        data = None if body is None else orjson.dumps(body)
-        async with self.http.request(method, url, data=data, headers=BEARER) as resp:
-            raw = await resp.read()
-            return resp.status, orjson.loads(raw) if raw else None
-
-    async def ok(self, method: str, path: str, body: Any = None) -> Any:
-        status, document = await self(method, path, body)
-        assert status in (200, 204), (method, path, status, document)
-        return document
-
-
-@pytest.fixture
-async def api(database_url: str, make_gateway: GatewayFactory) -> AsyncIterator[Admin]:
-    # database_url first: it is torn down last, after the gateway using it has stopped.
-    gw = await make_gateway(
-        admin={"tokens": (ADMIN_TOKEN,)},
-        catalog={"database_url": database_url},
-        plans={"source": "local", "refresh_interval_s": 0.2},
-    )
-    async with aiohttp.ClientSession() as http:
-        yield Admin(gw, http)
 
 
 PLAN_FIELDS = {

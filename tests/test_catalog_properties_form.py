@@ -3,28 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
-import aiohttp
 import pytest
 
 from gateway.catalog.properties_form import PropertySpec, build_rules, rules_to_properties
 from gateway.enforce.compile import CompiledRule
-from tests.conftest import ADMIN_TOKEN, GatewayFactory, basic_auth, ingest_url
-from tests.test_catalog_plans import PLANS, Admin
-
-
-@pytest.fixture
-async def api(database_url: str, make_gateway: GatewayFactory) -> AsyncIterator[Admin]:
-    gw = await make_gateway(
-        admin={"tokens": (ADMIN_TOKEN,)},
-        catalog={"database_url": database_url},
-        plans={"source": "local", "refresh_interval_s": 0.2},
-    )
-    async with aiohttp.ClientSession() as http:
-        yield Admin(gw, http)
-
+from tests.conftest import Admin, basic_auth, ingest_url
+from tests.test_catalog_plans import PLANS
 
 ORDER_PROPERTIES: list[dict[str, Any]] = [
     {"name": "amount", "type": "number", "propConfig": {"minimum": 0}, "required": True},

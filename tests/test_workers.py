@@ -20,6 +20,7 @@ from tests.conftest import (
     consume_all,
     metric_value,
     snapshot_doc,
+    wait_ready,
     write_snapshot,
 )
 
@@ -30,19 +31,6 @@ REQUESTS = 60
 def children_of(pid: int) -> set[int]:
     done = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True, check=False)
     return {int(line) for line in done.stdout.split()}
-
-
-async def wait_ready(http: aiohttp.ClientSession, url: str, proc: subprocess.Popen[bytes]) -> None:
-    async with asyncio.timeout(30):
-        while True:
-            assert proc.poll() is None, "gateway exited during startup"
-            try:
-                async with http.get(url) as resp:
-                    if resp.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.2)
 
 
 async def test_workers_share_the_port_and_the_metrics(

@@ -26,7 +26,7 @@ from gateway.catalog import schema
 from gateway.catalog import validation as v
 from gateway.catalog.custom_types import definitions_of
 from gateway.catalog.http import STORE_KEY, json_body, json_ok
-from gateway.catalog.plans import bump_plans_using, ensure_category, event_fields
+from gateway.catalog.plans import bump_plans_using, ensure_category, event_fields, insert_event
 from gateway.catalog.store import new_id, now_text
 from gateway.errors import BadRequest, NotFound
 
@@ -141,8 +141,6 @@ async def create_event(request: web.Request) -> web.Response:
     description = v.optional_text(body.get("description"), "description")
     category_id = v.optional_id(body.get("categoryId"), "categoryId")
     store = request.app[STORE_KEY]
-    now = now_text()
-    event_id = new_id("ev")
     events = schema.events
     async with store.write() as conn:
         same_name = (await conn.execute(select(events).where(events.c.name == name))).all()
@@ -151,16 +149,8 @@ async def create_event(request: web.Request) -> web.Response:
             raise BadRequest(f"an event named {name!r} already exists")
         if category_id is not None:
             await ensure_category(conn, category_id)
-        await conn.execute(
-            insert(events).values(
-                id=event_id,
-                name=name,
-                description=description,
-                event_type=kind,
-                category_id=category_id,
-                created_at=now,
-                updated_at=now,
-            )
+        event_id = await insert_event(
+            conn, name=name, event_type=kind, description=description, category_id=category_id
         )
         row = await _row(conn, events, event_id, "event")
     return json_ok(catalog_event_fields(row, store.workspace_id))

@@ -11,6 +11,7 @@ from gateway.catalog.auth import TokenAuth
 from gateway.catalog.store import Store
 from gateway.errors import BadRequest
 from gateway.http import Handler
+from gateway.ingest.body import parse_json_object
 
 STORE_KEY = web.AppKey("store", Store)
 AUTH_KEY = web.AppKey("auth", TokenAuth)
@@ -34,15 +35,7 @@ async def json_body(request: web.Request) -> dict[str, Any]:
     raw = await request.content.read(MAX_BODY_BYTES + 1)
     if len(raw) > MAX_BODY_BYTES:
         raise BadRequest(f"body exceeds {MAX_BODY_BYTES} bytes")
-    if not raw.strip():
-        raise BadRequest("the request body must not be empty")
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise BadRequest(f"body is not valid JSON: {exc}") from None
-    if not isinstance(body, dict):
-        raise BadRequest("body must be a JSON object")
-    return body
+    return parse_json_object(raw)
 
 
 @web.middleware

@@ -280,9 +280,24 @@ async def find_or_create_event(
                 update(events).where(events.c.id == event.id).values(**changes, updated_at=now)
             )
         return str(event.id)
+    return await insert_event(
+        conn, name=name, event_type=event_type, description=description, category_id=category_id
+    )
+
+
+async def insert_event(
+    conn: AsyncConnection,
+    *,
+    name: str,
+    event_type: str,
+    description: str | None,
+    category_id: str | None,
+) -> str:
+    """A new catalog event (its name and type already checked by the caller)."""
     event_id = new_id("ev")
+    now = now_text()
     await conn.execute(
-        insert(events).values(
+        insert(schema.events).values(
             id=event_id,
             name=name,
             description=description,
