@@ -19,8 +19,8 @@ run: install
 	$(BIN)/gateway dev
 
 lint: install
-	$(BIN)/ruff check gateway tests
-	$(BIN)/ruff format --check gateway tests
+	$(BIN)/ruff check gateway tests bench
+	$(BIN)/ruff format --check gateway tests bench
 	$(BIN)/mypy
 
 test: lint

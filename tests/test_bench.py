@@ -1,0 +1,47 @@
+"""Smoke test: the benchmark harness runs and produces figures (their size is not judged)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+
+ROOT = Path(__file__).resolve().parent.parent
+FIELDS = {
+    "events_per_s",
+    "requests_per_s",
+    "p50_ms",
+    "p95_ms",
+    "p99_ms",
+    "cpu_percent",
+    "rss_mb",
+    "loadgen_cpu_percent",
+    "ratio_to_ceiling",
+}
+
+
+def test_ceiling_quick_produces_numbers(tmp_path: Path) -> None:
+    out = tmp_path / "latest.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "ceiling", "--quick", "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    results = orjson.loads(out.read_bytes())
+    assert list(results) == ["ceiling"]
+    figures = results["ceiling"]
+    assert set(figures) == FIELDS
+    for field in ("events_per_s", "requests_per_s", "p50_ms", "p99_ms", "cpu_percent", "rss_mb"):
+        assert isinstance(figures[field], float), field
+        assert figures[field] > 0, field
+    assert figures["ratio_to_ceiling"] == 1.0
+    assert figures["loadgen_cpu_percent"] is None  # no load generator in-process
+    meta = orjson.loads(out.with_suffix(".meta.json").read_bytes())
+    assert meta["cores"] >= 1
+    assert "ceiling" in done.stdout
