@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.enforce.compile import CompiledRule
-from gateway.enforce.policy import Policy, policy_for
+from gateway.enforce.policy import Policy
 from gateway.enforce.violations import (
     ADDITIONAL_PROPERTIES,
     Violation,
@@ -101,7 +101,7 @@ class Enforcer:
         if plan is None or source.tracking_plan is None:
             return None
         event_type: str = event["type"]
-        policy = policy_for(source.tracking_plan.config, event_type)
+        policy = source.tracking_plan.policies[event_type]
         violations, label = self._validate(event, event_type, plan)
         reason = policy.drop_reason(violations)
         if reason is None:

@@ -9,13 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
-import orjson
-
 from gateway.enforce.violations import ADDITIONAL_PROPERTIES, UNPLANNED_EVENT, Violation
-from gateway.outcomes import QuarantineReason
+from gateway.outcomes import EVENT_TYPES, QuarantineReason
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,14 +48,16 @@ _REASON_ORDER = [
 ]
 
 
-def policy_for(config: Mapping[str, Any], event_type: str) -> Policy:
-    """Effective policy for one event type; cached, as configs repeat for every event."""
-    return _policy_cached(orjson.dumps(config, option=orjson.OPT_SORT_KEYS), event_type)
+def policies_for(config: Mapping[str, Any]) -> dict[str, Policy]:
+    """The effective policy of every event type under one connection config.
+
+    Computed once per connection when a snapshot is parsed, so enforcing an event is a dict
+    lookup rather than merging settings again for every event.
+    """
+    return {event_type: _policy(config, event_type) for event_type in EVENT_TYPES}
 
 
-@lru_cache(maxsize=4096)
-def _policy_cached(config_json: bytes, event_type: str) -> Policy:
-    config = orjson.loads(config_json)
+def _policy(config: Mapping[str, Any], event_type: str) -> Policy:
     merged: dict[str, Any] = {}
     for section in ("global", event_type):
         values = config.get(section)

@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 
+from gateway.enforce.policy import Policy, policies_for
 from gateway.outcomes import EVENT_TYPES
 
 IDENTITY_SECTIONS = ("properties", "traits", "context.traits")
@@ -48,6 +49,8 @@ class PlanConnection:
     plan_id: str
     version: int
     config: Mapping[str, Any]
+    # The effective policy per event type, derived from ``config`` at parse time.
+    policies: Mapping[str, Policy]
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,6 +190,7 @@ def _parse_source(raw: Any, where: str) -> Source:
             plan_id=_str(tp, "id", tp_where),
             version=_int(tp, "version", tp_where, default=0),
             config=config,
+            policies=policies_for(config),
         )
     return Source(
         id=_str(obj, "id", where),
