@@ -11,7 +11,8 @@ from __future__ import annotations
 import random
 from typing import Any
 
-DRAFT_07 = "http://json-schema.org/draft-07/schema#"
+from gateway.enforce.compile import DRAFT_07
+
 SOURCE_ID = "src_bench"
 WRITE_KEY = "wk_bench_0123456789"
 PLAN_ID = "tp_bench"

@@ -21,6 +21,7 @@ import orjson
 
 from gateway.broker import EmbeddedBroker
 from gateway.config import Role, load_settings
+from gateway.enforce.compile import DRAFT_07
 from gateway.server import Gateway
 
 DEMO_SOURCE = "Demo app"
@@ -31,7 +32,6 @@ DEMO_EVENT = {
     "event": "Product Viewed",
     "properties": {"product_id": "sku-42", "price": 9.99, "currency": "EUR"},
 }
-DRAFT_07 = "http://json-schema.org/draft-07/schema#"
 DEMO_EVENTS: list[dict[str, Any]] = [
     {
         "name": "Product Viewed",

@@ -7,6 +7,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import orjson
 from aiohttp import web
 
 from gateway.errors import ApiError, error_response
@@ -64,6 +65,15 @@ def make_middleware(metrics: Metrics, cors_origins: tuple[str, ...]) -> Any:
         return response
 
     return middleware
+
+
+def json_ok(document: Any, status: int = 200) -> web.Response:
+    """A JSON response serialised with orjson."""
+    return web.json_response(document, status=status, dumps=_dumps)
+
+
+def _dumps(document: Any) -> str:
+    return orjson.dumps(document).decode()
 
 
 async def preflight(request: web.Request) -> web.Response:

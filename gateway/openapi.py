@@ -9,7 +9,6 @@ and that real responses match its schemas.
 
 from __future__ import annotations
 
-import copy
 import functools
 import re
 from typing import Any
@@ -20,13 +19,13 @@ from aiohttp import web
 from gateway import __version__
 from gateway.catalog import validation as v
 from gateway.catalog.connections import CHOICES, SECTIONS, UNPLANNED_EVENT_SECTIONS
-from gateway.catalog.custom_types import TYPES as CUSTOM_TYPES
 from gateway.catalog.plans import PLANS
 from gateway.catalog.sources import MAX_NAME
 from gateway.enforce.violations import VIOLATION_TYPES
 from gateway.ingest.routes import ROUTES, VALIDATE_ROUTE
 from gateway.outcomes import EVENT_TYPES, Outcome, QuarantineReason
 from gateway.plans.providers import SNAPSHOT_PATH
+from gateway.plans.snapshot import IDENTITY_SECTIONS
 
 OPENAPI_PATH = "/openapi.json"
 
@@ -406,7 +405,7 @@ def _catalog_schemas() -> JSON:
             "description": "A letter, then letters, digits, `_` and spaces.",
         },
         "EventType": {"type": "string", "enum": list(v.EVENT_TYPES)},
-        "IdentitySection": {"type": "string", "enum": list(v.IDENTITY_SECTIONS)},
+        "IdentitySection": {"type": "string", "enum": list(IDENTITY_SECTIONS)},
         "PropertyType": property_type,
         "TrackingPlan": _obj(plan_fields, plan_required),
         "TrackingPlanWithEvents": _obj(
@@ -561,7 +560,7 @@ def _catalog_schemas() -> JSON:
 
 
 def _custom_type_schemas(audit: JSON) -> JSON:
-    kind = {"type": "string", "enum": list(CUSTOM_TYPES)}
+    kind = {"type": "string", "enum": list(v.PROPERTY_TYPES)}
     config = {
         **ANY_OBJECT,
         "description": "string: enum minLength maxLength pattern format; number/integer: enum "
@@ -1347,11 +1346,6 @@ def _document() -> JSON:
             },
         },
     }
-
-
-def openapi_document() -> JSON:
-    """The document (a copy: callers may change it)."""
-    return copy.deepcopy(_document())
 
 
 @functools.cache

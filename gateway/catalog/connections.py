@@ -21,10 +21,11 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.catalog import schema
-from gateway.catalog.http import STORE_KEY, json_body, json_ok
-from gateway.catalog.plans import PLANS
+from gateway.catalog.http import STORE_KEY, json_body
+from gateway.catalog.plans import PLANS, plan_row
 from gateway.catalog.store import now_text
-from gateway.errors import BadRequest, NotFound
+from gateway.errors import BadRequest
+from gateway.http import json_ok
 
 SECTIONS = ("global", "track", "identify", "page", "screen", "group")
 CHOICES: dict[str, tuple[str, ...]] = {
@@ -66,11 +67,7 @@ def _document(row: Any) -> dict[str, Any]:
 
 async def _check(conn: AsyncConnection, plan_id: str, source_id: str) -> Any:
     """Plan must exist (404); source must exist (400, as documented). Returns its connection."""
-    plan = await conn.scalar(
-        select(schema.tracking_plans.c.id).where(schema.tracking_plans.c.id == plan_id)
-    )
-    if plan is None:
-        raise NotFound(f"tracking plan {plan_id} not found")
+    await plan_row(conn, plan_id)
     source = await conn.scalar(select(schema.sources.c.id).where(schema.sources.c.id == source_id))
     if source is None:
         raise BadRequest(f"invalid source id {source_id}")
@@ -126,11 +123,7 @@ async def update_config(request: web.Request) -> web.Response:
 async def list_connections(request: web.Request) -> web.Response:
     plan_id = request.match_info["plan_id"]
     async with request.app[STORE_KEY].read() as conn:
-        plan = await conn.scalar(
-            select(schema.tracking_plans.c.id).where(schema.tracking_plans.c.id == plan_id)
-        )
-        if plan is None:
-            raise NotFound(f"tracking plan {plan_id} not found")
+        await plan_row(conn, plan_id)
         rows = await conn.execute(
             select(schema.connections)
             .where(schema.connections.c.plan_id == plan_id)

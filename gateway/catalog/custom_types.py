@@ -19,16 +19,17 @@ from typing import Any
 
 import orjson
 from aiohttp import web
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.catalog import schema
 from gateway.catalog import validation as v
-from gateway.catalog.http import STORE_KEY, json_body, json_ok
-from gateway.catalog.store import new_id, now_text
-from gateway.errors import BadRequest, NotFound
+from gateway.catalog.http import STORE_KEY, json_body, page_response
+from gateway.catalog.store import new_id, now_text, row_or_404
+from gateway.errors import BadRequest
+from gateway.http import json_ok
 
-TYPES = ("string", "number", "integer", "boolean", "null", "array", "object")
+TYPES = v.PROPERTY_TYPES
 NUMBER_KEYS = {"enum", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf"}
 CONFIG_KEYS: dict[str, set[str]] = {
     "string": {"enum", "minLength", "maxLength", "pattern", "format"},
@@ -148,12 +149,7 @@ def _kind(body: dict[str, Any]) -> str:
 
 
 async def _row(conn: AsyncConnection, type_id: str) -> Any:
-    row = (
-        await conn.execute(select(schema.custom_types).where(schema.custom_types.c.id == type_id))
-    ).one_or_none()
-    if row is None:
-        raise NotFound(f"custom type {type_id} not found")
-    return row
+    return await row_or_404(conn, schema.custom_types, type_id, "custom type")
 
 
 async def create(request: web.Request) -> web.Response:
@@ -201,19 +197,7 @@ async def create(request: web.Request) -> web.Response:
 
 
 async def list_all(request: web.Request) -> web.Response:
-    store = request.app[STORE_KEY]
-    page = v.page_of(request)
-    table = schema.custom_types
-    async with store.read() as conn:
-        total = await conn.scalar(select(func.count()).select_from(table))
-        rows = await conn.execute(
-            select(table)
-            .order_by(table.c.created_at, table.c.id)
-            .limit(v.PAGE_SIZE)
-            .offset((page - 1) * v.PAGE_SIZE)
-        )
-        items = [_document(r, store.workspace_id) for r in rows]
-    return json_ok(v.page_document(items, int(total or 0), page))
+    return await page_response(request, schema.custom_types, _document)
 
 
 async def get(request: web.Request) -> web.Response:

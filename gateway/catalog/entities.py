@@ -19,45 +19,21 @@ from typing import Any
 
 import orjson
 from aiohttp import web
-from sqlalchemy import Table, delete, func, insert, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import delete, insert, select, update
 
 from gateway.catalog import schema
 from gateway.catalog import validation as v
 from gateway.catalog.custom_types import definitions_of
-from gateway.catalog.http import STORE_KEY, json_body, json_ok
+from gateway.catalog.http import STORE_KEY, json_body, page_response
 from gateway.catalog.plans import bump_plans_using, ensure_category, event_fields, insert_event
-from gateway.catalog.store import new_id, now_text
-from gateway.errors import BadRequest, NotFound
+from gateway.catalog.store import new_id, now_text, row_or_404
+from gateway.errors import BadRequest
+from gateway.http import json_ok
 
 Document = Callable[[Any, str], dict[str, Any]]
 
 
 # --- shared ------------------------------------------------------------------------------------
-
-
-async def _page(request: web.Request, table: Table, document: Document) -> web.Response:
-    store = request.app[STORE_KEY]
-    page = v.page_of(request)
-    column, descending = v.order_of(request)
-    order = table.c[column].desc() if descending else table.c[column].asc()
-    async with store.read() as conn:
-        total = await conn.scalar(select(func.count()).select_from(table))
-        rows = await conn.execute(
-            select(table)
-            .order_by(order, table.c.id)
-            .limit(v.PAGE_SIZE)
-            .offset((page - 1) * v.PAGE_SIZE)
-        )
-        items = [document(r, store.workspace_id) for r in rows]
-    return json_ok(v.page_document(items, int(total or 0), page))
-
-
-async def _row(conn: AsyncConnection, table: Table, entity_id: str, what: str) -> Any:
-    row = (await conn.execute(select(table).where(table.c.id == entity_id))).one_or_none()
-    if row is None:
-        raise NotFound(f"{what} {entity_id} not found")
-    return row
 
 
 def _audit(document: dict[str, Any]) -> dict[str, Any]:
@@ -99,18 +75,18 @@ async def create_category(request: web.Request) -> web.Response:
                 id=category_id, name=name, description=description, created_at=now, updated_at=now
             )
         )
-        row = await _row(conn, schema.categories, category_id, "category")
+        row = await row_or_404(conn, schema.categories, category_id, "category")
     return json_ok(category_fields(row, store.workspace_id))
 
 
 async def list_categories(request: web.Request) -> web.Response:
-    return await _page(request, schema.categories, category_fields)
+    return await page_response(request, schema.categories, category_fields)
 
 
 async def get_category(request: web.Request) -> web.Response:
     store = request.app[STORE_KEY]
     async with store.read() as conn:
-        row = await _row(conn, schema.categories, request.match_info["id"], "category")
+        row = await row_or_404(conn, schema.categories, request.match_info["id"], "category")
     return json_ok(category_fields(row, store.workspace_id))
 
 
@@ -118,7 +94,7 @@ async def delete_category(request: web.Request) -> web.Response:
     store = request.app[STORE_KEY]
     category_id = request.match_info["id"]
     async with store.write() as conn:
-        row = await _row(conn, schema.categories, category_id, "category")
+        row = await row_or_404(conn, schema.categories, category_id, "category")
         events = schema.events
         await conn.execute(
             update(events).where(events.c.category_id == category_id).values(category_id=None)
@@ -152,18 +128,18 @@ async def create_event(request: web.Request) -> web.Response:
         event_id = await insert_event(
             conn, name=name, event_type=kind, description=description, category_id=category_id
         )
-        row = await _row(conn, events, event_id, "event")
+        row = await row_or_404(conn, events, event_id, "event")
     return json_ok(catalog_event_fields(row, store.workspace_id))
 
 
 async def list_events(request: web.Request) -> web.Response:
-    return await _page(request, schema.events, catalog_event_fields)
+    return await page_response(request, schema.events, catalog_event_fields)
 
 
 async def get_event(request: web.Request) -> web.Response:
     store = request.app[STORE_KEY]
     async with store.read() as conn:
-        row = await _row(conn, schema.events, request.match_info["id"], "event")
+        row = await row_or_404(conn, schema.events, request.match_info["id"], "event")
         category = None
         if row.category_id is not None:
             found = await conn.execute(
@@ -181,7 +157,7 @@ async def update_event(request: web.Request) -> web.Response:
     event_id = request.match_info["id"]
     events = schema.events
     async with store.write() as conn:
-        row = await _row(conn, events, event_id, "event")
+        row = await row_or_404(conn, events, event_id, "event")
         if "eventType" in body and body["eventType"] != row.event_type:
             raise BadRequest("an event's type cannot be changed")
         values: dict[str, Any] = {}
@@ -204,7 +180,7 @@ async def update_event(request: web.Request) -> web.Response:
             update(events).where(events.c.id == event_id).values(**values, updated_at=now_text())
         )
         await bump_plans_using(conn, event_id, store.workspace_id)
-        row = await _row(conn, events, event_id, "event")
+        row = await row_or_404(conn, events, event_id, "event")
     return json_ok(catalog_event_fields(row, store.workspace_id))
 
 
@@ -212,7 +188,7 @@ async def delete_event(request: web.Request) -> web.Response:
     store = request.app[STORE_KEY]
     event_id = request.match_info["id"]
     async with store.write() as conn:
-        row = await _row(conn, schema.events, event_id, "event")
+        row = await row_or_404(conn, schema.events, event_id, "event")
         te = schema.tracking_plan_events
         used = await conn.scalar(select(te.c.plan_id).where(te.c.event_id == event_id).limit(1))
         if used is not None:
@@ -266,18 +242,18 @@ async def create_property(request: web.Request) -> web.Response:
                 updated_at=now,
             )
         )
-        row = await _row(conn, schema.properties, property_id, "property")
+        row = await row_or_404(conn, schema.properties, property_id, "property")
     return json_ok(property_fields(row, store.workspace_id))
 
 
 async def list_properties(request: web.Request) -> web.Response:
-    return await _page(request, schema.properties, property_fields)
+    return await page_response(request, schema.properties, property_fields)
 
 
 async def get_property(request: web.Request) -> web.Response:
     store = request.app[STORE_KEY]
     async with store.read() as conn:
-        row = await _row(conn, schema.properties, request.match_info["id"], "property")
+        row = await row_or_404(conn, schema.properties, request.match_info["id"], "property")
     return json_ok(property_fields(row, store.workspace_id))
 
 
@@ -298,7 +274,7 @@ async def update_property(request: web.Request) -> web.Response:
     store = request.app[STORE_KEY]
     property_id = request.match_info["id"]
     async with store.write() as conn:
-        await _row(conn, schema.properties, property_id, "property")
+        await row_or_404(conn, schema.properties, property_id, "property")
         if v.is_custom_type(new_type):
             await definitions_of(conn, str(new_type))
         await conn.execute(
@@ -306,7 +282,7 @@ async def update_property(request: web.Request) -> web.Response:
             .where(schema.properties.c.id == property_id)
             .values(**values, updated_at=now_text())
         )
-        row = await _row(conn, schema.properties, property_id, "property")
+        row = await row_or_404(conn, schema.properties, property_id, "property")
     return json_ok(property_fields(row, store.workspace_id))
 
 
@@ -314,7 +290,7 @@ async def delete_property(request: web.Request) -> web.Response:
     store = request.app[STORE_KEY]
     property_id = request.match_info["id"]
     async with store.write() as conn:
-        row = await _row(conn, schema.properties, property_id, "property")
+        row = await row_or_404(conn, schema.properties, property_id, "property")
         await conn.execute(delete(schema.properties).where(schema.properties.c.id == property_id))
     return json_ok(property_fields(row, store.workspace_id))
 

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-import orjson
 from aiohttp import web
+from sqlalchemy import Table, func, select
 
+from gateway.catalog import validation as v
 from gateway.catalog.auth import TokenAuth
 from gateway.catalog.store import Store
 from gateway.errors import BadRequest
-from gateway.http import Handler
+from gateway.http import Handler, json_ok
 from gateway.ingest.body import parse_json_object
 
 STORE_KEY = web.AppKey("store", Store)
@@ -21,14 +23,6 @@ MAX_BODY_BYTES = 4 * 1024 * 1024
 PUBLIC_PATHS = frozenset({"/health/live", "/health/ready", "/metrics", "/openapi.json"})
 
 
-def _dumps(document: Any) -> str:
-    return orjson.dumps(document).decode()
-
-
-def json_ok(document: Any, status: int = 200) -> web.Response:
-    return web.json_response(document, status=status, dumps=_dumps)
-
-
 async def json_body(request: web.Request) -> dict[str, Any]:
     if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
         raise BadRequest(f"body exceeds {MAX_BODY_BYTES} bytes")
@@ -36,6 +30,27 @@ async def json_body(request: web.Request) -> dict[str, Any]:
     if len(raw) > MAX_BODY_BYTES:
         raise BadRequest(f"body exceeds {MAX_BODY_BYTES} bytes")
     return parse_json_object(raw)
+
+
+async def page_response(
+    request: web.Request, table: Table, document: Callable[[Any, str], dict[str, Any]]
+) -> web.Response:
+    """A ``{"data", "total", "currentPage", "pageSize"}`` page of a whole table, honouring
+    ``?page=N`` and ``?orderBy=field[:asc|:desc]``."""
+    store = request.app[STORE_KEY]
+    page = v.page_of(request)
+    column, descending = v.order_of(request)
+    order = table.c[column].desc() if descending else table.c[column].asc()
+    async with store.read() as conn:
+        total = await conn.scalar(select(func.count()).select_from(table))
+        rows = await conn.execute(
+            select(table)
+            .order_by(order, table.c.id)
+            .limit(v.PAGE_SIZE)
+            .offset((page - 1) * v.PAGE_SIZE)
+        )
+        items = [document(r, store.workspace_id) for r in rows]
+    return json_ok(v.page_document(items, int(total or 0), page))
 
 
 @web.middleware

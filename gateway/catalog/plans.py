@@ -26,9 +26,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from gateway.catalog import properties_form as form
 from gateway.catalog import schema
 from gateway.catalog import validation as v
-from gateway.catalog.http import STORE_KEY, json_body, json_ok
-from gateway.catalog.store import new_id, now_text
+from gateway.catalog.http import STORE_KEY, json_body
+from gateway.catalog.store import new_id, now_text, row_or_404
 from gateway.errors import BadRequest, NotFound
+from gateway.http import json_ok
 
 CREATION_TYPE = "BackendAPI"
 PLANS = "/catalog/tracking-plans"
@@ -86,22 +87,15 @@ def _plan_events_query(plan_id: str) -> Any:
     )
 
 
-async def _plan_row(conn: AsyncConnection, plan_id: str) -> Any:
-    row = (
-        await conn.execute(
-            select(schema.tracking_plans).where(schema.tracking_plans.c.id == plan_id)
-        )
-    ).one_or_none()
-    if row is None:
-        raise NotFound(f"tracking plan {plan_id} not found")
-    return row
+async def plan_row(conn: AsyncConnection, plan_id: str) -> Any:
+    return await row_or_404(conn, schema.tracking_plans, plan_id, "tracking plan")
 
 
 async def current_plan_document(
     conn: AsyncConnection, plan_id: str, workspace_id: str
 ) -> dict[str, Any]:
     """The plan as it is now: fields, events and their rules."""
-    row = await _plan_row(conn, plan_id)
+    row = await plan_row(conn, plan_id)
     events = await conn.execute(
         _plan_events_query(plan_id).order_by(
             schema.tracking_plan_events.c.created_at, schema.events.c.name
@@ -191,7 +185,7 @@ async def get_plan(request: web.Request) -> web.Response:
     async with store.read() as conn:
         if version is None:
             return json_ok(await current_plan_document(conn, plan_id, store.workspace_id))
-        await _plan_row(conn, plan_id)
+        await plan_row(conn, plan_id)
         document = await conn.scalar(
             select(schema.tracking_plan_versions.c.document).where(
                 schema.tracking_plan_versions.c.plan_id == plan_id,
@@ -215,7 +209,7 @@ async def update_plan(request: web.Request) -> web.Response:
     store = request.app[STORE_KEY]
     plan_id = request.match_info["plan_id"]
     async with store.write() as conn:
-        await _plan_row(conn, plan_id)
+        await plan_row(conn, plan_id)
         document = await _bump(conn, plan_id, store.workspace_id, **values)
     return json_ok(_without_events(document))
 
@@ -354,7 +348,7 @@ async def upsert_event_with_rules(request: web.Request) -> web.Response:
     store = request.app[STORE_KEY]
     plan_id = request.match_info["plan_id"]
     async with store.write() as conn:
-        await _plan_row(conn, plan_id)
+        await plan_row(conn, plan_id)
         event_id = await find_or_create_event(
             conn,
             name=name,
@@ -379,7 +373,7 @@ async def upsert_event_with_properties(request: web.Request) -> web.Response:
     store = request.app[STORE_KEY]
     plan_id = request.match_info["plan_id"]
     async with store.write() as conn:
-        await _plan_row(conn, plan_id)
+        await plan_row(conn, plan_id)
         await form.resolve(conn, specs)
         event_id = await find_or_create_event(
             conn,
@@ -403,7 +397,7 @@ async def upsert_event_with_ids(request: web.Request) -> web.Response:
     store = request.app[STORE_KEY]
     plan_id = request.match_info["plan_id"]
     async with store.write() as conn:
-        await _plan_row(conn, plan_id)
+        await plan_row(conn, plan_id)
         event = (
             await conn.execute(select(schema.events).where(schema.events.c.id == event_id))
         ).one_or_none()
@@ -422,7 +416,7 @@ async def list_plan_events(request: web.Request) -> web.Response:
     page = v.page_of(request)
     te = schema.tracking_plan_events
     async with store.read() as conn:
-        await _plan_row(conn, plan_id)
+        await plan_row(conn, plan_id)
         total = await conn.scalar(
             select(func.count()).select_from(te).where(te.c.plan_id == plan_id)
         )
@@ -467,7 +461,7 @@ async def delete_plan_event(request: web.Request) -> web.Response:
 
 
 async def _plan_event_row(conn: AsyncConnection, plan_id: str, event_id: str) -> Any:
-    await _plan_row(conn, plan_id)
+    await plan_row(conn, plan_id)
     row = (
         await conn.execute(
             _plan_events_query(plan_id).where(schema.tracking_plan_events.c.event_id == event_id)

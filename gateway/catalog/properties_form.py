@@ -26,9 +26,9 @@ from gateway.catalog import schema
 from gateway.catalog.custom_types import definitions_of, ref_to
 from gateway.catalog.store import new_id, now_text
 from gateway.catalog.validation import is_custom_type, prop_config, property_name, property_type
+from gateway.enforce.compile import DRAFT_07
 from gateway.errors import BadRequest
 
-DRAFT_07 = "http://json-schema.org/draft-07/schema#"
 MAX_DEPTH = 10
 
 

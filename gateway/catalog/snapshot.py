@@ -16,9 +16,10 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.catalog import schema
-from gateway.catalog.http import STORE_KEY, json_ok
+from gateway.catalog.http import STORE_KEY
 from gateway.catalog.sources import all_sources
 from gateway.catalog.store import Store
+from gateway.http import json_ok
 from gateway.plans.providers import SNAPSHOT_PATH, Fetched, ProviderError
 
 

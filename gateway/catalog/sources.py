@@ -20,9 +20,10 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.catalog import schema
-from gateway.catalog.http import STORE_KEY, json_body, json_ok
+from gateway.catalog.http import STORE_KEY, json_body
 from gateway.catalog.store import new_id, new_write_key, now_text
 from gateway.errors import BadRequest, NotFound
+from gateway.http import json_ok
 
 MAX_NAME = 200
 

@@ -17,10 +17,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event, insert, select, update
+from sqlalchemy import Table, event, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from gateway.catalog import schema
+from gateway.errors import NotFound
 from gateway.ingest.normalize import format_timestamp
 
 log = logging.getLogger(__name__)
@@ -134,8 +135,12 @@ class Store:
         return str(row.workspace_id), int(row.revision)
 
 
-def row_dict(row: Any) -> dict[str, Any]:
-    return dict(row._mapping)
+async def row_or_404(conn: AsyncConnection, table: Table, row_id: str, what: str) -> Any:
+    """The row with this id, or a 404 naming the entity ("tracking plan tp_x not found")."""
+    row = (await conn.execute(select(table).where(table.c.id == row_id))).one_or_none()
+    if row is None:
+        raise NotFound(f"{what} {row_id} not found")
+    return row
 
 
 def _ensure_sqlite_dir(database_url: str) -> None:

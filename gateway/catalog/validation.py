@@ -8,6 +8,7 @@ from typing import Any
 from aiohttp import web
 
 from gateway.errors import BadRequest
+from gateway.plans.snapshot import IDENTITY_SECTIONS
 
 # Plans, events and categories: 3-65 characters, a letter first, then letters, digits and
 # `_ , space - .`
@@ -15,7 +16,6 @@ ENTITY_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_, .\-]{2,64}\Z")
 # Properties: a letter first, then letters, digits, `_` and spaces.
 PROPERTY_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_ ]*\Z")
 EVENT_TYPES = ("track", "identify", "group", "page", "screen")
-IDENTITY_SECTIONS = ("properties", "traits", "context.traits")
 PROPERTY_TYPES = ("string", "integer", "number", "object", "array", "boolean", "null")
 
 PAGE_SIZE = 50

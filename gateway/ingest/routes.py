@@ -12,10 +12,10 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 from aiohttp import web
 
 from gateway.config import IngestSettings
+from gateway.http import json_ok
 from gateway.ingest.auth import source_of, write_key_of
 from gateway.ingest.body import parse_json_object, read_body
 from gateway.ingest.errors import (
@@ -173,7 +173,7 @@ async def validate(request: web.Request) -> web.Response:
     req = await read_ingest_request(request, ctx, None)
     results: list[EventResult] = []
     ctx.pipeline.process(req.events, req.source, req.snapshot, req.info, results=results)
-    return web.json_response(report_document(results), dumps=lambda d: orjson.dumps(d).decode())
+    return json_ok(report_document(results))
 
 
 def _count(counter: Any, source_id: str, counts: Any) -> None:

@@ -44,9 +44,6 @@ class Record:
 
 
 class Publisher(Protocol):
-    @property
-    def ready(self) -> bool: ...
-
     async def publish(self, records: Sequence[Record], timeout_s: float) -> None: ...
 
     async def probe(self, timeout_s: float) -> bool: ...
@@ -83,10 +80,6 @@ class KafkaPublisher:
         self._connect_task: asyncio.Task[None] | None = None
         self._failing = False
         self._connect_failed = False
-
-    @property
-    def ready(self) -> bool:
-        return self._producer is not None and not self._failing
 
     async def start(self) -> None:
         """Connect in the background: the gateway starts (and reports not ready) without Kafka."""
