@@ -86,13 +86,13 @@ def main(argv: list[str] | None = None) -> int:
             if args.worker:
                 log.info("ingest worker %d starting", os.getpid())
                 _run(_server().run(settings, role, reuse_port=True))
-            elif settings.ingest.workers > 1 and role is not Role.ADMIN:
+                return 0
+            log.info("gateway %s starting (role %s)", __version__, role)
+            if settings.ingest.workers > 1 and role is not Role.ADMIN:
                 from gateway.workers import serve_with_workers
 
-                log.info("gateway %s starting (role %s)", __version__, role)
                 serve_with_workers(settings, role, args.config)
             else:
-                log.info("gateway %s starting (role %s)", __version__, role)
                 _run(_server().run(settings, role))
         elif args.command == "dev":
             from gateway.dev import prepare_dev_dir, run_dev

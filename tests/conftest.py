@@ -298,3 +298,20 @@ async def wait_ready(
             except aiohttp.ClientError:
                 pass
             await asyncio.sleep(0.2)
+
+
+def violation(
+    vtype: str, message: str, prop: str, instance_path: str, schema_path: str
+) -> dict[str, Any]:
+    """One expected violation, in the DESIGN §4 shape."""
+    return {
+        "type": vtype,
+        "message": message,
+        "property": prop,
+        "meta": {"instancePath": instance_path, "schemaPath": schema_path},
+    }
+
+
+def canonical(violations: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Order-independent comparison: every violation must be there, no more, no fewer."""
+    return sorted(violations, key=lambda v: orjson.dumps(v, option=orjson.OPT_SORT_KEYS))

@@ -26,10 +26,12 @@ from tests.conftest import (
     WRITE_KEY,
     GatewayFactory,
     basic_auth,
+    canonical,
     consume,
     headers_of,
     ingest_url,
     metric_samples,
+    violation,
     write_snapshot,
 )
 
@@ -123,19 +125,6 @@ def plan_snapshot(version: int, amount_type: str = "number") -> Json:
             }
         ],
     }
-
-
-def violation(vtype: str, message: str, prop: str, instance_path: str, schema_path: str) -> Json:
-    return {
-        "type": vtype,
-        "message": message,
-        "property": prop,
-        "meta": {"instancePath": instance_path, "schemaPath": schema_path},
-    }
-
-
-def canonical(violations: list[Json]) -> list[Json]:
-    return sorted(violations, key=lambda v: orjson.dumps(v, option=orjson.OPT_SORT_KEYS))
 
 
 AMOUNT_NUMBER_V = violation(

@@ -18,6 +18,7 @@ import pytest
 
 from gateway.enforce.enforcer import Decision, Enforcer
 from gateway.plans.snapshot import Snapshot, Source, parse_snapshot
+from tests.conftest import canonical, violation
 
 PLAN_ID = "tp_semantics"
 PLAN_VERSION = 7
@@ -87,29 +88,6 @@ def track(name: str = EVENT_NAME, **properties: Any) -> Json:
         "messageId": "m-1",
         "properties": properties,
     }
-
-
-def violation(vtype: str, message: str, prop: str, instance_path: str, schema_path: str) -> Json:
-    return {
-        "type": vtype,
-        "message": message,
-        "property": prop,
-        "meta": {"instancePath": instance_path, "schemaPath": schema_path},
-    }
-
-
-def canonical(violations: list[Json]) -> list[Json]:
-    """Order-independent comparison: every violation must be there, no more, no fewer."""
-    return sorted(
-        violations,
-        key=lambda v: (
-            v["type"],
-            v["meta"].get("schemaPath", ""),
-            v["meta"].get("instancePath", ""),
-            v["message"],
-            v["property"],
-        ),
-    )
 
 
 def enforce_one(
