@@ -76,6 +76,10 @@ def _value(template: Any, rng: random.Random) -> Any:
     return template
 
 
+def scale_write_key(plan: int) -> str:
+    return f"wk_scale_{plan:04d}"
+
+
 class Corpus:
     def __init__(self, seed: int = 7) -> None:
         rng = random.Random(seed)
@@ -131,6 +135,61 @@ class Corpus:
             }
         )
         return {"id": PLAN_ID, "name": "Bench Plan", "version": 1, "events": events}
+
+    def scaled_snapshot(
+        self, plans: int, events_per_plan: int, catalog_size: int, changed_every: int = 0
+    ) -> dict[str, Any]:
+        """Many sources, each with its own plan of ``events_per_plan`` events.
+
+        As with a data catalog, plans draw their events from a shared catalog of
+        ``catalog_size`` event definitions, so most rules recur across plans. With
+        ``changed_every`` = N, every Nth plan has a new version in which one event gains a
+        plan-specific optional property (a refresh that changes 1/N of the plans).
+        """
+        rng = random.Random(plans * 31 + events_per_plan)
+        catalog = []
+        for i in range(catalog_size):
+            props = rng.sample(PROPERTY_KINDS, rng.randint(5, 15))
+            name = f"{NOUNS[i % len(NOUNS)]} {VERBS[i // len(NOUNS) % len(VERBS)]} {i}"
+            catalog.append((name, props, sorted(p[0] for p in props[: max(2, len(props) // 3)])))
+        plan_docs, sources = [], []
+        for p in range(plans):
+            version = 2 if changed_every and p % changed_every == 0 else 1
+            events = []
+            for j, (name, props, required) in enumerate(rng.sample(catalog, events_per_plan)):
+                properties: dict[str, Any] = {prop[0]: prop[1] for prop in props}
+                if version == 2 and j == 0:
+                    properties[f"note_{p}"] = {"type": "string", "maxLength": 64}
+                section = {
+                    "type": "object",
+                    "properties": properties,
+                    "required": required,
+                    "additionalProperties": False,
+                }
+                rules = {"$schema": DRAFT_07, "properties": {"properties": section}}
+                events.append({"name": name, "eventType": "track", "rules": rules})
+            plan_id = f"tp_scale_{p:04d}"
+            plan_docs.append(
+                {"id": plan_id, "name": f"Plan {p}", "version": version, "events": events}
+            )
+            connection = {
+                "id": plan_id,
+                "version": version,
+                "config": {"track": {"anyOtherViolation": "drop"}},
+            }
+            sources.append(
+                {
+                    "id": f"src_scale_{p:04d}",
+                    "name": f"Source {p}",
+                    "writeKeys": [scale_write_key(p)],
+                    "trackingPlan": connection,
+                }
+            )
+        return {
+            "revision": f"scale-{changed_every}",
+            "sources": sources,
+            "trackingPlans": plan_docs,
+        }
 
     def snapshot(self, config: dict[str, Any] | None = None) -> dict[str, Any]:
         return {

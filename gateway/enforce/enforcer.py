@@ -23,7 +23,7 @@ from gateway.enforce.violations import (
     unplanned_event_violation,
 )
 from gateway.outcomes import QuarantineReason
-from gateway.plans.snapshot import Snapshot, Source, TrackingPlan
+from gateway.plans.snapshot import PlanEvent, Snapshot, Source, TrackingPlan
 
 UNPLANNED_LABEL = "(unplanned)"
 
@@ -37,42 +37,24 @@ class Decision:
     event_label: str
 
 
-class CompiledPlan:
-    """A plan's rules by (type, name), compiled lazily on first use and then kept."""
-
-    __slots__ = ("_compiled", "_events", "plan")
-
-    def __init__(self, plan: TrackingPlan) -> None:
-        self.plan = plan
-        self._events = {(e.event_type, e.name): e for e in plan.events}
-        self._compiled: dict[tuple[str, str], CompiledRule] = {}
-
-    def rule(self, event_type: str, name: str) -> CompiledRule | None:
-        key = (event_type, name)
-        compiled = self._compiled.get(key)
-        if compiled is None:
-            planned = self._events.get(key)
-            if planned is None:
-                return None
-            compiled = self._compiled[key] = CompiledRule(planned.rules)
-        return compiled
-
-    def compile_all(self) -> None:
-        for event_type, name in self._events:
-            self.rule(event_type, name)
-
-
 class Enforcer:
+    """Validates events against plan rules, compiled once per distinct rule.
+
+    Compiled rules are keyed by the rules' digest, so a rule shared by many plans compiles once,
+    and a refresh recompiles only rules whose content changed.
+    """
+
     def __init__(self) -> None:
-        self._plans: dict[str, CompiledPlan] = {}
+        self._rules: dict[str, CompiledRule] = {}
         # The snapshot a warm-up may work on; replaced on swap, cleared on stop, so an
         # outdated warm-up thread notices and ends early.
         self._warming: Snapshot | None = None
 
-    def compiled(self, plan: TrackingPlan) -> CompiledPlan:
-        compiled = self._plans.get(plan.fingerprint)
+    def rule(self, planned: PlanEvent) -> CompiledRule:
+        """The compiled rule of a plan event; compiled on first use and then kept."""
+        compiled = self._rules.get(planned.fingerprint)
         if compiled is None:
-            compiled = self._plans[plan.fingerprint] = CompiledPlan(plan)
+            compiled = self._rules[planned.fingerprint] = CompiledRule(planned.rules)
         return compiled
 
     def warm(self, snapshot: Snapshot) -> None:
@@ -82,17 +64,18 @@ class Enforcer:
         compiling twice in a race is harmless (the last result wins, both are equal).
         """
         for plan in list(snapshot.tracking_plans.values()):
-            if self._warming is not snapshot:
-                return
-            self.compiled(plan).compile_all()
+            for planned in plan.events:
+                if self._warming is not snapshot:
+                    return
+                self.rule(planned)
 
     def stop_warming(self) -> None:
         self._warming = None
 
     def retain(self, snapshot: Snapshot) -> None:
-        """Forget compiled plans the new snapshot no longer has (called on every swap)."""
-        live = {p.fingerprint for p in snapshot.tracking_plans.values()}
-        self._plans = {fp: cp for fp, cp in self._plans.items() if fp in live}
+        """Forget compiled rules the new snapshot no longer has (called on every swap)."""
+        live = {e.fingerprint for p in snapshot.tracking_plans.values() for e in p.events}
+        self._rules = {fp: rule for fp, rule in self._rules.items() if fp in live}
         self._warming = snapshot
 
     def enforce(self, event: dict[str, Any], source: Source, snapshot: Snapshot) -> Decision | None:
@@ -114,12 +97,13 @@ class Enforcer:
         if event_type == "alias":
             return [], event_type
         name = event.get("event", "") if event_type == "track" else ""
-        rule = self.compiled(plan).rule(event_type, name)
-        if rule is None:
+        planned = plan.event(event_type, name)
+        if planned is None:
             if event_type == "track":
                 return [unplanned_event_violation(name)], UNPLANNED_LABEL
             return [], event_type
         label = name if event_type == "track" else event_type
+        rule = self.rule(planned)
         if rule.is_valid(event):
             return [], label
         return rule.violations(event), label

@@ -19,13 +19,18 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import orjson
 
 from gateway.metrics import Metrics
 from gateway.plans.providers import Fetched, ProviderError, SnapshotProvider, decode_document
-from gateway.plans.snapshot import Snapshot, SnapshotError, parse_snapshot, snapshot_revision_of
+from gateway.plans.snapshot import (
+    Snapshot,
+    SnapshotError,
+    compact_snapshot,
+    snapshot_from_compact,
+    snapshot_revision_of,
+)
 
 log = logging.getLogger(__name__)
 
@@ -85,10 +90,10 @@ class PlanCache:
             if fetched is None:
                 result = "not_modified"
             else:
-                snapshot, doc = await asyncio.to_thread(build_snapshot, fetched)
+                snapshot, content = await asyncio.to_thread(build_snapshot, fetched)
                 self._swap(snapshot)
                 self._etag = fetched.etag
-                await asyncio.to_thread(self._persist, doc)
+                await asyncio.to_thread(self._persist, content)
                 log.info(
                     "plan snapshot %s loaded from %s: %d sources, %d tracking plans",
                     snapshot.revision,
@@ -146,13 +151,13 @@ class PlanCache:
             self.provider.description,
         )
 
-    def _persist(self, doc: dict[str, Any]) -> None:
+    def _persist(self, content: bytes) -> None:
         """Write the last good document atomically (temp file + rename)."""
         try:
             self.cache_dir.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=self.cache_dir, prefix=".snapshot-")
             with os.fdopen(fd, "wb") as fh:
-                fh.write(orjson.dumps(doc))
+                fh.write(content)
             os.replace(tmp, self.cache_dir / PERSISTED_NAME)
         except OSError as exc:
             log.warning("cannot persist plan snapshot to %s: %s", self.cache_dir, exc)
@@ -163,11 +168,22 @@ def _read_with_mtime(path: Path) -> tuple[bytes, float]:
         return fh.read(), os.fstat(fh.fileno()).st_mtime
 
 
-def build_snapshot(fetched: Fetched) -> tuple[Snapshot, dict[str, Any]]:
+def build_snapshot(fetched: Fetched) -> tuple[Snapshot, bytes]:
+    """The snapshot, and the JSON document to persist for it.
+
+    The parsed document is not kept: the snapshot holds what it needs (equal rules shared),
+    which for large catalogs is a fraction of the document's size in memory.
+    """
     doc = decode_document(fetched)
     if not isinstance(doc, dict):
         raise SnapshotError("snapshot: must be an object")
+    content = fetched.content
     if "revision" not in doc:
         # Persist the derived revision too, so a restart reports the same one.
         doc = {"revision": snapshot_revision_of(fetched.content), **doc}
-    return parse_snapshot(doc), doc
+        content = orjson.dumps(doc)
+    elif fetched.yaml:
+        content = orjson.dumps(doc)
+    compact = compact_snapshot(doc)
+    del doc  # before building: see compact_snapshot
+    return snapshot_from_compact(compact), content

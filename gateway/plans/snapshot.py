@@ -31,6 +31,9 @@ class PlanEvent:
     event_type: str
     identity_section: str
     rules: Mapping[str, Any]
+    # Digest of ``rules``: equal rules share one parsed object and one compiled validator,
+    # across plans and across refreshes.
+    fingerprint: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,9 +42,11 @@ class TrackingPlan:
     name: str
     version: int
     events: tuple[PlanEvent, ...]
-    # Digest of the plan's whole content: compiled rules are reused across refreshes while it
-    # is unchanged, even when a hand-edited file changes rules without bumping the version.
-    fingerprint: str = ""
+    # (event type, name) → event; "" is the name of non-track events.
+    by_key: Mapping[tuple[str, str], PlanEvent] = field(default_factory=dict)
+
+    def event(self, event_type: str, name: str) -> PlanEvent | None:
+        return self.by_key.get((event_type, name))
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,38 +100,75 @@ def _key_digest(key: str) -> bytes:
 
 
 def parse_snapshot(doc: Any) -> Snapshot:
+    """Check a snapshot document and build the :class:`Snapshot`; SnapshotError says where."""
+    return snapshot_from_compact(compact_snapshot(doc))
+
+
+def compact_snapshot(doc: Any) -> bytes:
+    """Check a document and return its compact JSON form, from which the snapshot is built.
+
+    Each distinct rule appears once, by digest: large catalogs repeat rules across plans. A
+    caller holding a large document drops it before :func:`snapshot_from_compact`, so the
+    snapshot is allocated afresh rather than scattered among the document's freed objects
+    (which would keep most of the document's memory resident).
+    """
     if not isinstance(doc, dict):
         raise SnapshotError("snapshot: must be an object")
     revision = doc.get("revision", "")
     if not isinstance(revision, str | int) or isinstance(revision, bool):
         raise SnapshotError("snapshot.revision: must be a string")
-    plans: dict[str, TrackingPlan] = {}
+    rules: dict[str, Any] = {}
+    plans: list[list[Any]] = []
+    plan_ids: set[str] = set()
     for i, raw_plan in enumerate(_list(doc, "trackingPlans", "snapshot")):
-        plan = _parse_plan(raw_plan, f"trackingPlans[{i}]")
-        if plan.id in plans:
-            raise SnapshotError(f"trackingPlans[{i}].id: duplicate plan id {plan.id!r}")
-        plans[plan.id] = plan
-    sources: list[Source] = []
-    by_digest: dict[bytes, Source] = {}
-    seen_ids: set[str] = set()
+        plan = _plan_row(raw_plan, f"trackingPlans[{i}]", rules)
+        if plan[0] in plan_ids:
+            raise SnapshotError(f"trackingPlans[{i}].id: duplicate plan id {plan[0]!r}")
+        plan_ids.add(plan[0])
+        plans.append(plan)
+    sources: list[list[Any]] = []
+    source_ids: set[str] = set()
+    write_keys: set[str] = set()
     for i, raw_source in enumerate(_list(doc, "sources", "snapshot")):
         where = f"sources[{i}]"
-        source = _parse_source(raw_source, where)
-        if source.id in seen_ids:
-            raise SnapshotError(f"{where}.id: duplicate source id {source.id!r}")
-        seen_ids.add(source.id)
-        if source.tracking_plan and source.tracking_plan.plan_id not in plans:
+        source = _source_row(raw_source, where)
+        if source[0] in source_ids:
+            raise SnapshotError(f"{where}.id: duplicate source id {source[0]!r}")
+        source_ids.add(source[0])
+        connection = source[4]
+        if connection is not None and connection[0] not in plan_ids:
             raise SnapshotError(
-                f"{where}.trackingPlan.id: plan {source.tracking_plan.plan_id!r} is not in "
-                "trackingPlans"
+                f"{where}.trackingPlan.id: plan {connection[0]!r} is not in trackingPlans"
             )
-        for key in source.write_keys:
-            digest = _key_digest(key)
-            if digest in by_digest:
-                raise SnapshotError(f"{where}.writeKeys: key is already used by another source")
-            by_digest[digest] = source
+        if not write_keys.isdisjoint(source[3]) or len(set(source[3])) < len(source[3]):
+            raise SnapshotError(f"{where}.writeKeys: key is already used by another source")
+        write_keys.update(source[3])
         sources.append(source)
-    return Snapshot(str(revision), tuple(sources), plans, by_digest)
+    return orjson.dumps([str(revision), plans, sources, rules], option=orjson.OPT_NON_STR_KEYS)
+
+
+def snapshot_from_compact(compact: bytes) -> Snapshot:
+    revision, plan_rows, source_rows, rules = orjson.loads(compact)
+    plans: dict[str, TrackingPlan] = {}
+    for plan_id, name, version, event_rows in plan_rows:
+        events = tuple(
+            PlanEvent(ev_name, ev_type, identity, rules[fp], fp)
+            for ev_name, ev_type, identity, fp in event_rows
+        )
+        by_key = {(e.event_type, e.name): e for e in events}
+        plans[plan_id] = TrackingPlan(plan_id, name, version, events, by_key)
+    sources: list[Source] = []
+    by_digest: dict[bytes, Source] = {}
+    for source_id, name, enabled, keys, connection in source_rows:
+        tracking_plan = None
+        if connection is not None:
+            plan_id, version, config = connection
+            tracking_plan = PlanConnection(plan_id, version, config, policies_for(config))
+        source = Source(source_id, name, enabled, tuple(keys), tracking_plan)
+        for key in keys:
+            by_digest[_key_digest(key)] = source
+        sources.append(source)
+    return Snapshot(revision, tuple(sources), plans, by_digest)
 
 
 def snapshot_revision_of(content: bytes) -> str:
@@ -134,9 +176,10 @@ def snapshot_revision_of(content: bytes) -> str:
     return "sha256:" + hashlib.sha256(content).hexdigest()[:16]
 
 
-def _parse_plan(raw: Any, where: str) -> TrackingPlan:
+def _plan_row(raw: Any, where: str, rules: dict[str, Any]) -> list[Any]:
+    """``[id, name, version, [[name, eventType, identitySection, rules digest], ...]]``"""
     obj = _obj(raw, where)
-    events: list[PlanEvent] = []
+    events: list[list[str]] = []
     for j, raw_event in enumerate(_list(obj, "events", where)):
         ev_where = f"{where}.events[{j}]"
         ev = _obj(raw_event, ev_where)
@@ -153,24 +196,25 @@ def _parse_plan(raw: Any, where: str) -> TrackingPlan:
             raise SnapshotError(
                 f"{ev_where}.identitySection: must be one of {', '.join(IDENTITY_SECTIONS)}"
             )
-        rules = ev.get("rules", {})
-        if not isinstance(rules, dict) and rules is not True:
+        schema = ev.get("rules", {})
+        if schema is True:
+            schema = {}
+        if not isinstance(schema, dict):
             raise SnapshotError(f"{ev_where}.rules: must be a JSON schema object")
-        events.append(
-            PlanEvent(name, event_type, identity, rules if isinstance(rules, dict) else {})
-        )
-    return TrackingPlan(
-        id=_str(obj, "id", where),
-        name=str(obj.get("name", "")),
-        version=_int(obj, "version", where, default=1),
-        events=tuple(events),
-        fingerprint=hashlib.sha256(
-            orjson.dumps(obj, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
-        ).hexdigest(),
-    )
+        canonical = orjson.dumps(schema, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
+        fingerprint = hashlib.blake2b(canonical, digest_size=16).hexdigest()
+        rules.setdefault(fingerprint, schema)
+        events.append([name, event_type, identity, fingerprint])
+    return [
+        _str(obj, "id", where),
+        str(obj.get("name", "")),
+        _int(obj, "version", where, default=1),
+        events,
+    ]
 
 
-def _parse_source(raw: Any, where: str) -> Source:
+def _source_row(raw: Any, where: str) -> list[Any]:
+    """``[id, name, enabled, writeKeys, [plan id, version, config] | None]``"""
     obj = _obj(raw, where)
     keys = obj.get("writeKeys", [])
     if not isinstance(keys, list) or not all(isinstance(k, str) and k for k in keys):
@@ -178,7 +222,7 @@ def _parse_source(raw: Any, where: str) -> Source:
     enabled = obj.get("enabled", True)
     if not isinstance(enabled, bool):
         raise SnapshotError(f"{where}.enabled: must be true or false")
-    connection: PlanConnection | None = None
+    connection: list[Any] | None = None
     raw_tp = obj.get("trackingPlan")
     if raw_tp is not None:
         tp_where = f"{where}.trackingPlan"
@@ -186,19 +230,9 @@ def _parse_source(raw: Any, where: str) -> Source:
         config = tp.get("config", {})
         if not isinstance(config, dict):
             raise SnapshotError(f"{tp_where}.config: must be an object")
-        connection = PlanConnection(
-            plan_id=_str(tp, "id", tp_where),
-            version=_int(tp, "version", tp_where, default=0),
-            config=config,
-            policies=policies_for(config),
-        )
-    return Source(
-        id=_str(obj, "id", where),
-        name=str(obj.get("name", "")),
-        enabled=enabled,
-        write_keys=tuple(keys),
-        tracking_plan=connection,
-    )
+        policies_for(config)  # raises on an invalid config, with the document still at hand
+        connection = [_str(tp, "id", tp_where), _int(tp, "version", tp_where, default=0), config]
+    return [_str(obj, "id", where), str(obj.get("name", "")), enabled, keys, connection]
 
 
 def _obj(raw: Any, where: str) -> dict[str, Any]:

@@ -1,0 +1,39 @@
+-- wrk script of the benchmark harness: POSTs pre-generated request bodies (one per line of
+-- BENCH_BODIES) round-robin, optionally pausing BENCH_DELAY_MS between a connection's
+-- requests (a fixed rate), and prints one "BENCH {json}" line with its figures at the end.
+
+local bodies = {}
+local next_body = 0
+local path = os.getenv("BENCH_PATH")
+local headers = {
+  ["Content-Type"] = "application/json",
+  ["Authorization"] = os.getenv("BENCH_AUTH"),
+}
+local delay_ms = tonumber(os.getenv("BENCH_DELAY_MS") or "0")
+
+function init(args)
+  for line in io.lines(os.getenv("BENCH_BODIES")) do
+    bodies[#bodies + 1] = line
+  end
+  next_body = math.random(#bodies)
+end
+
+function request()
+  next_body = next_body % #bodies + 1
+  return wrk.format("POST", path, headers, bodies[next_body])
+end
+
+if delay_ms > 0 then
+  function delay()
+    return delay_ms
+  end
+end
+
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'BENCH {"requests":%d,"duration_us":%d,"non_2xx":%d,"socket_errors":%d,' ..
+    '"p50_us":%d,"p95_us":%d,"p99_us":%d}\n',
+    summary.requests, summary.duration, e.status, e.connect + e.read + e.write + e.timeout,
+    latency:percentile(50), latency:percentile(95), latency:percentile(99)))
+end
