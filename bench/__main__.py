@@ -18,14 +18,26 @@ from typing import Any
 
 import orjson
 
-from bench import inprocess
+from bench import inprocess, live
 
 RESULTS = Path(__file__).parent / "results"
-# name → (run(duration_s), full duration, quick duration)
-SCENARIOS: dict[str, tuple[Callable[[float], dict[str, Any]], float, float]] = {
-    "ceiling": (inprocess.ceiling, 10.0, 2.0),
-    "naive": (inprocess.naive, 10.0, 2.0),
-}
+Scenario = tuple[Callable[[float], dict[str, Any]], float, float]
+
+
+def scenarios(session: live.Session) -> dict[str, Scenario]:
+    """name → (run(duration_s), full duration, quick duration), in the order they run."""
+    return {
+        "ceiling": (inprocess.ceiling, 10.0, 2.0),
+        "naive": (inprocess.naive, 10.0, 2.0),
+        "batch": (session.batch, 20.0, 4.0),
+        "violations": (session.violations, 20.0, 4.0),
+        "single": (session.single, 20.0, 4.0),
+        "latency": (session.latency, 20.0, 4.0),
+        "plan-scale": (live.plan_scale, 15.0, 4.0),
+    }
+
+
+SCENARIOS = list(scenarios(live.Session()))
 COLUMNS = (
     "events_per_s",
     "requests_per_s",
@@ -85,12 +97,16 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [s for s in args.scenarios if s not in SCENARIOS]
     if unknown:
         parser.error(f"unknown scenario {', '.join(unknown)}; choose from {', '.join(SCENARIOS)}")
-    wanted = ["ceiling", *[s for s in args.scenarios or SCENARIOS if s != "ceiling"]]
+    wanted = {"ceiling", *(args.scenarios or SCENARIOS)}
     results: dict[str, dict[str, Any]] = {}
-    for name in wanted:
-        run, full_s, quick_s = SCENARIOS[name]
-        print(f"running {name} ...", file=sys.stderr, flush=True)
-        results[name] = run(quick_s if args.quick else full_s)
+    session = live.Session()
+    try:
+        for name, (run, full_s, quick_s) in scenarios(session).items():
+            if name in wanted:
+                print(f"running {name} ...", file=sys.stderr, flush=True)
+                results[name] = run(quick_s if args.quick else full_s)
+    finally:
+        session.close()
     ceiling_rate = results["ceiling"]["events_per_s"]
     for figures in results.values():
         rate = figures.get("events_per_s")
@@ -98,7 +114,12 @@ def main(argv: list[str] | None = None) -> int:
             figures["ratio_to_ceiling"] = round(rate / ceiling_rate, 3)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2))
-    meta = {**machine(), "quick": args.quick, "scenarios": list(results)}
+    meta = {
+        **machine(),
+        "quick": args.quick,
+        "loadgen": live.loadgen_name(),
+        "scenarios": list(results),
+    }
     args.out.with_suffix(".meta.json").write_bytes(orjson.dumps(meta, option=orjson.OPT_INDENT_2))
     print(table(results))
     print(f"\n{meta['cores']} cores, {meta['cpu']}; written to {args.out}")

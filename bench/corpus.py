@@ -191,6 +191,22 @@ class Corpus:
             "trackingPlans": plan_docs,
         }
 
+    def scaled_events(self, doc: dict[str, Any], plan: int, count: int) -> list[dict[str, Any]]:
+        """``count`` valid track events of one plan of a :meth:`scaled_snapshot` document."""
+        rng = random.Random(plan)
+        kinds = {k[0]: k for k in PROPERTY_KINDS}
+        planned = doc["trackingPlans"][plan]["events"]
+        out = []
+        for _ in range(count):
+            event = planned[rng.randrange(len(planned))]
+            names = event["rules"]["properties"]["properties"]["properties"]
+            values = {n: _value(kinds[n][2], rng) for n in names if n in kinds}
+            out.append(
+                {"type": "track", "event": event["name"], "userId": f"user-{rng.randint(1, 50000)}",
+                 "properties": values, "timestamp": "2026-11-01T10:00:00.000Z"}
+            )  # fmt: skip
+        return out
+
     def snapshot(self, config: dict[str, Any] | None = None) -> dict[str, Any]:
         return {
             "revision": "bench-1",

@@ -68,10 +68,9 @@ async def run(
 ) -> dict[str, float]:
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
-    head = (
-        f"POST {parts.path} HTTP/1.1\r\nHost: {host}:{port}\r\nAuthorization: {auth}\r\n"
-        "Content-Type: application/json\r\n"
-    ).encode()
+    head = f"POST {parts.path} HTTP/1.1\r\nHost: {host}:{port}\r\n".encode()
+    head += f"Authorization: {auth}\r\n".encode() if auth else b""
+    head += b"Content-Type: application/json\r\n"
     requests = [head + b"Content-Length: %d\r\n\r\n" % len(b) + b for b in bodies]
     counts = Counts()
     started = time.perf_counter()
@@ -96,7 +95,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.loadgen")
     parser.add_argument("url")
     parser.add_argument("--bodies", type=Path, required=True, help="one request body per line")
-    parser.add_argument("--auth", required=True, help="Authorization header value")
+    parser.add_argument("--auth", default="", help="Authorization header value, if any")
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--delay-ms", type=float, default=0.0)

@@ -5,10 +5,10 @@
 local bodies = {}
 local next_body = 0
 local path = os.getenv("BENCH_PATH")
-local headers = {
-  ["Content-Type"] = "application/json",
-  ["Authorization"] = os.getenv("BENCH_AUTH"),
-}
+local headers = {["Content-Type"] = "application/json"}
+if (os.getenv("BENCH_AUTH") or "") ~= "" then
+  headers["Authorization"] = os.getenv("BENCH_AUTH")
+end
 local delay_ms = tonumber(os.getenv("BENCH_DELAY_MS") or "0")
 
 function init(args)
