@@ -9,6 +9,7 @@ unplanned property, a malformed format).
 from __future__ import annotations
 
 import random
+import uuid
 from typing import Any
 
 from gateway.enforce.compile import DRAFT_07
@@ -231,32 +232,46 @@ class Corpus:
     ) -> list[dict[str, Any]]:
         """``count`` events, 90 % track and 10 % identify; ``violating_ratio`` break a rule."""
         rng = random.Random(seed)
-        out = []
+        out: list[dict[str, Any]] = []
         for i in range(count):
             violate = rng.random() < violating_ratio
             user = f"user-{rng.randint(1, 50000)}"
+            common = {
+                "messageId": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+                "anonymousId": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+                "userId": user,
+                "context": _context(rng),
+                "timestamp": "2026-11-01T10:00:00.000Z",
+            }
             if i % 10 == 9:
                 traits = {"email": f"{user}@example.com", "plan": "pro", "age": 31}
                 if violate:
                     traits["plan"] = "gold"
-                out.append({"type": "identify", "userId": user, "traits": traits})
+                out.append({"type": "identify", "traits": traits, **common})
                 continue
             name, props, _required = self.events[rng.randrange(len(self.events))]
             values = {p[0]: _value(p[2], rng) for p in props}
             if violate:
                 p = props[rng.randrange(len(props))]
                 values[p[0]] = p[3]
-            out.append(
-                {
-                    "type": "track",
-                    "event": name,
-                    "userId": user,
-                    "properties": values,
-                    "context": {
-                        "library": {"name": "analytics-python", "version": "2.4.0"},
-                        "locale": "en-US",
-                    },
-                    "timestamp": "2026-11-01T10:00:00.000Z",
-                }
-            )
+            out.append({"type": "track", "event": name, "properties": values, **common})
         return out
+
+
+def _context(rng: random.Random) -> dict[str, Any]:
+    """What a browser SDK sends along with every call."""
+    path = f"/p/{rng.randint(1, 5000)}"
+    return {
+        "library": {"name": "analytics.js", "version": "5.2.0"},
+        "locale": rng.choice(["en-US", "de-DE", "fr-FR", "ja-JP"]),
+        "page": {
+            "path": path,
+            "url": f"https://shop.example{path}",
+            "title": "Shop",
+            "referrer": "https://www.example.org/",
+        },
+        "userAgent": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+        "Chrome/131.0 Safari/537.36",
+        "timezone": "Europe/Berlin",
+        "screen": {"width": 1920, "height": 1080},
+    }

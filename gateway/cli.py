@@ -163,4 +163,7 @@ def _server() -> Any:
 
 
 def _run(coro: Coroutine[Any, Any, Any]) -> None:
-    asyncio.run(coro)
+    import uvloop
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(coro)

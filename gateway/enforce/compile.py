@@ -233,6 +233,69 @@ def _no_retrieve(uri: str) -> Any:
 _NO_REMOTE: Registry[Any] = Registry(retrieve=_no_retrieve)  # type: ignore[call-arg]
 
 
+def _skipping_valid_properties(base: type[Validator], draft_uri: str) -> type[Validator]:
+    """``base`` whose ``properties`` keyword skips values a compiled check finds valid.
+
+    Collecting every error otherwise walks every property of an invalid event, most of which
+    are valid; the checks (fastjsonschema, compiled when a subschema is first met) make that
+    walk go only where the errors are. A subschema with a ``$ref`` or ``$id`` (which resolve
+    against the whole rule) or one the fast path must not judge gets no check: the collector
+    descends into it as before. One class per rule, so the checks live as long as the rule.
+    """
+    checks: dict[int, tuple[Any, Callable[[Any], bool] | None]] = {}
+
+    def check_of(subschema: Any) -> Callable[[Any], bool] | None:
+        entry = checks.get(id(subschema))
+        if entry is None:
+            # The entry holds the subschema, so its id is not reused while the entry exists.
+            entry = checks[id(subschema)] = (subschema, _subschema_check(subschema, draft_uri))
+        return entry[1]
+
+    def properties(
+        validator: Validator, properties: Any, instance: Any, schema: Any
+    ) -> Iterator[ValidationError]:
+        if not validator.is_type(instance, "object"):
+            return
+        for name, subschema in properties.items():
+            if name in instance:
+                check = check_of(subschema)
+                if check is not None and check(instance[name]):
+                    continue
+                yield from validator.descend(  # type: ignore[attr-defined]  # not in Protocol
+                    instance[name], subschema, path=name, schema_path=name
+                )
+
+    extended: type[Validator] = validators.extend(  # type: ignore[no-untyped-call]
+        base, {"properties": properties}
+    )
+    return extended
+
+
+def _subschema_check(subschema: Any, draft_uri: str) -> Callable[[Any], bool] | None:
+    if not isinstance(subschema, dict) or _needs_collector(subschema):
+        return None
+    if any("$ref" in s or "$id" in s or "id" in s for s in _subschemas(subschema)):
+        return None
+    try:
+        fast = fastjsonschema.compile(
+            _for_fast_path(subschema, draft_uri),
+            handlers=_HANDLERS,
+            formats=FORMATS,
+            use_default=False,
+        )
+    except Exception:
+        return None
+
+    def check(value: Any) -> bool:
+        try:
+            fast(value)
+        except Exception:  # invalid, or the generated code could not tell: descend
+            return False
+        return True
+
+    return check
+
+
 def _needs_collector(schema: Mapping[str, Any]) -> bool:
     """Whether fastjsonschema would assert a keyword that is only an annotation."""
     return any(not _ASSERTED_ANNOTATIONS.isdisjoint(sub) for sub in _subschemas(schema))
@@ -252,13 +315,14 @@ def _for_fast_path(schema: Mapping[str, Any], draft_uri: str) -> dict[str, Any]:
 
 
 class CompiledRule:
-    __slots__ = ("_collector", "_fast", "_validator_cls", "error", "schema")
+    __slots__ = ("_collector", "_fast", "_located", "_validator_cls", "error", "schema")
 
     def __init__(self, schema: Mapping[str, Any]) -> None:
         self.schema = schema
         self.error: str | None = None
         self._fast: Callable[[Any], Any] | None = None
         self._collector: Validator | None = None
+        self._located: dict[tuple[Any, ...], Any] = {}
         draft_uri, self._validator_cls = draft_of(schema)
         try:
             self._validator_cls.check_schema(dict(schema))
@@ -300,7 +364,9 @@ class CompiledRule:
 
     def _collect_validator(self) -> Validator:
         if self._collector is None:
-            self._collector = _COLLECTORS[self._validator_cls](
+            draft_uri = draft_of(self.schema)[0]
+            collector_cls = _skipping_valid_properties(_COLLECTORS[self._validator_cls], draft_uri)
+            self._collector = collector_cls(
                 self.schema, format_checker=format_checker(), registry=_NO_REMOTE
             )
         return self._collector
@@ -338,7 +404,7 @@ class CompiledRule:
         if self.error is not None:
             return [unknown_violation(self.error)]
         try:
-            found = violations_of(self.errors(event), self.schema)
+            found = violations_of(self.errors(event), self.schema, self._located)
         except RecursionError:
             return [unknown_violation("event nested too deeply to validate")]
         if not found:

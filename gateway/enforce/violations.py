@@ -71,13 +71,16 @@ def unknown_violation(message: str) -> Violation:
 
 
 def violations_of(
-    errors: Iterable[ValidationError], root_schema: Mapping[str, Any]
+    errors: Iterable[ValidationError],
+    root_schema: Mapping[str, Any],
+    located_cache: dict[tuple[Any, ...], _Located] | None = None,
 ) -> list[Violation]:
+    """Classify a rule's errors; ``located_cache`` (one per rule) remembers schema paths."""
     found: list[Violation] = []
     seen_if: set[tuple[str, str]] = set()
     for error in errors:
         instance_path = _pointer(error.absolute_path)
-        located = _locate(error, root_schema)
+        located = _located(error, root_schema, located_cache)
         schema_path = located.schema_pointer
         # A `false` subschema fails with no keyword at all.
         keyword = str(error.validator) if error.validator is not None else "false"
@@ -94,8 +97,9 @@ def violations_of(
                     "meta": {"instancePath": instance_path, "schemaPath": schema_path},
                 }
             )
-        for if_pointer, branch, at in located.branches:
+        for if_pointer, branch, consumed in located.branches:
             # ajv reports a failed then/else branch also as an `if` error, once per place.
+            at = list(error.absolute_path)[:consumed]
             key = (_pointer(at), if_pointer)
             if key in seen_if:
                 continue
@@ -170,8 +174,28 @@ class _Located:
     """Where an error's schema path really leads, and the ``if`` branches it passed."""
 
     schema_pointer: str
-    # (pointer to the `if`, "then" | "else", instance path segments at that schema)
-    branches: list[tuple[str, str, list[Any]]]
+    # (pointer to the `if`, "then" | "else", how many instance path segments lead to it)
+    branches: list[tuple[str, str, int]]
+
+
+def _located(
+    error: ValidationError,
+    root: Mapping[str, Any],
+    cache: dict[tuple[Any, ...], _Located] | None,
+) -> _Located:
+    """:func:`_locate`, remembered per schema path: it depends on nothing else."""
+    if cache is None:
+        return _locate(error, root)
+    key = tuple(error.absolute_schema_path)
+    located = cache.get(key)
+    if located is None:
+        located = _locate(error, root)
+        if len(cache) < _LOCATED_CACHE_MAX:  # recursive schemas have unbounded paths
+            cache[key] = located
+    return located
+
+
+_LOCATED_CACHE_MAX = 512
 
 
 def _locate(error: ValidationError, root: Mapping[str, Any]) -> _Located:
@@ -182,11 +206,10 @@ def _locate(error: ValidationError, root: Mapping[str, Any]) -> _Located:
     keyword (``#/definitions/amount/minimum``) and every ``then``/``else`` branch taken.
     """
     path = list(error.absolute_schema_path)
-    instance_path = list(error.absolute_path)
     node: Any = root
     pointer: list[Any] = []
     consumed = 0  # instance path segments used up by the schema path walked so far
-    branches: list[tuple[str, str, list[Any]]] = []
+    branches: list[tuple[str, str, int]] = []
     for i, segment in enumerate(path):
         for _ in range(_MAX_REF_HOPS):
             if not (isinstance(node, Mapping) and segment not in node and "$ref" in node):
@@ -196,7 +219,7 @@ def _locate(error: ValidationError, root: Mapping[str, Any]) -> _Located:
                 break
             node, pointer = resolved
         if isinstance(node, Mapping) and segment in ("then", "else") and "if" in node:
-            branches.append(("#" + _pointer([*pointer, "if"]), segment, instance_path[:consumed]))
+            branches.append(("#" + _pointer([*pointer, "if"]), segment, consumed))
         previous = path[i - 1] if i else None
         if (
             previous in ("properties", "patternProperties")

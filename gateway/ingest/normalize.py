@@ -13,9 +13,9 @@ request alone, and copying it would cost time on the hot path for nothing.
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from random import getrandbits
 from typing import Any
 
 
@@ -68,6 +68,22 @@ def request_info(
     )
 
 
+def new_message_id() -> str:
+    """A random (version 4) UUID as text; several times faster than ``str(uuid.uuid4())``.
+
+    The bits come from ``random`` (reseeded in forked children), not the OS: a message id must be
+    unique, not unpredictable, and a system call per event is measurable.
+    """
+    n = getrandbits(128) & _V4_CLEAR | _V4_SET
+    h = f"{n:032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+# Version 4 in bits 76-79, RFC 4122 variant (0b10) in bits 62-63.
+_V4_CLEAR = ~((0xF << 76) | (0x3 << 62))
+_V4_SET = (0x4 << 76) | (0x2 << 62)
+
+
 def normalize(event: dict[str, Any], info: RequestInfo) -> None:
     message_id = event.get("messageId")
     if isinstance(message_id, str) and message_id.strip():
@@ -76,7 +92,7 @@ def normalize(event: dict[str, Any], info: RequestInfo) -> None:
     elif isinstance(message_id, int) and not isinstance(message_id, bool):
         event["messageId"] = str(message_id)
     else:
-        event["messageId"] = str(uuid.uuid4())
+        event["messageId"] = new_message_id()
 
     # Always a new dict per event: later stages stamp each event's context separately.
     if info.context is not None:
