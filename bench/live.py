@@ -19,6 +19,7 @@ import time
 import urllib.error
 import urllib.request
 from base64 import b64encode
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ HERE = Path(__file__).parent
 BATCH = 100
 SINGLE_CONNECTIONS = 32
 BATCH_CONNECTIONS = 8
+REFRESH_WINDOW_S = 10.0  # plan-scale: the load window in which the snapshot changes
 REFRESH_UPDATED = 'gateway_plan_refresh_total{result="updated"}'
 
 
@@ -166,8 +168,12 @@ level = "warning"
         connections: int,
         duration_s: float,
         delay_ms: int = 0,
+        meanwhile: Callable[[], None] | None = None,
     ) -> Load:
-        """Send ``bodies`` round-robin for ``duration_s`` and measure."""
+        """Send ``bodies`` round-robin for ``duration_s`` and measure.
+
+        ``meanwhile`` runs while the load generator runs (e.g. to change the snapshot).
+        """
         bodies_file = self.dir / "bodies.txt"
         bodies_file.write_bytes(b"\n".join(bodies) + b"\n")
         seconds = max(1, round(duration_s))
@@ -190,6 +196,8 @@ level = "warning"
         with CpuWindow([self.pid]) as gateway_cpu:
             proc = subprocess.Popen(command, stdout=subprocess.PIPE, env=env)
             assert proc.stdout is not None
+            if meanwhile is not None:
+                meanwhile()
             output = proc.stdout.read().decode()
             _, status, usage = os.wait4(proc.pid, 0)
             proc.returncode = os.waitstatus_to_exitcode(status)
@@ -339,14 +347,24 @@ def plan_scale(duration_s: float) -> dict[str, Any]:
             delay_ms=delay_ms,
         )  # fmt: skip
         updates = stack.metric(REFRESH_UPDATED)
-        stack.write_snapshot(changed)
+        refresh_s: list[float] = []
+
+        def refresh() -> None:
+            time.sleep(0.5)
+            started = time.perf_counter()
+            stack.write_snapshot(changed)
+            while stack.metric(REFRESH_UPDATED) == updates:
+                time.sleep(0.1)
+            refresh_s.append(time.perf_counter() - started)
+
         during = stack.load(
-            "/v1/batch", bodies, auth="", connections=connections, duration_s=duration_s,
-            delay_ms=delay_ms,
+            "/v1/batch", bodies, auth="", connections=connections,
+            duration_s=max(duration_s, REFRESH_WINDOW_S), delay_ms=delay_ms, meanwhile=refresh,
         )  # fmt: skip
-        if stack.metric(REFRESH_UPDATED) == updates:
-            raise RuntimeError("the gateway did not load the changed snapshot during the run")
+        if not refresh_s or refresh_s[0] > REFRESH_WINDOW_S - 1:
+            raise RuntimeError("the changed snapshot was not loaded within the measured window")
         out = figures(stack, steady, 10, ready_s=round(ready_s, 3))
         out["rss_mb"] = round(max(rss, out["rss_mb"]), 3)
         out["p99_during_refresh_ms"] = round(during.latencies_ms[2], 3)
+        out["refresh_s"] = round(refresh_s[0], 3)
         return out

@@ -13,11 +13,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import multiprocessing
 import os
 import random
 import tempfile
 import time
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import orjson
@@ -35,6 +37,8 @@ from gateway.plans.snapshot import (
 log = logging.getLogger(__name__)
 
 PERSISTED_NAME = "snapshot.json"
+# Documents at least this large are decoded in a child process (see load_snapshot).
+CHILD_PARSE_BYTES = 1 << 20
 JITTER_RATIO = 0.1
 
 
@@ -90,7 +94,7 @@ class PlanCache:
             if fetched is None:
                 result = "not_modified"
             else:
-                snapshot, content = await asyncio.to_thread(build_snapshot, fetched)
+                snapshot, content = await load_snapshot(fetched)
                 self._swap(snapshot)
                 self._etag = fetched.etag
                 await asyncio.to_thread(self._persist, content)
@@ -134,7 +138,7 @@ class PlanCache:
         path = self.cache_dir / PERSISTED_NAME
         try:
             content, modified_at = await asyncio.to_thread(_read_with_mtime, path)
-            snapshot, _ = await asyncio.to_thread(build_snapshot, Fetched(content, ""))
+            snapshot, _ = await load_snapshot(Fetched(content, ""))
         except FileNotFoundError:
             log.error("no plan snapshot: source unreachable and nothing persisted at %s", path)
             return
@@ -168,11 +172,32 @@ def _read_with_mtime(path: Path) -> tuple[bytes, float]:
         return fh.read(), os.fstat(fh.fileno()).st_mtime
 
 
-def build_snapshot(fetched: Fetched) -> tuple[Snapshot, bytes]:
-    """The snapshot, and the JSON document to persist for it.
+async def load_snapshot(fetched: Fetched) -> tuple[Snapshot, bytes]:
+    """:func:`build_snapshot` off the event loop: in a thread, or in a child process for large
+    documents, whose decoding would otherwise hold the GIL (and stall ingestion) for seconds."""
+    if len(fetched.content) < CHILD_PARSE_BYTES:
+        return await asyncio.to_thread(build_snapshot, fetched)
+    pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+    try:
+        compact, content = await asyncio.get_running_loop().run_in_executor(
+            pool, check_document, fetched
+        )
+    finally:
+        await asyncio.to_thread(pool.shutdown)
+    return await asyncio.to_thread(snapshot_from_compact, compact), content
 
-    The parsed document is not kept: the snapshot holds what it needs (equal rules shared),
-    which for large catalogs is a fraction of the document's size in memory.
+
+def build_snapshot(fetched: Fetched) -> tuple[Snapshot, bytes]:
+    """The snapshot, and the JSON document to persist for it."""
+    compact, content = check_document(fetched)
+    return snapshot_from_compact(compact), content
+
+
+def check_document(fetched: Fetched) -> tuple[bytes, bytes]:
+    """Decode and check a document: its compact form, and the JSON document to persist.
+
+    The decoded document is dropped on return, before the snapshot is built from the compact
+    form (see :func:`compact_snapshot`).
     """
     doc = decode_document(fetched)
     if not isinstance(doc, dict):
@@ -184,6 +209,4 @@ def build_snapshot(fetched: Fetched) -> tuple[Snapshot, bytes]:
         content = orjson.dumps(doc)
     elif fetched.yaml:
         content = orjson.dumps(doc)
-    compact = compact_snapshot(doc)
-    del doc  # before building: see compact_snapshot
-    return snapshot_from_compact(compact), content
+    return compact_snapshot(doc), content

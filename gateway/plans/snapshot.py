@@ -144,30 +144,48 @@ def compact_snapshot(doc: Any) -> bytes:
             raise SnapshotError(f"{where}.writeKeys: key is already used by another source")
         write_keys.update(source[3])
         sources.append(source)
-    return orjson.dumps([str(revision), plans, sources, rules], option=orjson.OPT_NON_STR_KEYS)
+    # One JSON line per item, so building never decodes much at once (each decode holds the GIL).
+    lines = [orjson.dumps(["revision", str(revision)])]
+    lines += (
+        orjson.dumps(["rule", fp, s], option=orjson.OPT_NON_STR_KEYS) for fp, s in rules.items()
+    )
+    lines += (orjson.dumps(["plan", *plan]) for plan in plans)
+    lines += (
+        orjson.dumps(["source", *source], option=orjson.OPT_NON_STR_KEYS) for source in sources
+    )
+    return b"\n".join(lines)
 
 
 def snapshot_from_compact(compact: bytes) -> Snapshot:
-    revision, plan_rows, source_rows, rules = orjson.loads(compact)
+    revision = ""
+    rules: dict[str, Any] = {}
     plans: dict[str, TrackingPlan] = {}
-    for plan_id, name, version, event_rows in plan_rows:
-        events = tuple(
-            PlanEvent(ev_name, ev_type, identity, rules[fp], fp)
-            for ev_name, ev_type, identity, fp in event_rows
-        )
-        by_key = {(e.event_type, e.name): e for e in events}
-        plans[plan_id] = TrackingPlan(plan_id, name, version, events, by_key)
     sources: list[Source] = []
     by_digest: dict[bytes, Source] = {}
-    for source_id, name, enabled, keys, connection in source_rows:
-        tracking_plan = None
-        if connection is not None:
-            plan_id, version, config = connection
-            tracking_plan = PlanConnection(plan_id, version, config, policies_for(config))
-        source = Source(source_id, name, enabled, tuple(keys), tracking_plan)
-        for key in keys:
-            by_digest[_key_digest(key)] = source
-        sources.append(source)
+    for line in compact.split(b"\n"):
+        kind, *row = orjson.loads(line)
+        if kind == "rule":
+            rules[row[0]] = row[1]
+        elif kind == "plan":
+            plan_id, name, version, event_rows = row
+            events = tuple(
+                PlanEvent(ev_name, ev_type, identity, rules[fp], fp)
+                for ev_name, ev_type, identity, fp in event_rows
+            )
+            by_key = {(e.event_type, e.name): e for e in events}
+            plans[plan_id] = TrackingPlan(plan_id, name, version, events, by_key)
+        elif kind == "source":
+            source_id, name, enabled, keys, connection = row
+            tracking_plan = None
+            if connection is not None:
+                plan_id, version, config = connection
+                tracking_plan = PlanConnection(plan_id, version, config, policies_for(config))
+            source = Source(source_id, name, enabled, tuple(keys), tracking_plan)
+            for key in keys:
+                by_digest[_key_digest(key)] = source
+            sources.append(source)
+        else:
+            revision = row[0]
     return Snapshot(revision, tuple(sources), plans, by_digest)
 
 
