@@ -18,7 +18,7 @@ from aiohttp import web
 
 from gateway.broker import EmbeddedBroker, free_port
 from gateway.metrics import Metrics
-from gateway.plans.cache import PERSISTED_NAME, PlanCache
+from gateway.plans.cache import CHILD_PARSE_BYTES, PERSISTED_NAME, PlanCache
 from gateway.plans.providers import HttpProvider, provider_from_source
 from gateway.plans.snapshot import Snapshot, SnapshotError, parse_snapshot
 from gateway.server import Gateway
@@ -530,3 +530,93 @@ def test_source_for_key_finds_sources_by_any_key() -> None:
     assert (disabled.id, disabled.enabled) == ("src_b", False)
     for unknown in ("", "a", "a1 ", "A1", "b2", "src_a"):
         assert snapshot.source_for_key(unknown) is None
+
+
+# --- large snapshots: decoded in a child process ---------------------------------------------
+
+
+def large_doc(plans: int, revision: str | None = "large-1") -> dict[str, Any]:
+    """Over CHILD_PARSE_BYTES: many plans, most sharing one rule, as catalogs do."""
+    shared = {"properties": {"properties": {"required": ["plan"], "padding": "x" * 200}}}
+    docs = []
+    for p in range(plans):
+        events = [{"name": f"Event {e}", "eventType": "track", "rules": shared} for e in range(20)]
+        events.append(
+            {
+                "name": "Signed Up",
+                "eventType": "track",
+                "rules": {"properties": {"properties": {"required": [f"field_{p}"]}}},
+            }
+        )
+        docs.append({"id": f"tp_{p}", "name": "Plan", "version": 1, "events": events})
+    doc = snapshot_doc(sources=[source_doc(SOURCE_ID, [WRITE_KEY], plan_id="tp_7")])
+    doc["trackingPlans"] = docs
+    if revision is None:
+        del doc["revision"]
+    else:
+        doc["revision"] = revision
+    return doc
+
+
+def large_cache(tmp_path: Path, doc: dict[str, Any]) -> PlanCache:
+    plans_file = tmp_path / "plans.json"
+    content = orjson.dumps(doc)
+    assert len(content) >= CHILD_PARSE_BYTES
+    plans_file.write_bytes(content)
+    return PlanCache(
+        provider_from_source(f"file:{plans_file}"),
+        cache_dir=tmp_path / "cache",
+        refresh_interval_s=60,
+        metrics=Metrics(),
+    )
+
+
+async def test_large_snapshot_loads_with_equal_rules_shared(tmp_path: Path) -> None:
+    cache = large_cache(tmp_path, large_doc(400))
+    try:
+        assert await cache.refresh_once() == "updated"
+        snapshot = cache.current
+        assert snapshot is not None
+        assert snapshot.revision == "large-1"
+        assert len(snapshot.tracking_plans) == 400
+        plan = snapshot.tracking_plans["tp_7"]
+        assert plan.event("track", "Signed Up").rules == {  # type: ignore[union-attr]
+            "properties": {"properties": {"required": ["field_7"]}}
+        }
+        # The rule 20 events of every plan share is one object, with one digest.
+        shared = [e for p in snapshot.tracking_plans.values() for e in p.events[:20]]
+        assert len({id(e.rules) for e in shared}) == 1
+        assert len({e.fingerprint for e in shared}) == 1
+        source = snapshot.source_for_key(WRITE_KEY)
+        assert source is not None
+        assert snapshot.plan_for(source) is plan
+        # The persisted copy is the document itself.
+        persisted = orjson.loads((tmp_path / "cache" / PERSISTED_NAME).read_bytes())
+        assert persisted == large_doc(400)
+        assert await cache.refresh_once() == "not_modified"
+    finally:
+        await cache.stop()
+
+
+async def test_large_snapshot_without_revision_gets_a_derived_one(tmp_path: Path) -> None:
+    cache = large_cache(tmp_path, large_doc(400, revision=None))
+    try:
+        assert await cache.refresh_once() == "updated"
+        assert cache.current is not None
+        assert cache.current.revision.startswith("sha256:")
+        persisted = orjson.loads((tmp_path / "cache" / PERSISTED_NAME).read_bytes())
+        assert persisted["revision"] == cache.current.revision
+    finally:
+        await cache.stop()
+
+
+async def test_malformed_large_snapshot_is_an_error_and_keeps_nothing(tmp_path: Path) -> None:
+    doc = large_doc(400)
+    doc["trackingPlans"][123]["events"][4]["eventType"] = "alias"
+    cache = large_cache(tmp_path, doc)
+    try:
+        assert await cache.refresh_once() == "error"
+        assert cache.current is None
+        assert not (tmp_path / "cache" / PERSISTED_NAME).exists()
+    finally:
+        await cache.stop()

@@ -12,6 +12,7 @@ quarantine record carries the same facts beside the event as received.
 
 from __future__ import annotations
 
+import gc
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,13 +62,15 @@ class Enforcer:
         """Compile every rule of the snapshot ahead of traffic (runs in a worker thread).
 
         Lazy compilation on first use stays the fallback, so requests never wait for this;
-        compiling twice in a race is harmless (the last result wins, both are equal).
+        compiling twice in a race is harmless (the last result wins, both are equal). The
+        compiled rules are then exempt from the cyclic garbage collector, as the snapshot is.
         """
         for plan in list(snapshot.tracking_plans.values()):
             for planned in plan.events:
                 if self._warming is not snapshot:
                     return
                 self.rule(planned)
+        gc.freeze()
 
     def stop_warming(self) -> None:
         self._warming = None

@@ -13,13 +13,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import multiprocessing
 import os
 import random
+import sys
 import tempfile
 import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import orjson
@@ -39,6 +38,7 @@ log = logging.getLogger(__name__)
 PERSISTED_NAME = "snapshot.json"
 # Documents at least this large are decoded in a child process (see load_snapshot).
 CHILD_PARSE_BYTES = 1 << 20
+CHECK_FAILED = 3  # exit code of `python -m gateway.plans.check` for a malformed document
 JITTER_RATIO = 0.1
 
 
@@ -177,14 +177,27 @@ async def load_snapshot(fetched: Fetched) -> tuple[Snapshot, bytes]:
     documents, whose decoding would otherwise hold the GIL (and stall ingestion) for seconds."""
     if len(fetched.content) < CHILD_PARSE_BYTES:
         return await asyncio.to_thread(build_snapshot, fetched)
-    pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
-    try:
-        compact, content = await asyncio.get_running_loop().run_in_executor(
-            pool, check_document, fetched
-        )
-    finally:
-        await asyncio.to_thread(pool.shutdown)
-    return await asyncio.to_thread(snapshot_from_compact, compact), content
+    # The document goes through the child's stdin and the compact form comes back on its
+    # stdout, both through the event loop in small writes and reads: nothing large is copied
+    # or pickled while holding the GIL.
+    child = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "gateway.plans.check",
+        "yaml" if fetched.yaml else "json",
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await child.communicate(fetched.content)
+    if child.returncode == CHECK_FAILED:
+        raise SnapshotError(err.decode(errors="replace").strip())
+    if child.returncode != 0:
+        raise SnapshotError(f"snapshot check exited with {child.returncode}: {err[-500:]!r}")
+    compact_len, _, rest = out.partition(b"\n")
+    compact, derived = rest[: int(compact_len)], rest[int(compact_len) :]
+    snapshot = await asyncio.to_thread(snapshot_from_compact, compact)
+    return snapshot, derived or fetched.content
 
 
 def build_snapshot(fetched: Fetched) -> tuple[Snapshot, bytes]:
@@ -202,7 +215,7 @@ def check_document(fetched: Fetched) -> tuple[bytes, bytes]:
     doc = decode_document(fetched)
     if not isinstance(doc, dict):
         raise SnapshotError("snapshot: must be an object")
-    content = fetched.content
+    content = fetched.content  # persisted as fetched, unless the cases below apply
     if "revision" not in doc:
         # Persist the derived revision too, so a restart reports the same one.
         doc = {"revision": snapshot_revision_of(fetched.content), **doc}
