@@ -277,12 +277,7 @@ def _subschema_check(subschema: Any, draft_uri: str) -> Callable[[Any], bool] | 
     if any("$ref" in s or "$id" in s or "id" in s for s in _subschemas(subschema)):
         return None
     try:
-        fast = fastjsonschema.compile(
-            _for_fast_path(subschema, draft_uri),
-            handlers=_HANDLERS,
-            formats=FORMATS,
-            use_default=False,
-        )
+        fast = _compile_fast(subschema, draft_uri)
     except Exception:
         return None
 
@@ -294,6 +289,17 @@ def _subschema_check(subschema: Any, draft_uri: str) -> Callable[[Any], bool] | 
         return True
 
     return check
+
+
+def _compile_fast(schema: Mapping[str, Any], draft_uri: str) -> Callable[[Any], Any]:
+    """The fastjsonschema function of a schema (raises what fastjsonschema raises)."""
+    compiled: Callable[[Any], Any] = fastjsonschema.compile(
+        _for_fast_path(schema, draft_uri),
+        handlers=_HANDLERS,
+        formats=FORMATS,
+        use_default=False,  # defaults would be written into the event
+    )
+    return compiled
 
 
 def _needs_collector(schema: Mapping[str, Any]) -> bool:
@@ -315,7 +321,15 @@ def _for_fast_path(schema: Mapping[str, Any], draft_uri: str) -> dict[str, Any]:
 
 
 class CompiledRule:
-    __slots__ = ("_collector", "_fast", "_located", "_validator_cls", "error", "schema")
+    __slots__ = (
+        "_collector",
+        "_draft_uri",
+        "_fast",
+        "_located",
+        "_validator_cls",
+        "error",
+        "schema",
+    )
 
     def __init__(self, schema: Mapping[str, Any]) -> None:
         self.schema = schema
@@ -323,7 +337,7 @@ class CompiledRule:
         self._fast: Callable[[Any], Any] | None = None
         self._collector: Validator | None = None
         self._located: dict[tuple[Any, ...], Any] = {}
-        draft_uri, self._validator_cls = draft_of(schema)
+        self._draft_uri, self._validator_cls = draft_of(schema)
         try:
             self._validator_cls.check_schema(dict(schema))
         except SchemaError as exc:
@@ -345,12 +359,7 @@ class CompiledRule:
             self._fast = self._collector_verdict
             return
         try:
-            self._fast = fastjsonschema.compile(
-                _for_fast_path(schema, draft_uri),
-                handlers=_HANDLERS,
-                formats=FORMATS,
-                use_default=False,  # defaults would be written into the event
-            )
+            self._fast = _compile_fast(schema, self._draft_uri)
         except fastjsonschema.JsonSchemaDefinitionException as exc:
             if _UNSATISFIABLE_REQUIRED in str(exc):
                 self._fast = self._collector_verdict
@@ -364,8 +373,9 @@ class CompiledRule:
 
     def _collect_validator(self) -> Validator:
         if self._collector is None:
-            draft_uri = draft_of(self.schema)[0]
-            collector_cls = _skipping_valid_properties(_COLLECTORS[self._validator_cls], draft_uri)
+            collector_cls = _skipping_valid_properties(
+                _COLLECTORS[self._validator_cls], self._draft_uri
+            )
             self._collector = collector_cls(
                 self.schema, format_checker=format_checker(), registry=_NO_REMOTE
             )

@@ -73,7 +73,7 @@ def unknown_violation(message: str) -> Violation:
 def violations_of(
     errors: Iterable[ValidationError],
     root_schema: Mapping[str, Any],
-    located_cache: dict[tuple[Any, ...], _Located] | None = None,
+    located_cache: dict[tuple[Any, ...], _Located],
 ) -> list[Violation]:
     """Classify a rule's errors; ``located_cache`` (one per rule) remembers schema paths."""
     found: list[Violation] = []
@@ -181,11 +181,9 @@ class _Located:
 def _located(
     error: ValidationError,
     root: Mapping[str, Any],
-    cache: dict[tuple[Any, ...], _Located] | None,
+    cache: dict[tuple[Any, ...], _Located],
 ) -> _Located:
     """:func:`_locate`, remembered per schema path: it depends on nothing else."""
-    if cache is None:
-        return _locate(error, root)
     key = tuple(error.absolute_schema_path)
     located = cache.get(key)
     if located is None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import random
@@ -173,13 +174,27 @@ def _read_with_mtime(path: Path) -> tuple[bytes, float]:
 
 
 async def load_snapshot(fetched: Fetched) -> tuple[Snapshot, bytes]:
-    """:func:`build_snapshot` off the event loop: in a thread, or in a child process for large
-    documents, whose decoding would otherwise hold the GIL (and stall ingestion) for seconds."""
+    """The snapshot to serve, and the document to persist, built off the event loop.
+
+    The document is checked in a thread, or for documents of ``CHILD_PARSE_BYTES`` and more
+    in a child process: decoding holds the GIL throughout, for seconds on a large catalog,
+    which would stall ingestion. The snapshot is then built in a thread (see
+    :func:`_build_for_serving`).
+    """
     if len(fetched.content) < CHILD_PARSE_BYTES:
-        return await asyncio.to_thread(build_snapshot, fetched)
-    # The document goes through the child's stdin and the compact form comes back on its
-    # stdout, both through the event loop in small writes and reads: nothing large is copied
-    # or pickled while holding the GIL.
+        compact, content = await asyncio.to_thread(check_document, fetched)
+    else:
+        compact, content = await _check_in_child(fetched)
+    return await asyncio.to_thread(_build_for_serving, compact), content
+
+
+async def _check_in_child(fetched: Fetched) -> tuple[bytes, bytes]:
+    """:func:`check_document` in ``python -m gateway.plans.check``.
+
+    The document goes to its stdin and the compact form comes back on its stdout, both through
+    the event loop in small writes and reads: nothing large is copied or pickled while holding
+    the GIL.
+    """
     child = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -189,15 +204,38 @@ async def load_snapshot(fetched: Fetched) -> tuple[Snapshot, bytes]:
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
-    out, err = await child.communicate(fetched.content)
+    try:
+        out, err = await child.communicate(fetched.content)
+    except BaseException:  # cancelled (shutdown): do not leave the child behind
+        with contextlib.suppress(ProcessLookupError):
+            child.kill()
+        await child.wait()
+        raise
     if child.returncode == CHECK_FAILED:
         raise SnapshotError(err.decode(errors="replace").strip())
     if child.returncode != 0:
         raise SnapshotError(f"snapshot check exited with {child.returncode}: {err[-500:]!r}")
     compact_len, _, rest = out.partition(b"\n")
     compact, derived = rest[: int(compact_len)], rest[int(compact_len) :]
-    snapshot = await asyncio.to_thread(snapshot_from_compact, compact)
-    return snapshot, derived or fetched.content
+    return compact, derived or fetched.content
+
+
+def _build_for_serving(compact: bytes) -> Snapshot:
+    """Build a snapshot whose objects the cyclic garbage collector then leaves alone.
+
+    A large snapshot is a million objects. Without this, every full collection (which building
+    one triggers, repeatedly) walks them all while holding the GIL, stalling requests for
+    hundreds of milliseconds. Snapshot objects form no cycles: reference counting frees them.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        snapshot = snapshot_from_compact(compact)
+    finally:
+        if enabled:
+            gc.enable()
+    gc.freeze()
+    return snapshot
 
 
 def build_snapshot(fetched: Fetched) -> tuple[Snapshot, bytes]:

@@ -59,36 +59,40 @@ def decode_document(fetched: Fetched) -> Any:
 class FileProvider:
     """A snapshot file; its content digest is the ETag.
 
-    The file is read (and hashed, off the event loop) only when its size, modification time or
-    inode changed since the last read, so a large unchanged file costs one ``stat`` a refresh.
+    All file work runs in a worker thread. The file is read and hashed only when its size,
+    modification time or inode changed since the last read, so a large unchanged file costs
+    one ``stat`` a refresh.
     """
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.description = f"file:{self.path}"
-        self._seen: tuple[tuple[int, int, int], str] | None = None  # (stat, digest) last read
+        # (size, mtime, inode) and content digest of the last read
+        self._seen: tuple[tuple[int, int, int], str] | None = None
 
     async def fetch(self, etag: str | None) -> Fetched | None:
         try:
-            stat = self.path.stat()
-            identity = (stat.st_size, stat.st_mtime_ns, stat.st_ino)
-            if self._seen is not None and self._seen == (identity, etag):
-                return None
-            content, digest = await asyncio.to_thread(_read_and_digest, self.path)
+            read = await asyncio.to_thread(self._read_if_changed, etag)
         except OSError as exc:
             raise ProviderError(f"cannot read {self.path}: {exc.strerror or exc}") from None
-        self._seen = (identity, digest)
-        if digest == etag:
+        if read is None:
             return None
+        content, digest = read
         return Fetched(content, digest, yaml=self.path.suffix.lower() in (".yaml", ".yml"))
+
+    def _read_if_changed(self, etag: str | None) -> tuple[bytes, str] | None:
+        """The content and its digest, or None when it is known or found to match ``etag``."""
+        stat = self.path.stat()
+        identity = (stat.st_size, stat.st_mtime_ns, stat.st_ino)
+        if self._seen == (identity, etag):
+            return None
+        content = self.path.read_bytes()
+        digest = hashlib.sha256(content).hexdigest()
+        self._seen = (identity, digest)
+        return None if digest == etag else (content, digest)
 
     async def close(self) -> None:
         return None
-
-
-def _read_and_digest(path: Path) -> tuple[bytes, str]:
-    content = path.read_bytes()
-    return content, hashlib.sha256(content).hexdigest()
 
 
 class HttpProvider:

@@ -7,7 +7,6 @@ immutable :class:`Snapshot` with an O(1) write-key index; the cache swaps whole 
 
 from __future__ import annotations
 
-import gc
 import hashlib
 import hmac
 from collections.abc import Mapping
@@ -34,7 +33,7 @@ class PlanEvent:
     rules: Mapping[str, Any]
     # Digest of ``rules``: equal rules share one parsed object and one compiled validator,
     # across plans and across refreshes.
-    fingerprint: str = ""
+    fingerprint: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +43,7 @@ class TrackingPlan:
     version: int
     events: tuple[PlanEvent, ...]
     # (event type, name) → event; "" is the name of non-track events.
-    by_key: Mapping[tuple[str, str], PlanEvent] = field(default_factory=dict)
+    by_key: Mapping[tuple[str, str], PlanEvent]
 
     def event(self, event_type: str, name: str) -> PlanEvent | None:
         return self.by_key.get((event_type, name))
@@ -106,7 +105,7 @@ def parse_snapshot(doc: Any) -> Snapshot:
 
 
 def compact_snapshot(doc: Any) -> bytes:
-    """Check a document and return its compact JSON form, from which the snapshot is built.
+    """Check a document and return its compact form (JSON lines), to build the snapshot from.
 
     Each distinct rule appears once, by digest: large catalogs repeat rules across plans. A
     caller holding a large document drops it before :func:`snapshot_from_compact`, so the
@@ -123,9 +122,10 @@ def compact_snapshot(doc: Any) -> bytes:
     plan_ids: set[str] = set()
     for i, raw_plan in enumerate(_list(doc, "trackingPlans", "snapshot")):
         plan = _plan_row(raw_plan, f"trackingPlans[{i}]", rules)
-        if plan[0] in plan_ids:
-            raise SnapshotError(f"trackingPlans[{i}].id: duplicate plan id {plan[0]!r}")
-        plan_ids.add(plan[0])
+        plan_id = plan[0]
+        if plan_id in plan_ids:
+            raise SnapshotError(f"trackingPlans[{i}].id: duplicate plan id {plan_id!r}")
+        plan_ids.add(plan_id)
         plans.append(plan)
     sources: list[list[Any]] = []
     source_ids: set[str] = set()
@@ -133,17 +133,17 @@ def compact_snapshot(doc: Any) -> bytes:
     for i, raw_source in enumerate(_list(doc, "sources", "snapshot")):
         where = f"sources[{i}]"
         source = _source_row(raw_source, where)
-        if source[0] in source_ids:
-            raise SnapshotError(f"{where}.id: duplicate source id {source[0]!r}")
-        source_ids.add(source[0])
-        connection = source[4]
+        source_id, _, _, keys, connection = source
+        if source_id in source_ids:
+            raise SnapshotError(f"{where}.id: duplicate source id {source_id!r}")
+        source_ids.add(source_id)
         if connection is not None and connection[0] not in plan_ids:
             raise SnapshotError(
                 f"{where}.trackingPlan.id: plan {connection[0]!r} is not in trackingPlans"
             )
-        if not write_keys.isdisjoint(source[3]) or len(set(source[3])) < len(source[3]):
+        if not write_keys.isdisjoint(keys) or len(set(keys)) < len(keys):
             raise SnapshotError(f"{where}.writeKeys: key is already used by another source")
-        write_keys.update(source[3])
+        write_keys.update(keys)
         sources.append(source)
     # One JSON line per item, so building never decodes much at once (each decode holds the GIL).
     lines = [orjson.dumps(["revision", str(revision)])]
@@ -158,22 +158,6 @@ def compact_snapshot(doc: Any) -> bytes:
 
 
 def snapshot_from_compact(compact: bytes) -> Snapshot:
-    """Build the snapshot; its objects are then exempt from the cyclic garbage collector.
-
-    A large snapshot is a million objects. Without this, each full collection (which building
-    one triggers, repeatedly) would walk them all while holding the GIL, stalling requests for
-    hundreds of milliseconds. Snapshot objects form no cycles: reference counting frees them.
-    """
-    gc.disable()
-    try:
-        snapshot = _build(compact)
-    finally:
-        gc.enable()
-    gc.freeze()
-    return snapshot
-
-
-def _build(compact: bytes) -> Snapshot:
     revision = ""
     rules: dict[str, Any] = {}
     plans: dict[str, TrackingPlan] = {}
@@ -265,7 +249,6 @@ def _source_row(raw: Any, where: str) -> list[Any]:
         config = tp.get("config", {})
         if not isinstance(config, dict):
             raise SnapshotError(f"{tp_where}.config: must be an object")
-        policies_for(config)  # raises on an invalid config, with the document still at hand
         connection = [_str(tp, "id", tp_where), _int(tp, "version", tp_where, default=0), config]
     return [_str(obj, "id", where), str(obj.get("name", "")), enabled, keys, connection]
 
