@@ -35,7 +35,6 @@ BATCH = 100
 SINGLE_CONNECTIONS = 32
 BATCH_CONNECTIONS = 8
 REFRESH_WINDOW_S = 10.0  # plan-scale: the load window in which the snapshot changes
-REFRESH_UPDATED = 'gateway_plan_refresh_total{result="updated"}'
 
 
 def basic_auth(write_key: str) -> str:
@@ -142,11 +141,11 @@ level = "warning"
             if cpu.percent < below_percent:
                 return
 
-    def metric(self, sample: str) -> float:
-        """The value of one sample on /metrics, e.g. ``name{label="value"}``; 0 if absent."""
-        with urllib.request.urlopen(f"{self.url}/metrics", timeout=5) as resp:
-            lines = resp.read().decode().splitlines()
-        return sum(float(x.rsplit(" ", 1)[1]) for x in lines if x.startswith(sample + " "))
+    def revision(self) -> str | None:
+        """The revision of the plan snapshot the gateway serves (from ``/health/ready``)."""
+        with urllib.request.urlopen(f"{self.url}/health/ready", timeout=5) as resp:
+            revision: str | None = orjson.loads(resp.read())["snapshotRevision"]
+            return revision
 
     def __exit__(self, *exc: object) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -349,14 +348,13 @@ def plan_scale(duration_s: float) -> dict[str, Any]:
             "/v1/batch", bodies, auth="", connections=connections, duration_s=duration_s,
             delay_ms=delay_ms,
         )  # fmt: skip
-        updates = stack.metric(REFRESH_UPDATED)
         refresh_s: list[float] = []
 
         def refresh() -> None:
             time.sleep(0.5)
             started = time.perf_counter()
             stack.write_snapshot(changed)
-            while stack.metric(REFRESH_UPDATED) == updates:
+            while stack.revision() != changed["revision"]:
                 time.sleep(0.1)
             refresh_s.append(time.perf_counter() - started)
 

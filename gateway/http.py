@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -17,6 +18,8 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 ReadinessCheck = Callable[[], Awaitable[dict[str, bool]]]
+# Facts shown beside the checks (e.g. the snapshot revision served); they do not decide readiness.
+ServingFacts = Callable[[], dict[str, Any]]
 
 CORS_ALLOW_HEADERS = "Content-Type, Authorization, Content-Encoding, X-Requested-With"
 CORS_MAX_AGE_S = "86400"
@@ -89,7 +92,9 @@ async def preflight(request: web.Request) -> web.Response:
     )
 
 
-def add_common_routes(app: web.Application, metrics: Metrics, readiness: ReadinessCheck) -> None:
+def add_common_routes(
+    app: web.Application, metrics: Metrics, readiness: ReadinessCheck, facts: ServingFacts
+) -> None:
     async def live(_: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
 
@@ -97,11 +102,14 @@ def add_common_routes(app: web.Application, metrics: Metrics, readiness: Readine
         checks = await readiness()
         ok = all(checks.values())
         return web.json_response(
-            {"status": "ready" if ok else "not ready", **checks}, status=200 if ok else 503
+            {"status": "ready" if ok else "not ready", **checks, **facts()},
+            status=200 if ok else 503,
         )
 
     async def metrics_handler(_: web.Request) -> web.Response:
-        response = web.Response(body=metrics.exposition())
+        # In a thread: with many sources and plans a scrape is tens of milliseconds of work,
+        # which on the event loop would stall every request in flight.
+        response = web.Response(body=await asyncio.to_thread(metrics.exposition))
         response.headers["Content-Type"] = CONTENT_TYPE_LATEST
         return response
 

@@ -702,10 +702,17 @@ def _schemas() -> JSON:
         ),
         "Liveness": _obj({"status": {"const": "ok"}}, ("status",)),
         "Readiness": _obj(
-            {"status": {"type": "string", "enum": ["ready", "not ready"]}},
+            {
+                "status": {"type": "string", "enum": ["ready", "not ready"]},
+                "snapshotRevision": {
+                    "type": ["string", "null"],
+                    "description": "Ingest: the revision of the plan snapshot being served.",
+                },
+            },
             ("status",),
             additionalProperties={"type": "boolean"},
-            description="`status` and one boolean per check (`kafka`, `snapshot`, `catalog`).",
+            description="`status`, one boolean per check (`kafka`, `snapshot`, `catalog`) and, "
+            "on the ingest port, `snapshotRevision`.",
         ),
         **_event_schemas(),
         **_config_schemas(),

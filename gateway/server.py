@@ -12,6 +12,7 @@ import asyncio
 import logging
 import signal
 import sys
+from typing import Any
 
 from aiohttp import web
 
@@ -139,6 +140,12 @@ class Gateway:
             checks["snapshot"] = self.cache.current is not None
         return checks
 
+    def serving_facts(self) -> dict[str, Any]:
+        if not self.serves_ingest:
+            return {}
+        snapshot = self.cache.current
+        return {"snapshotRevision": snapshot.revision if snapshot is not None else None}
+
     def build_ingest_app(self) -> web.Application:
         s = self.settings
         app = web.Application(middlewares=[make_middleware(self.metrics, s.ingest.cors_origins)])
@@ -153,7 +160,7 @@ class Gateway:
                 metrics=self.metrics,
             ),
         )
-        add_common_routes(app, self.metrics, self.readiness)
+        add_common_routes(app, self.metrics, self.readiness, self.serving_facts)
         add_openapi_route(app)
         return app
 
@@ -168,7 +175,7 @@ class Gateway:
         add_custom_type_routes(app)
         add_connection_routes(app)
         add_snapshot_route(app)
-        add_common_routes(app, self.metrics, self.readiness)
+        add_common_routes(app, self.metrics, self.readiness, self.serving_facts)
         add_openapi_route(app)
         return app
 

@@ -263,7 +263,15 @@ async def test_ingest_replica_reads_the_admin_snapshot_over_http(
         await wait_for_status(http, ingest_gw, source["writeKeys"][0], 200)
         async with http.get(ingest_url(ingest_gw, "/health/ready")) as resp:
             assert resp.status == 200
-            assert await resp.json() == {"status": "ready", "kafka": True, "snapshot": True}
+            body = await resp.json()
+            assert body == {
+                "status": "ready",
+                "kafka": True,
+                "snapshot": True,
+                "snapshotRevision": body["snapshotRevision"],
+            }
+            assert isinstance(body["snapshotRevision"], str)
+            assert body["snapshotRevision"]
         async with http.get(admin_url(admin_gw, "/health/ready")) as resp:
             assert await resp.json() == {"status": "ready", "catalog": True}
 

@@ -871,6 +871,7 @@ async def test_health_ready(gateway: Gateway) -> None:
     body = reply.json()
     assert body["kafka"] is True
     assert body["snapshot"] is True
+    assert body["snapshotRevision"] == "r1"  # which snapshot this replica serves
 
 
 @pytest.mark.parametrize(
