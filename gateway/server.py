@@ -124,7 +124,7 @@ class Gateway:
         """Drop compiled plans that are gone; compile new ones in the background."""
         self.enforcer.retain(snapshot)
         self._warmup = asyncio.get_running_loop().create_task(
-            asyncio.to_thread(self.enforcer.warm, snapshot), name="compile-plans"
+            self.cache.in_background(self.enforcer.warm, snapshot), name="compile-plans"
         )
 
     @property

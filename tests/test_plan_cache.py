@@ -620,3 +620,45 @@ async def test_malformed_large_snapshot_is_an_error_and_keeps_nothing(tmp_path: 
         assert not (tmp_path / "cache" / PERSISTED_NAME).exists()
     finally:
         await cache.stop()
+
+
+# --- replaced snapshots: released piecewise once nothing uses them ---------------------------
+
+
+async def test_replaced_snapshot_is_kept_while_in_use_then_released(tmp_path: Path) -> None:
+    plans_file = tmp_path / "plans.json"
+    doc = snapshot_doc(sources=[source_doc(SOURCE_ID, [WRITE_KEY], plan_id="tp_1")])
+    doc["trackingPlans"] = [plan_doc()]
+    write_snapshot(plans_file, doc)
+    cache = PlanCache(
+        provider_from_source(f"file:{plans_file}"),
+        cache_dir=tmp_path / "cache",
+        refresh_interval_s=60,
+        metrics=Metrics(),
+    )
+    try:
+        assert await cache.refresh_once() == "updated"
+        in_use = cache.current  # as a request in flight holds it
+        assert in_use is not None
+        plans = in_use.tracking_plans
+        write_snapshot(plans_file, {**doc, "revision": "r2"})
+        assert await cache.refresh_once() == "updated"
+        assert cache.current is not None
+        assert cache.current.revision == "r2"
+        await asyncio.sleep(0.5)  # several release polls
+        # Still whole for whoever uses it.
+        source = in_use.source_for_key(WRITE_KEY)
+        assert source is not None
+        held_plan = in_use.plan_for(source)
+        assert held_plan is not None
+        assert held_plan.id == "tp_1"
+        del in_use, source, held_plan
+        # Once nothing refers to it, it is emptied (and so freed) from the background thread.
+        for _ in range(MAX_POLLS):
+            if not plans:
+                break
+            await asyncio.sleep(POLL_STEP_S)
+        assert plans == {}
+        assert cache.current.tracking_plans["tp_1"].id == "tp_1"  # the new one is untouched
+    finally:
+        await cache.stop()

@@ -13,6 +13,7 @@ quarantine record carries the same facts beside the event as received.
 from __future__ import annotations
 
 import gc
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +28,9 @@ from gateway.outcomes import QuarantineReason
 from gateway.plans.snapshot import PlanEvent, Snapshot, Source, TrackingPlan
 
 UNPLANNED_LABEL = "(unplanned)"
+# The warm-up thread pauses after each rule it compiles. compile() holds the GIL for a
+# millisecond or two; the pause lets the event loop take the GIL uncontested in between.
+WARM_PAUSE_S = 0.001
 
 
 @dataclass(slots=True)
@@ -69,15 +73,20 @@ class Enforcer:
             for planned in plan.events:
                 if self._warming is not snapshot:
                     return
-                self.rule(planned)
+                if planned.fingerprint not in self._rules:
+                    self.rule(planned)
+                    time.sleep(WARM_PAUSE_S)
         gc.freeze()
 
     def stop_warming(self) -> None:
         self._warming = None
 
     def retain(self, snapshot: Snapshot) -> None:
-        """Forget compiled rules the new snapshot no longer has (called on every swap)."""
-        live = {e.fingerprint for p in snapshot.tracking_plans.values() for e in p.events}
+        """Forget compiled rules the new snapshot no longer has (called on every swap).
+
+        Runs on the event loop: it looks only at the distinct rules, never at every plan event.
+        """
+        live = snapshot.rules
         self._rules = {fp: rule for fp, rule in self._rules.items() if fp in live}
         self._warming = snapshot
 

@@ -121,10 +121,11 @@ async def read_ingest_request(
 ) -> IngestRequest:
     """Body, write key, source and events of a request; raises the matching ApiError."""
     settings = ctx.settings
+    doc = parse_json_object(await read_body(request, settings.max_request_bytes))
+    # Taken after the body is read, so a slow client never keeps a replaced snapshot alive.
     snapshot = ctx.cache.current
     if snapshot is None:
         raise Unavailable("no tracking-plan snapshot loaded yet")
-    doc = parse_json_object(await read_body(request, settings.max_request_bytes))
     source = source_of(snapshot, write_key_of(request, doc))
     if not source.enabled:
         raise SourceDisabled(f"source {source.id} is disabled")

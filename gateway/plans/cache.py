@@ -16,11 +16,14 @@ import gc
 import logging
 import os
 import random
+import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any, TypeVar
 
 import orjson
 
@@ -35,12 +38,16 @@ from gateway.plans.snapshot import (
 )
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 PERSISTED_NAME = "snapshot.json"
 # Documents at least this large are decoded in a child process (see load_snapshot).
 CHILD_PARSE_BYTES = 1 << 20
 CHECK_FAILED = 3  # exit code of `python -m gateway.plans.check` for a malformed document
 JITTER_RATIO = 0.1
+# A replaced snapshot is released once no request holds it, waiting at most this long.
+RELEASE_POLL_S = 0.05
+RELEASE_POLLS = 600  # 30 s
 
 
 class PlanCache:
@@ -66,6 +73,8 @@ class PlanCache:
             metrics.plan_snapshot_age.set_function(self.age_s)
         # Across processes a gauge cannot be computed at scrape time: refresh it each second.
         self._age_task: asyncio.Task[None] | None = None
+        self._releasing: set[asyncio.Task[None]] = set()
+        self._background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="plans")
 
     def age_s(self) -> float:
         """Seconds since the provider last confirmed the snapshot (0 before the first load)."""
@@ -80,13 +89,24 @@ class PlanCache:
             self._age_task = asyncio.create_task(self._publish_age(), name="plan-age")
 
     async def stop(self) -> None:
-        for task in (self._task, self._age_task):
+        for task in (self._task, self._age_task, *self._releasing):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         self._task = self._age_task = None
+        self._background.shutdown(wait=False, cancel_futures=True)
         await self.provider.close()
+
+    async def in_background(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run blocking work of the plan cache (or of a swap listener) in its one thread.
+
+        One thread does all of it: reading, checking, building, persisting and releasing
+        snapshots, and compiling their rules. The event loop then competes for the GIL with
+        one thread at most, and waits for it one switch interval at most; several busy
+        threads hand the GIL among themselves and stall the loop for tens of milliseconds.
+        """
+        return await asyncio.get_running_loop().run_in_executor(self._background, fn, *args)
 
     async def refresh_once(self) -> str:
         """Fetch, parse and swap in a changed snapshot. Returns the result label."""
@@ -95,10 +115,11 @@ class PlanCache:
             if fetched is None:
                 result = "not_modified"
             else:
-                snapshot, content = await load_snapshot(fetched)
+                snapshot, content = await self._load(fetched)
+                # Before the swap: a swap queues the rules' compilation in the same thread.
+                await self.in_background(self._persist, content)
                 self._swap(snapshot)
                 self._etag = fetched.etag
-                await asyncio.to_thread(self._persist, content)
                 log.info(
                     "plan snapshot %s loaded from %s: %d sources, %d tracking plans",
                     snapshot.revision,
@@ -125,9 +146,14 @@ class PlanCache:
             await asyncio.sleep(1.0)
 
     def _swap(self, snapshot: Snapshot) -> None:
+        retired = [self.current] if self.current is not None else None
         self.current = snapshot
         for listener in self.on_swap:
             listener(snapshot)
+        if retired is not None:
+            task = asyncio.create_task(self._release(retired), name="plan-snapshot-release")
+            self._releasing.add(task)
+            task.add_done_callback(self._releasing.discard)
 
     async def _refresh_loop(self) -> None:
         while True:
@@ -138,8 +164,8 @@ class PlanCache:
     async def _load_persisted(self) -> None:
         path = self.cache_dir / PERSISTED_NAME
         try:
-            content, modified_at = await asyncio.to_thread(_read_with_mtime, path)
-            snapshot, _ = await load_snapshot(Fetched(content, ""))
+            content, modified_at = await self.in_background(_read_with_mtime, path)
+            snapshot, _ = await self._load(Fetched(content, ""))
         except FileNotFoundError:
             log.error("no plan snapshot: source unreachable and nothing persisted at %s", path)
             return
@@ -156,6 +182,51 @@ class PlanCache:
             self.provider.description,
         )
 
+    async def _load(self, fetched: Fetched) -> tuple[Snapshot, bytes]:
+        """The snapshot to serve, and the document to persist, built off the event loop.
+
+        The document is checked in the background thread, or for documents of
+        ``CHILD_PARSE_BYTES`` and more in a child process: decoding holds the GIL throughout,
+        for seconds on a large catalog, which would stall ingestion. The snapshot is then built
+        in the background thread (see :func:`_build_for_serving`).
+        """
+        if len(fetched.content) < CHILD_PARSE_BYTES:
+            compact, content = await self.in_background(check_document, fetched)
+        else:
+            compact, content = await self._check_in_child(fetched)
+        return await self.in_background(_build_for_serving, compact), content
+
+    async def _check_in_child(self, fetched: Fetched) -> tuple[bytes, bytes]:
+        """:func:`check_document` in ``python -m gateway.plans.check``.
+
+        The child is started and fed from the background thread: ``subprocess`` uses vfork,
+        which takes microseconds whatever the gateway's size (a fork copies the page tables of
+        hundreds of megabytes, stalling the event loop), and the pipes are written and read with
+        the GIL released. A cancelled refresh (shutdown) kills the child.
+        """
+        child = await self.in_background(_start_check, fetched.yaml)
+        try:
+            return await self.in_background(_child_result, child, fetched.content)
+        except BaseException:
+            with contextlib.suppress(ProcessLookupError):
+                child.kill()
+            raise
+
+    async def _release(self, retired: list[Snapshot]) -> None:
+        """Free a replaced snapshot a piece at a time, in the background thread.
+
+        Freeing a large snapshot at once is one C call chain of tens of milliseconds, holding
+        the GIL wherever the last reference drops (on the event loop, usually). Once requests
+        that took the old snapshot have finished with it, it is dismantled entry by entry, and
+        the event loop gets the GIL in between. If a reference lingers past the wait, the
+        snapshot is left to reference counting.
+        """
+        for _ in range(RELEASE_POLLS):
+            if _references(retired) == _UNSHARED:
+                break
+            await asyncio.sleep(RELEASE_POLL_S)
+        await self.in_background(_dismantle, retired)
+
     def _persist(self, content: bytes) -> None:
         """Write the last good document atomically (temp file + rename)."""
         try:
@@ -168,56 +239,46 @@ class PlanCache:
             log.warning("cannot persist plan snapshot to %s: %s", self.cache_dir, exc)
 
 
+def _references(retired: list[Any]) -> int:
+    return sys.getrefcount(retired[0])
+
+
+# What _references counts for an object held by its list alone (measured, not assumed: the
+# interpreter's own references during the call differ between Python versions).
+_UNSHARED = _references([object()])
+
+
+def _dismantle(retired: list[Snapshot]) -> None:
+    # Nothing can take a new reference meanwhile: the snapshot is no longer served.
+    unshared = _references(retired) == _UNSHARED
+    snapshot = retired.pop()
+    if unshared:
+        snapshot.dismantle()
+
+
 def _read_with_mtime(path: Path) -> tuple[bytes, float]:
     with path.open("rb") as fh:
         return fh.read(), os.fstat(fh.fileno()).st_mtime
 
 
-async def load_snapshot(fetched: Fetched) -> tuple[Snapshot, bytes]:
-    """The snapshot to serve, and the document to persist, built off the event loop.
-
-    The document is checked in a thread, or for documents of ``CHILD_PARSE_BYTES`` and more
-    in a child process: decoding holds the GIL throughout, for seconds on a large catalog,
-    which would stall ingestion. The snapshot is then built in a thread (see
-    :func:`_build_for_serving`).
-    """
-    if len(fetched.content) < CHILD_PARSE_BYTES:
-        compact, content = await asyncio.to_thread(check_document, fetched)
-    else:
-        compact, content = await _check_in_child(fetched)
-    return await asyncio.to_thread(_build_for_serving, compact), content
-
-
-async def _check_in_child(fetched: Fetched) -> tuple[bytes, bytes]:
-    """:func:`check_document` in ``python -m gateway.plans.check``.
-
-    The document goes to its stdin and the compact form comes back on its stdout, both through
-    the event loop in small writes and reads: nothing large is copied or pickled while holding
-    the GIL.
-    """
-    child = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "gateway.plans.check",
-        "yaml" if fetched.yaml else "json",
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
+def _start_check(yaml: bool) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "gateway.plans.check", "yaml" if yaml else "json"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
-    try:
-        out, err = await child.communicate(fetched.content)
-    except BaseException:  # cancelled (shutdown): do not leave the child behind
-        with contextlib.suppress(ProcessLookupError):
-            child.kill()
-        await child.wait()
-        raise
+
+
+def _child_result(child: subprocess.Popen[bytes], content: bytes) -> tuple[bytes, bytes]:
+    out, err = child.communicate(content)
     if child.returncode == CHECK_FAILED:
         raise SnapshotError(err.decode(errors="replace").strip())
     if child.returncode != 0:
         raise SnapshotError(f"snapshot check exited with {child.returncode}: {err[-500:]!r}")
     compact_len, _, rest = out.partition(b"\n")
     compact, derived = rest[: int(compact_len)], rest[int(compact_len) :]
-    return compact, derived or fetched.content
+    return compact, derived or content
 
 
 def _build_for_serving(compact: bytes) -> Snapshot:
@@ -231,10 +292,13 @@ def _build_for_serving(compact: bytes) -> Snapshot:
     gc.disable()
     try:
         snapshot = snapshot_from_compact(compact)
+        # Before the collector is enabled again: otherwise the next allocation in any thread
+        # collects the young generation, now holding every object just built, and survivors
+        # move on to be collected again with the older generations (three stalls of ~10 ms).
+        gc.freeze()
     finally:
         if enabled:
             gc.enable()
-    gc.freeze()
     return snapshot
 
 

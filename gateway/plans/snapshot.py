@@ -11,7 +11,7 @@ import hashlib
 import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
@@ -72,6 +72,8 @@ class Snapshot:
     revision: str
     sources: tuple[Source, ...]
     tracking_plans: Mapping[str, TrackingPlan]
+    # Every distinct rule of the plans, by digest (PlanEvent.fingerprint).
+    rules: Mapping[str, Any]
     _by_key_digest: Mapping[bytes, Source] = field(repr=False, default_factory=dict)
 
     def source_for_key(self, write_key: str) -> Source | None:
@@ -88,6 +90,16 @@ class Snapshot:
             if hmac.compare_digest(_key_digest(key), digest):
                 return source
         return None  # pragma: no cover - unreachable unless digests collide
+
+    def dismantle(self) -> None:
+        """Empty the tables one entry at a time, so freeing them never holds the GIL for long.
+
+        Only for a snapshot nothing else refers to any more (see the plan cache).
+        """
+        for table in (self.tracking_plans, self.rules, self._by_key_digest):
+            entries = cast(dict[Any, Any], table)
+            while entries:
+                entries.popitem()
 
     def plan_for(self, source: Source) -> TrackingPlan | None:
         if source.tracking_plan is None:
@@ -187,7 +199,7 @@ def snapshot_from_compact(compact: bytes) -> Snapshot:
             sources.append(source)
         else:
             revision = row[0]
-    return Snapshot(revision, tuple(sources), plans, by_digest)
+    return Snapshot(revision, tuple(sources), plans, rules, by_digest)
 
 
 def snapshot_revision_of(content: bytes) -> str:
