@@ -34,6 +34,8 @@ HERE = Path(__file__).parent
 BATCH = 100
 SINGLE_CONNECTIONS = 32
 BATCH_CONNECTIONS = 8
+PACING_CYCLE_S = 0.05  # latency: request + pause per connection
+PACING_PROBE_S = 2.0  # latency: the paced run that measures the requests' own time
 REFRESH_WINDOW_S = 10.0  # plan-scale: the load window in which the snapshot changes
 
 
@@ -308,17 +310,29 @@ class Session:
         return figures(self.get(), load, 1)
 
     def latency(self, duration_s: float) -> dict[str, Any]:
-        """``single`` at half its maximum rate: each connection pauses between requests."""
+        """``single`` at half its maximum rate: each connection pauses between requests.
+
+        wrk pauses a whole number of milliseconds after each response, so the rate also
+        depends on the requests' own time at that load. A short paced run measures it, and
+        the pause of the measured run is set from it. The rate reached is what the report shows.
+        """
         if self.single_rate is None:
             self.single(min(duration_s, 5.0))
         assert self.single_rate
         target = self.single_rate / 2
-        # About 20 ms per connection and request keeps wrk's whole-millisecond pauses accurate
-        # to a few percent; a request's own time (estimated as half its p50 under full load)
-        # is taken off the pause. The rate reached is what the report shows.
-        connections = max(1, round(target * 0.02))
-        delay_ms = max(1, round(1000 * connections / target - self.single_p50_ms / 2))
-        load = self._run("/v1/track", _track_bodies(self.corpus), connections, duration_s, delay_ms)
+        # A cycle (request + pause) of about 50 ms per connection makes one millisecond of
+        # pause about 2 % of the rate.
+        connections = max(1, round(target * PACING_CYCLE_S))
+        cycle_ms = 1000 * connections / target
+        bodies = _track_bodies(self.corpus)
+        delay_ms = max(1, round(cycle_ms - self.single_p50_ms))
+        probe = self._run("/v1/track", bodies, connections, PACING_PROBE_S, delay_ms)
+        request_ms = 1000 * connections * probe.seconds / max(probe.ok_requests, 1) - delay_ms
+        delay_ms = max(1, round(cycle_ms - request_ms))
+        load = self.get().load(
+            "/v1/track", bodies, auth=basic_auth(WRITE_KEY), connections=connections,
+            duration_s=duration_s, delay_ms=delay_ms,
+        )  # fmt: skip
         return figures(self.get(), load, 1)
 
 

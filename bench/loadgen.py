@@ -1,9 +1,10 @@
 """The load generator used where ``wrk`` is not installed: ``python -m bench.loadgen``.
 
 Same contract as ``bench/wrk.lua``: keep-alive connections POST pre-generated bodies (one per
-line of a file) round-robin, each connection optionally pausing between requests, and one
-``BENCH {json}`` line with the figures is printed at the end. Requests are pre-encoded bytes
-and responses are read with a minimal HTTP/1.1 parser, so the generator costs little CPU.
+line of a file) round-robin, each connection optionally pausing between requests (random
+pauses with a given mean), and one ``BENCH {json}`` line with the figures is printed at the
+end. Requests are pre-encoded bytes and responses are read with a minimal HTTP/1.1 parser, so
+the generator costs little CPU.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import random
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -54,7 +56,8 @@ async def _connection(
             counts.requests += 1
             counts.non_2xx += not 200 <= status < 300
             if delay_s:
-                await asyncio.sleep(delay_s)
+                # Random pauses with the given mean, as in wrk.lua: no synchronised bursts.
+                await asyncio.sleep(random.expovariate(1 / delay_s))
     except (OSError, ValueError, IndexError, asyncio.IncompleteReadError):
         counts.socket_errors += 1
     finally:

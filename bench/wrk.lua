@@ -1,6 +1,10 @@
 -- wrk script of the benchmark harness: POSTs pre-generated request bodies (one per line of
--- BENCH_BODIES) round-robin, optionally pausing BENCH_DELAY_MS between a connection's
--- requests (a fixed rate), and prints one "BENCH {json}" line with its figures at the end.
+-- BENCH_BODIES) round-robin, optionally pausing between a connection's requests (a fixed
+-- rate), and prints one "BENCH {json}" line with its figures at the end.
+--
+-- The pauses are random, exponentially distributed with a mean of BENCH_DELAY_MS: with
+-- equal pauses, connections answered together (one Kafka acknowledgement) would send
+-- together again, and the load would arrive in bursts instead of as independent users.
 
 local bodies = {}
 local next_body = 0
@@ -25,7 +29,8 @@ end
 
 if delay_ms > 0 then
   function delay()
-    return delay_ms
+    -- wrk takes whole milliseconds: rounding keeps the mean.
+    return math.floor(-delay_ms * math.log(1 - math.random()) + 0.5)
   end
 end
 
