@@ -33,8 +33,8 @@ class RequestInfo:
 
 def format_timestamp(dt: datetime) -> str:
     """ISO 8601 in UTC with milliseconds, as Segment and RudderStack write times."""
-    dt = dt.astimezone(UTC)
-    return f"{dt:%Y-%m-%dT%H:%M:%S}.{dt.microsecond // 1000:03d}Z"
+    # isoformat is about twice as fast as strftime; in UTC it always ends in "+00:00".
+    return dt.astimezone(UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
 def parse_timestamp(value: Any) -> datetime | None:
