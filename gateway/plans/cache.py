@@ -3,7 +3,8 @@
 - ``current`` is one attribute, replaced whole (an atomic swap): a request sees either the old
   snapshot or the new one, never a mix.
 - Refreshes run every ``refresh_interval_s`` ± 10 % jitter, so replicas do not poll in step.
-  Decoding and parsing run in a worker thread, off the event loop.
+  All blocking work runs in one background thread, off the event loop (see
+  :meth:`PlanCache.in_background`); a replaced snapshot is freed there too, piece by piece.
 - Every good document is persisted to ``cache_dir``; when the provider is unreachable at start
   the persisted one is served, and when a refresh fails the last good snapshot keeps serving.
 """
@@ -41,7 +42,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 PERSISTED_NAME = "snapshot.json"
-# Documents at least this large are decoded in a child process (see load_snapshot).
+# Documents at least this large are decoded in a child process (see PlanCache._load).
 CHILD_PARSE_BYTES = 1 << 20
 CHECK_FAILED = 3  # exit code of `python -m gateway.plans.check` for a malformed document
 JITTER_RATIO = 0.1
@@ -101,8 +102,8 @@ class PlanCache:
     async def in_background(self, fn: Callable[..., T], *args: Any) -> T:
         """Run blocking work of the plan cache (or of a swap listener) in its one thread.
 
-        One thread does all of it: reading, checking, building, persisting and releasing
-        snapshots, and compiling their rules. The event loop then competes for the GIL with
+        One thread does all of it: checking, building, persisting and releasing snapshots,
+        and compiling their rules. The event loop then competes for the GIL with
         one thread at most, and waits for it one switch interval at most; several busy
         threads hand the GIL among themselves and stall the loop for tens of milliseconds.
         """
