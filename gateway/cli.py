@@ -1,4 +1,4 @@
-"""Command line: ``gateway serve | dev | tail`` and ``gateway --version``."""
+"""Command line: ``gateway serve | dev | tail | validate`` and ``gateway --version``."""
 
 from __future__ import annotations
 

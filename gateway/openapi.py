@@ -113,8 +113,9 @@ ERROR_RESPONSES: dict[int, tuple[str, str, tuple[str, ...], bool]] = {
     404: ("NotFound", "The resource does not exist.", ("not_found",), False),
     413: (
         "PayloadTooLarge",
-        "The (decompressed) body is over `ingest.max_request_bytes`, or a batch has more than "
-        "`ingest.max_batch_events` events.",
+        "The (decompressed) body is over the limit (`ingest.max_request_bytes` on the ingest "
+        "port, 4 MiB on the admin port), or a batch has more than `ingest.max_batch_events` "
+        "events.",
         ("payload_too_large",),
         False,
     ),
@@ -819,7 +820,9 @@ def _admin(
 ) -> JSON:
     status, response = ok
     responses: JSON = {str(status): response}
-    for code in sorted({*errors, 401}):
+    # Bodies are read as on the ingest port: size limit, gzip or deflate only.
+    codes = {*errors, 401, *((413, 415) if "body" in kwargs else ())}
+    for code in sorted(codes):
         responses[str(code)] = _error(code)
     return _operation(tag, operation_id, summary, responses, security=ADMIN_SECURITY, **kwargs)
 

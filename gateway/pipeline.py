@@ -84,7 +84,14 @@ class Pipeline:
                 started = time.perf_counter()
                 decision = enforce(raw, source, snapshot)
                 tally.validation_s += time.perf_counter() - started
-            value = orjson.dumps(raw)
+            event_bytes: int | None
+            try:
+                value = orjson.dumps(raw)
+                event_bytes = len(value)
+            except orjson.JSONEncodeError:
+                # Read (JSON is parsed up to 1024 levels deep) but not writable (254 levels).
+                value, event_bytes = b"", None
+                problem = "event is nested too deeply to be written (more than 254 levels)"
             if problem is None and len(value) > self.max_event_bytes:
                 problem = f"event is {len(value)} bytes; the limit is {self.max_event_bytes} bytes"
             plan_id = plan_version = b""
@@ -114,7 +121,7 @@ class Pipeline:
                     violations=violations,
                     received_at=info.received_at_text,
                     event=raw,
-                    event_bytes=len(value),
+                    event_bytes=event_bytes,
                 )
                 records.append(Record(self.quarantine_topic, key, quarantined, headers))
                 tally.quarantined[type_label, reason.value] += 1

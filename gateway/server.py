@@ -228,10 +228,10 @@ class Gateway:
             await runner.cleanup()
         self._runners.clear()
         await self.publisher.stop()
+        self.enforcer.stop_warming()
         await self.cache.stop()
         if self.store is not None:
             await self.store.close()
-        self.enforcer.stop_warming()
         if self._warmup is not None:
             # Ends after at most one more plan: the warm-up checks stop_warming().
             await asyncio.gather(self._warmup, return_exceptions=True)
@@ -243,9 +243,10 @@ GIL_SWITCH_INTERVAL_S = 0.0005
 
 async def run(settings: Settings, role: Role, *, reuse_port: bool = False) -> None:
     """Run until SIGTERM or SIGINT, then drain and exit."""
-    # Background threads (snapshot building, rule compilation) hold the GIL for up to the
-    # switch interval whenever the event loop releases it, once per system call; at the
-    # default 5 ms that multiplies request latency during a refresh. 0.5 ms keeps it small.
+    # The plan cache's background thread (snapshot building, rule compilation) holds the GIL
+    # for up to the switch interval whenever the event loop releases it, once per system call;
+    # at the default 5 ms that multiplies request latency during a refresh. 0.5 ms keeps it
+    # small.
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
     gateway = Gateway(settings, role, reuse_port=reuse_port)
     stop = asyncio.Event()

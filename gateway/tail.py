@@ -19,15 +19,16 @@ from gateway.publish.producer import client_options
 BOLD, DIM, GREEN, RED, RESET = "\033[1m", "\033[2m", "\033[32m", "\033[31m", "\033[0m"
 
 
-def format_record(record: Any, color: bool) -> str:
+def format_record(record: Any, color: bool, quarantine_topic: str) -> str:
     headers = {k: v.decode("utf-8", "replace") for k, v in record.headers or ()}
     try:
         value: Any = orjson.loads(record.value)
         body = orjson.dumps(value, option=orjson.OPT_INDENT_2).decode()
     except orjson.JSONDecodeError:
         value, body = None, record.value.decode("utf-8", "replace")
-    if isinstance(value, dict) and "reason" in value and "event" in value:
-        status = f"QUARANTINED ({value['reason']})"
+    if record.topic == quarantine_topic:
+        reason = value.get("reason") if isinstance(value, dict) else None
+        status = f"QUARANTINED ({reason})"
         tint = RED
     else:
         status = "forwarded"
@@ -84,7 +85,7 @@ async def tail(
     seen = 0
     try:
         async for record in consumer:
-            out.write(format_record(record, color))
+            out.write(format_record(record, color, settings.quarantine_topic))
             out.flush()
             seen += 1
             if max_records is not None and seen >= max_records:

@@ -18,7 +18,7 @@ from typing import Any
 import aiohttp
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from hypothesis import settings
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -195,20 +195,31 @@ async def consume(
     return records
 
 
-async def consume_all(bootstrap_servers: str, topic: str, settle_s: float = 1.0) -> list[Any]:
-    """Read everything on ``topic`` until nothing new arrives for ``settle_s``."""
-    consumer = await _reader(bootstrap_servers, topic)
-    records: list[Any] = []
+async def consume_all(bootstrap_servers: str, topic: str, timeout_s: float = 30.0) -> list[Any]:
+    """Everything on ``topic`` now: read up to the end offsets, however slow the consumer.
+
+    A 200 means the request's records are acknowledged, so they are below the end offsets.
+    """
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap_servers,
+        group_id=None,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
     try:
-        while True:
-            batch = await consumer.getmany(timeout_ms=int(settle_s * 1000))
-            if not batch:
-                break
-            for part in batch.values():
-                records.extend(part)
+        assert topic in await consumer.topics(), f"no topic {topic}"
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
+        consumer.assign(partitions)
+        ends = await consumer.end_offsets(partitions)
+        records: list[Any] = []
+        async with asyncio.timeout(timeout_s):
+            while any([await consumer.position(p) < ends[p] for p in partitions]):
+                for part in (await consumer.getmany(timeout_ms=200)).values():
+                    records.extend(part)
+        return records
     finally:
         await consumer.stop()
-    return records
 
 
 # Every Kafka record carries exactly these headers (DESIGN §5).

@@ -55,6 +55,15 @@ async def test_events(api: Admin) -> None:
     assert (updated["name"], updated["description"]) == ("Product Seen", "x")
     status, _ = await api("PUT", f"/catalog/events/{viewed['id']}", {"eventType": "page"})
     assert status == 400
+    # Unnamed events of different types do not clash; two track events of one name do.
+    page_named = await api.ok(
+        "PUT", f"/catalog/events/{page['id']}", {"name": "", "description": "p"}
+    )
+    assert (page_named["name"], page_named["description"]) == ("", "p")
+    other = await api.ok("POST", "/catalog/events", {"name": "Other"})
+    status, _ = await api("PUT", f"/catalog/events/{other['id']}", {"name": "Product Seen"})
+    assert status == 400
+    await api.ok("DELETE", f"/catalog/events/{other['id']}")
 
     listing = await api.ok("GET", "/catalog/events?orderBy=createdAt:desc")
     assert [e["id"] for e in listing["data"]] == [page["id"], identify["id"], viewed["id"]]

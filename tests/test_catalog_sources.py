@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import gzip
+import io
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -51,6 +53,25 @@ async def call(
     async with http.request(method, url, data=data, headers=headers or BEARER) as resp:
         raw = await resp.read()
         return resp.status, orjson.loads(raw) if raw else None
+
+
+async def test_admin_bodies_are_read_whole_gzip_accepted_oversize_413(
+    admin: tuple[Gateway, aiohttp.ClientSession],
+) -> None:
+    gw, http = admin
+    url = admin_url(gw, "/sources")
+    # Megabytes arrive in many chunks; the whole body is read, not what happens to be buffered.
+    big = io.BytesIO(orjson.dumps({"name": "Big", "note": "x" * 2_000_000}))
+    async with http.post(url, data=big, headers=BEARER) as resp:
+        assert resp.status == 200
+        assert (await resp.json())["name"] == "Big"
+    zipped = gzip.compress(orjson.dumps({"name": "Zipped"}))
+    status, created = await call(http, "POST", url, zipped, {**BEARER, "Content-Encoding": "gzip"})
+    assert (status, created["name"]) == (200, "Zipped")
+    oversize = io.BytesIO(orjson.dumps({"name": "Huge", "note": "x" * (5 * 1024 * 1024)}))
+    async with http.post(url, data=oversize, headers=BEARER) as resp:
+        assert resp.status == 413
+        assert (await resp.json())["code"] == "payload_too_large"
 
 
 async def test_sources_lifecycle(admin: tuple[Gateway, aiohttp.ClientSession]) -> None:
@@ -194,6 +215,16 @@ async def test_snapshot_endpoint_etag(admin: tuple[Gateway, aiohttp.ClientSessio
     assert first["sources"] == []
     async with http.get(url, headers={**BEARER, "If-None-Match": etag}) as resp:
         assert resp.status == 304
+    # Catalog entries the snapshot does not show leave its revision alone.
+    for path, body in (
+        ("/catalog/categories", {"name": "Checkout"}),
+        ("/catalog/properties", {"name": "coupon", "type": "string"}),
+        ("/catalog/events", {"name": "Unused Event"}),
+    ):
+        status, _ = await call(http, "POST", admin_url(gw, path), body)
+        assert status == 200, path
+        async with http.get(url, headers={**BEARER, "If-None-Match": etag}) as resp:
+            assert resp.status == 304, path
     _, source = await call(http, "POST", admin_url(gw, "/sources"), {"name": "App"})
     async with http.get(url, headers={**BEARER, "If-None-Match": etag}) as resp:
         assert resp.status == 200

@@ -13,11 +13,14 @@ import sys
 import threading
 import time
 import tomllib
+from dataclasses import dataclass
 from pathlib import Path
 
+import orjson
 import pytest
 
 from gateway import __version__
+from gateway.tail import format_record
 
 GATEWAY = [sys.executable, "-m", "gateway"]
 BANNER_TIMEOUT_S = 30.0
@@ -235,3 +238,24 @@ def test_dev_mode_end_to_end(tmp_path: Path) -> None:
                     os.kill(pid, signal.SIGKILL)
         if proc.stdout is not None:
             proc.stdout.close()
+
+
+@dataclass
+class TailedRecord:
+    topic: str
+    value: bytes
+    key: bytes | None = b"u1"
+    headers: tuple[tuple[str, bytes], ...] = (("event-type", b"track"),)
+    partition: int = 0
+    offset: int = 7
+
+
+def test_tail_labels_records_by_their_topic() -> None:
+    # A forwarded event may carry any top-level field, "reason" included.
+    forwarded = orjson.dumps({"type": "track", "event": "Refund", "reason": "damaged"})
+    line = format_record(TailedRecord("events", forwarded), False, "events.quarantine")
+    assert line.startswith("forwarded track key=u1")
+    assert "events[0]@7" in line
+    quarantined = orjson.dumps({"reason": "violation", "event": {"type": "track"}})
+    line = format_record(TailedRecord("events.quarantine", quarantined), False, "events.quarantine")
+    assert line.startswith("QUARANTINED (violation) track key=u1")

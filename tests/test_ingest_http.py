@@ -18,8 +18,6 @@ from typing import Any
 import aiohttp
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer
-from aiokafka.structs import TopicPartition
 from multidict import CIMultiDictProxy
 
 from gateway.server import Gateway
@@ -31,6 +29,7 @@ from tests.conftest import (
     GatewayFactory,
     basic_auth,
     consume,
+    consume_all,
     headers_of,
     ingest_url,
     metric_samples,
@@ -143,35 +142,8 @@ async def assert_nothing_published_before_marker(gw: Gateway) -> None:
     first = (await consume(s.bootstrap_servers, s.events_topic, 1))[0]
     assert first.key == b"marker"
     assert orjson.loads(first.value)["event"] == "Marker"
-    quarantine = await consume_quickly(gw, s.quarantine_topic)
+    quarantine = await consume_all(s.bootstrap_servers, s.quarantine_topic)
     assert quarantine == []
-
-
-async def consume_quickly(gw: Gateway, topic: str) -> list[Any]:
-    """Everything on ``topic`` now; a 200 means its records are already below the end offset."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=gw.settings.kafka.bootstrap_servers,
-        group_id=None,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-    )
-    await consumer.start()
-    try:
-        assert topic in await consumer.topics()
-        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
-        consumer.assign(partitions)
-        ends = await consumer.end_offsets(partitions)
-        records: list[Any] = []
-        for _ in range(50):
-            positions = [await consumer.position(p) for p in partitions]
-            if all(pos >= ends[p] for pos, p in zip(positions, partitions, strict=True)):
-                return records
-            batch = await consumer.getmany(timeout_ms=200)
-            for part in batch.values():
-                records.extend(part)
-        raise AssertionError(f"could not read {topic} up to its end offsets {ends}")
-    finally:
-        await consumer.stop()
 
 
 def value_of(record: Any) -> dict[str, Any]:
@@ -781,6 +753,29 @@ async def test_event_without_ids_in_batch_is_quarantined_rest_forwarded(
     assert headers["event-name"] == "Nobody"
 
 
+async def test_event_nested_too_deeply_to_write_is_quarantined_rest_forwarded(
+    gateway: Gateway,
+) -> None:
+    # JSON parses up to 1024 levels, but is written only up to 254: such an event must not
+    # fail its whole batch (a 500 that SDKs would retry for ever).
+    deep = b'{"a":' * 300 + b"{}" + b"}" * 300
+    deep_event = b'{"type":"track","userId":"u1","event":"Deep","messageId":"m-deep","p":%s}' % deep
+    fine_event = orjson.dumps({"type": "track", "userId": "u2", "event": "Fine"})
+    body = b'{"batch":[%s,%s]}' % (deep_event, fine_event)
+    assert_ok(await post(gateway, "/v1/batch", None, data=body))
+    [forwarded] = await events_of(gateway, 1)
+    assert value_of(forwarded)["event"] == "Fine"
+    [record] = await quarantined_of(gateway, 1)
+    doc = assert_invalid_event_quarantine(record)
+    assert "nested" in doc["violations"][0]["message"]
+    # What can be written of the event: its identifying fields.
+    assert doc["event"]["event"] == "Deep"
+    assert doc["event"]["messageId"] == "m-deep"
+    assert doc["event"]["_truncated"] is True
+    assert "p" not in doc["event"]
+    assert record.key == b"u1"
+
+
 @pytest.mark.parametrize(
     "bad",
     [
@@ -835,7 +830,12 @@ async def test_unusable_single_event_is_quarantined_with_200(
     [record] = await quarantined_of(gateway, 1)
     quarantined = assert_invalid_event_quarantine(record)
     assert {k: quarantined["event"][k] for k in doc} == doc
-    assert await consume_quickly(gateway, gateway.settings.kafka.events_topic) == []
+    assert (
+        await consume_all(
+            gateway.settings.kafka.bootstrap_servers, gateway.settings.kafka.events_topic
+        )
+        == []
+    )
 
 
 async def test_event_over_size_limit_is_quarantined(make_gateway: GatewayFactory) -> None:

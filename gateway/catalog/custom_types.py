@@ -170,7 +170,7 @@ async def create(request: web.Request) -> web.Response:
     store = request.app[STORE_KEY]
     type_id = new_id("def")
     now = now_text()
-    async with store.write() as conn:
+    async with store.write(snapshot=False) as conn:
         taken = await conn.scalar(
             select(schema.custom_types.c.id).where(schema.custom_types.c.name == name)
         )
@@ -219,7 +219,7 @@ async def update_type(request: web.Request) -> web.Response:
         raise BadRequest("properties is required for an object custom type")
     store = request.app[STORE_KEY]
     type_id = request.match_info["id"]
-    async with store.write() as conn:
+    async with store.write(snapshot=False) as conn:
         row = await _row(conn, type_id)
         rules, defs, stored = await build(conn, kind, config, body.get("properties"))
         if row.name in defs:
@@ -245,7 +245,7 @@ async def update_type(request: web.Request) -> web.Response:
 async def remove(request: web.Request) -> web.Response:
     store = request.app[STORE_KEY]
     type_id = request.match_info["id"]
-    async with store.write() as conn:
+    async with store.write(snapshot=False) as conn:
         row = await _row(conn, type_id)
         used_by = await conn.scalar(
             select(schema.properties.c.name).where(

@@ -25,7 +25,13 @@ from gateway.catalog import schema
 from gateway.catalog import validation as v
 from gateway.catalog.custom_types import definitions_of
 from gateway.catalog.http import STORE_KEY, json_body, page_response
-from gateway.catalog.plans import bump_plans_using, ensure_category, event_fields, insert_event
+from gateway.catalog.plans import (
+    bump_plans_using,
+    ensure_category,
+    event_fields,
+    event_named,
+    insert_event,
+)
 from gateway.catalog.store import new_id, now_text, row_or_404
 from gateway.errors import BadRequest
 from gateway.http import json_ok
@@ -64,7 +70,7 @@ async def create_category(request: web.Request) -> web.Response:
     store = request.app[STORE_KEY]
     now = now_text()
     category_id = new_id("cat")
-    async with store.write() as conn:
+    async with store.write(snapshot=False) as conn:
         taken = await conn.scalar(
             select(schema.categories.c.id).where(schema.categories.c.name == name)
         )
@@ -93,7 +99,7 @@ async def get_category(request: web.Request) -> web.Response:
 async def delete_category(request: web.Request) -> web.Response:
     store = request.app[STORE_KEY]
     category_id = request.match_info["id"]
-    async with store.write() as conn:
+    async with store.write(snapshot=False) as conn:
         row = await row_or_404(conn, schema.categories, category_id, "category")
         events = schema.events
         await conn.execute(
@@ -118,10 +124,8 @@ async def create_event(request: web.Request) -> web.Response:
     category_id = v.optional_id(body.get("categoryId"), "categoryId")
     store = request.app[STORE_KEY]
     events = schema.events
-    async with store.write() as conn:
-        same_name = (await conn.execute(select(events).where(events.c.name == name))).all()
-        # Track names are unique; each other type has its one unnamed event.
-        if any(r.event_type == kind for r in same_name) or (kind == "track" and same_name):
+    async with store.write(snapshot=False) as conn:
+        if await event_named(conn, name, kind) is not None:
             raise BadRequest(f"an event named {name!r} already exists")
         if category_id is not None:
             await ensure_category(conn, category_id)
@@ -163,10 +167,10 @@ async def update_event(request: web.Request) -> web.Response:
         values: dict[str, Any] = {}
         if "name" in body:
             values["name"] = v.event_name(body["name"], row.event_type)
-            clash = await conn.scalar(
-                select(events.c.id).where(events.c.name == values["name"], events.c.id != event_id)
-            )
-            if clash is not None:
+            if (
+                await event_named(conn, values["name"], row.event_type, other_than=event_id)
+                is not None
+            ):
                 raise BadRequest(f"an event named {values['name']!r} already exists")
         if "description" in body:
             values["description"] = v.optional_text(body["description"], "description")
@@ -187,7 +191,7 @@ async def update_event(request: web.Request) -> web.Response:
 async def delete_event(request: web.Request) -> web.Response:
     store = request.app[STORE_KEY]
     event_id = request.match_info["id"]
-    async with store.write() as conn:
+    async with store.write(snapshot=False) as conn:
         row = await row_or_404(conn, schema.events, event_id, "event")
         te = schema.tracking_plan_events
         used = await conn.scalar(select(te.c.plan_id).where(te.c.event_id == event_id).limit(1))
@@ -228,7 +232,7 @@ async def create_property(request: web.Request) -> web.Response:
     store = request.app[STORE_KEY]
     now = now_text()
     property_id = new_id("prop")
-    async with store.write() as conn:
+    async with store.write(snapshot=False) as conn:
         if v.is_custom_type(kind):
             await definitions_of(conn, str(kind))
         await conn.execute(
@@ -273,7 +277,7 @@ async def update_property(request: web.Request) -> web.Response:
         raise BadRequest("send at least one of name, description, type, propConfig")
     store = request.app[STORE_KEY]
     property_id = request.match_info["id"]
-    async with store.write() as conn:
+    async with store.write(snapshot=False) as conn:
         await row_or_404(conn, schema.properties, property_id, "property")
         if v.is_custom_type(new_type):
             await definitions_of(conn, str(new_type))
@@ -289,7 +293,7 @@ async def update_property(request: web.Request) -> web.Response:
 async def delete_property(request: web.Request) -> web.Response:
     store = request.app[STORE_KEY]
     property_id = request.match_info["id"]
-    async with store.write() as conn:
+    async with store.write(snapshot=False) as conn:
         row = await row_or_404(conn, schema.properties, property_id, "property")
         await conn.execute(delete(schema.properties).where(schema.properties.c.id == property_id))
     return json_ok(property_fields(row, store.workspace_id))

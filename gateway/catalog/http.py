@@ -11,9 +11,8 @@ from sqlalchemy import Table, func, select
 from gateway.catalog import validation as v
 from gateway.catalog.auth import TokenAuth
 from gateway.catalog.store import Store
-from gateway.errors import BadRequest
 from gateway.http import Handler, json_ok
-from gateway.ingest.body import parse_json_object
+from gateway.ingest.body import parse_json_object, read_body
 
 STORE_KEY = web.AppKey("store", Store)
 AUTH_KEY = web.AppKey("auth", TokenAuth)
@@ -24,12 +23,8 @@ PUBLIC_PATHS = frozenset({"/health/live", "/health/ready", "/metrics", "/openapi
 
 
 async def json_body(request: web.Request) -> dict[str, Any]:
-    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
-        raise BadRequest(f"body exceeds {MAX_BODY_BYTES} bytes")
-    raw = await request.content.read(MAX_BODY_BYTES + 1)
-    if len(raw) > MAX_BODY_BYTES:
-        raise BadRequest(f"body exceeds {MAX_BODY_BYTES} bytes")
-    return parse_json_object(raw)
+    """The request's JSON object, read as ingest reads bodies (the whole body, gzip, 413)."""
+    return parse_json_object(await read_body(request, MAX_BODY_BYTES))
 
 
 async def page_response(

@@ -250,20 +250,13 @@ async def find_or_create_event(
     description: str | None,
     category_id: str | None,
 ) -> str:
-    """The catalog event with this name and type, created if missing (type is immutable)."""
+    """The catalog event with this name and type, created if missing."""
     events = schema.events
-    rows = (await conn.execute(select(events).where(events.c.name == name))).all()
-    same_type = [r for r in rows if r.event_type == event_type]
-    if not same_type and event_type == "track" and rows:
-        raise BadRequest(
-            f"event {name!r} already exists with type {rows[0].event_type}; "
-            "an event's type cannot be changed"
-        )
+    event = await event_named(conn, name, event_type)
     if category_id is not None:
         await ensure_category(conn, category_id)
     now = now_text()
-    if same_type:
-        event = same_type[0]
+    if event is not None:
         changes = {
             k: val
             for k, val in (("description", description), ("category_id", category_id))
@@ -277,6 +270,21 @@ async def find_or_create_event(
     return await insert_event(
         conn, name=name, event_type=event_type, description=description, category_id=category_id
     )
+
+
+async def event_named(
+    conn: AsyncConnection, name: str, event_type: str, *, other_than: str | None = None
+) -> Any:
+    """The catalog event with this name and type, if any (besides ``other_than``).
+
+    Name and type identify a catalog event: track events by their name, each other type is
+    its one unnamed event (validation forces their name to "" and track names to 3+ chars).
+    """
+    events = schema.events
+    query = select(events).where(events.c.name == name, events.c.event_type == event_type)
+    if other_than is not None:
+        query = query.where(events.c.id != other_than)
+    return (await conn.execute(query)).first()
 
 
 async def insert_event(

@@ -107,13 +107,21 @@ class Store:
             yield conn
 
     @asynccontextmanager
-    async def write(self) -> AsyncIterator[AsyncConnection]:
-        """A transaction that also bumps the catalog revision (the snapshot's ETag)."""
+    async def write(self, *, snapshot: bool = True) -> AsyncIterator[AsyncConnection]:
+        """A transaction that also bumps the catalog revision (the snapshot's ETag).
+
+        ``snapshot=False`` for writes the plan snapshot does not show (categories, properties,
+        custom types, unused events): every ingest replica would fetch and rebuild it for
+        nothing.
+        """
         async with self.engine.begin() as conn:
             yield conn
-            await conn.execute(
-                update(schema.catalog_state).values(revision=schema.catalog_state.c.revision + 1)
-            )
+            if snapshot:
+                await conn.execute(
+                    update(schema.catalog_state).values(
+                        revision=schema.catalog_state.c.revision + 1
+                    )
+                )
 
     async def ping(self) -> bool:
         try:

@@ -12,6 +12,7 @@ import ipaddress
 import re
 from collections.abc import Callable
 from datetime import date, time
+from functools import cache
 
 from jsonschema import FormatChecker
 
@@ -125,8 +126,12 @@ FORMATS: dict[str, FormatFn] = {
 }
 
 
+@cache
 def format_checker() -> FormatChecker:
-    """A jsonschema checker with exactly these formats (formats apply to strings only)."""
+    """A jsonschema checker with exactly these formats (formats apply to strings only).
+
+    One instance, shared: it holds nothing but the checks.
+    """
     checker = FormatChecker(formats=())
     for name, fn in FORMATS.items():
         checker.checks(name)(_strings_only(fn))

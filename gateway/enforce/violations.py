@@ -86,8 +86,8 @@ def violations_of(
         keyword = str(error.validator) if error.validator is not None else "false"
         if keyword == "required":
             found.extend(_required(error, instance_path, schema_path))
-        elif keyword in ("additionalProperties", "unevaluatedProperties"):
-            found.extend(_additional(error, keyword, instance_path, schema_path))
+        elif keyword == "additionalProperties":
+            found.extend(_additional(error, instance_path, schema_path))
         else:
             found.append(
                 {
@@ -142,22 +142,16 @@ def _required(error: ValidationError, instance_path: str, schema_path: str) -> l
     ]
 
 
-def _additional(
-    error: ValidationError, keyword: str, instance_path: str, schema_path: str
-) -> list[Violation]:
+def _additional(error: ValidationError, instance_path: str, schema_path: str) -> list[Violation]:
     instance = error.instance if isinstance(error.instance, dict) else {}
     schema = error.schema if isinstance(error.schema, dict) else {}
-    declared = schema.get("properties", {}) if keyword == "additionalProperties" else {}
-    patterns = (
-        list(schema.get("patternProperties", {})) if keyword == "additionalProperties" else []
-    )
+    declared = schema.get("properties", {})
+    patterns = list(schema.get("patternProperties", {}))
     extras = [
         key
         for key in instance
         if key not in declared and not any(re.search(p, key) for p in patterns)
     ]
-    if keyword == "unevaluatedProperties":
-        extras = [key for key in extras if repr(key) in error.message] or extras
     return [
         {
             "type": ADDITIONAL_PROPERTIES,

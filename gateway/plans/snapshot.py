@@ -2,7 +2,8 @@
 
 One JSON (or YAML) document lists the sources with their write keys and connected plan, and the
 tracking plans with their event rules. :func:`parse_snapshot` checks its shape and builds an
-immutable :class:`Snapshot` with an O(1) write-key index; the cache swaps whole snapshots.
+immutable :class:`Snapshot` with an O(1) write-key index; the cache swaps whole snapshots
+(and empties a replaced one, entry by entry, once nothing uses it).
 """
 
 from __future__ import annotations

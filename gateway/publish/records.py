@@ -23,6 +23,17 @@ MAX_QUARANTINED_EVENT_BYTES = 512 * 1024
 STUB_FIELDS = ("type", "event", "name", "messageId", "userId", "anonymousId", "receivedAt")
 
 
+def _stub(event: dict[str, Any], event_bytes: int | None) -> dict[str, Any]:
+    """The identifying fields of an event too large (or too deep) to store whole."""
+    stub: dict[str, Any] = {
+        k: event[k] for k in STUB_FIELDS if isinstance(event.get(k), str | int | float | bool)
+    }
+    stub["_truncated"] = True
+    if event_bytes is not None:
+        stub["_originalBytes"] = event_bytes
+    return stub
+
+
 def event_key(event: Any) -> bytes | None:
     if not isinstance(event, dict):
         return None
@@ -64,13 +75,13 @@ def quarantine_value(
     violations: Sequence[dict[str, Any]],
     received_at: str,
     event: Any,
-    event_bytes: int,
+    event_bytes: int | None,
 ) -> bytes:
-    if event_bytes > MAX_QUARANTINED_EVENT_BYTES and isinstance(event, dict):
-        event = {k: event[k] for k in STUB_FIELDS if k in event} | {
-            "_truncated": True,
-            "_originalBytes": event_bytes,
-        }
+    """The quarantine record; ``event_bytes`` None means the event could not be written."""
+    if isinstance(event, dict) and (
+        event_bytes is None or event_bytes > MAX_QUARANTINED_EVENT_BYTES
+    ):
+        event = _stub(event, event_bytes)
     return orjson.dumps(
         {
             "reason": reason.value,
