@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from bench import inprocess, live
+from bench import engines, inprocess, live
 
 RESULTS = Path(__file__).parent / "results"
 Scenario = tuple[Callable[[float], dict[str, Any]], float, float]
@@ -29,6 +29,7 @@ def scenarios(session: live.Session) -> dict[str, Scenario]:
     return {
         "ceiling": (inprocess.ceiling, 10.0, 2.0),
         "naive": (inprocess.naive, 10.0, 2.0),
+        "engines": (engines.engines, 10.0, 2.0),
         "batch": (session.batch, 20.0, 4.0),
         "violations": (session.violations, 20.0, 4.0),
         "single": (session.single, 20.0, 4.0),
@@ -74,6 +75,8 @@ def table(results: dict[str, dict[str, Any]]) -> str:
     )
     lines = [head]
     for name, figures in results.items():
+        if name == "engines":
+            continue  # per-engine figures: see engines_table()
         cells = [
             "-"
             if figures.get(c) is None
@@ -83,6 +86,20 @@ def table(results: dict[str, dict[str, Any]]) -> str:
         lines.append(
             name.ljust(12) + "".join(v.rjust(w + 1) for v, w in zip(cells, widths, strict=True))
         )
+    return "\n".join(lines)
+
+
+ENGINE_COLUMNS = ("verdict_us", "violations_us", "compile_ms", "disagreements")
+
+
+def engines_table(figures: dict[str, Any]) -> str:
+    """Per-event cost of each validation engine on the corpus (the ``engines`` scenario)."""
+    lines = ["engine".ljust(16) + "".join(c.rjust(15) for c in ENGINE_COLUMNS)]
+    for name, row in figures.items():
+        if isinstance(row, dict):
+            cells = ["-" if row.get(c) is None else f"{row[c]:,}" for c in ENGINE_COLUMNS]
+            lines.append(name.ljust(16) + "".join(v.rjust(15) for v in cells))
+    lines.append(f"({figures['events']:,} events; disagreements are with jsonschema's verdicts)")
     return "\n".join(lines)
 
 
@@ -122,6 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     args.out.with_suffix(".meta.json").write_bytes(orjson.dumps(meta, option=orjson.OPT_INDENT_2))
     print(table(results))
+    if "engines" in results:
+        print("\n" + engines_table(results["engines"]))
     print(f"\n{meta['cores']} cores, {meta['cpu']}; written to {args.out}")
     return 0
 

@@ -1,11 +1,11 @@
 """Scenarios without HTTP or Kafka, in this process: the CPU's bound for the per-event work.
 
-- ``ceiling``: parse the request body (orjson) + normalize + validate (compiled fast path, full
-  collector for the invalid ones) + serialize each record — the gateway's own pipeline.
-- ``naive``: the same loop, validating every event with ``jsonschema.validate(event, rules)``,
-  the library's documented one-call API, as a straightforward implementation would: no
-  compiled fast path, no cached validator (``validate`` checks the schema on every call), and
-  the first error reported as the violation.
+- ``ceiling``: parse the request body (orjson) + normalize + validate (one compiled
+  jsonschema-rs validator per rule: verdict, and violations for the invalid ones) + serialize
+  each record — the gateway's own pipeline.
+- ``naive``: the same loop as a careful straightforward implementation writes it: Python's
+  reference ``jsonschema``, a ``Draft7Validator`` with format checking cached per rule, and
+  ``iter_errors`` per event for every violation.
 """
 
 from __future__ import annotations
@@ -79,7 +79,11 @@ def ceiling(duration_s: float) -> dict[str, Any]:
 def naive(duration_s: float) -> dict[str, Any]:
     corpus = Corpus()
     plan = corpus.tracking_plan()
-    rules = {(e["eventType"], e["name"]): e["rules"] for e in plan["events"]}
+    checker = jsonschema.FormatChecker()
+    validators = {
+        (e["eventType"], e["name"]): jsonschema.Draft7Validator(e["rules"], format_checker=checker)
+        for e in plan["events"]
+    }
 
     def handle(body: bytes) -> int:
         doc = orjson.loads(body)
@@ -87,13 +91,10 @@ def naive(duration_s: float) -> dict[str, Any]:
         for event in doc["batch"]:
             normalize(event, info)
             name = event.get("event", "") if event["type"] == "track" else ""
-            schema = rules.get((event["type"], name))
+            validator = validators.get((event["type"], name))
             errors = []
-            if schema is not None:
-                try:
-                    jsonschema.validate(event, schema)
-                except jsonschema.ValidationError as exc:
-                    errors.append(exc.message)
+            if validator is not None:
+                errors = [error.message for error in validator.iter_errors(event)]
             event.setdefault("context", {})["violationErrors"] = errors
             orjson.dumps(event)
         return len(doc["batch"])

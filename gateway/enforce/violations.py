@@ -12,12 +12,10 @@ the last segment of the instance path ("" at the root).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
-from jsonschema.exceptions import ValidationError
+import jsonschema_rs
 
 Violation = dict[str, Any]
 
@@ -71,48 +69,93 @@ def unknown_violation(message: str) -> Violation:
 
 
 def violations_of(
-    errors: Iterable[ValidationError],
+    errors: Iterable[jsonschema_rs.ValidationError],
+    event: Any,
     root_schema: Mapping[str, Any],
-    located_cache: dict[tuple[Any, ...], _Located],
+    located_cache: dict[tuple[Any, ...], Any],
 ) -> list[Violation]:
-    """Classify a rule's errors; ``located_cache`` (one per rule) remembers schema paths."""
+    """Classify a rule's errors on ``event``; ``located_cache`` (one per rule) remembers ``if``
+    branches."""
     found: list[Violation] = []
     seen_if: set[tuple[str, str]] = set()
+    seen_closed: set[tuple[str, str]] = set()
     for error in errors:
-        instance_path = _pointer(error.absolute_path)
-        located = _located(error, root_schema, located_cache)
-        schema_path = located.schema_pointer
-        # A `false` subschema fails with no keyword at all.
-        keyword = str(error.validator) if error.validator is not None else "false"
-        if keyword == "required":
-            found.extend(_required(error, instance_path, schema_path))
-        elif keyword == "additionalProperties":
-            found.extend(_additional(error, instance_path, schema_path))
+        instance_at = error.instance_path
+        instance_path = _pointer(instance_at)
+        # The engine's schema path is already resolved through local $refs.
+        keyword, value, schema, at_schema = _keyword_of(error, root_schema)
+        schema_path = "#" + _pointer(at_schema)
+        kind = error.kind
+        if isinstance(kind, jsonschema_rs.ValidationErrorKind.Required):
+            name = kind.property
+            if keyword == "dependencies":
+                kind_of = UNKNOWN_VIOLATION
+                message = f"must have property '{name}' when {_dependants(schema, name, error)}"
+            else:
+                kind_of, message = REQUIRED_MISSING, f"must have required property '{name}'"
+            found.append(_violation(kind_of, message, name, instance_path, schema_path))
+        elif isinstance(kind, jsonschema_rs.ValidationErrorKind.AdditionalProperties):
+            found.extend(_additional(kind.unexpected, instance_path, schema_path))
+        elif keyword == "false" and at_schema and at_schema[-1] == "additionalProperties":
+            # `additionalProperties: false` beside neither `properties` nor `patternProperties`
+            # is reported once per object, as a false schema: every key of it is unplanned.
+            closed = _node_at(event, instance_at)
+            if (schema_path, instance_path) not in seen_closed and isinstance(closed, dict):
+                seen_closed.add((schema_path, instance_path))
+                planned = schema.get("properties")
+                extras = [k for k in closed if not isinstance(planned, dict) or k not in planned]
+                found.extend(_additional(extras, instance_path, schema_path))
         else:
             found.append(
-                {
-                    "type": _type_of(keyword),
-                    "message": _message(keyword, error),
-                    "property": _last(error.absolute_path),
-                    "meta": {"instancePath": instance_path, "schemaPath": schema_path},
-                }
+                _violation(
+                    _type_of(keyword),
+                    _message(keyword, value, schema, error),
+                    _last(instance_at),
+                    instance_path,
+                    schema_path,
+                )
             )
-        for if_pointer, branch, consumed in located.branches:
+        for if_pointer, branch, consumed in _branches(error, root_schema, located_cache):
             # ajv reports a failed then/else branch also as an `if` error, once per place.
-            at = list(error.absolute_path)[:consumed]
+            at = instance_at[:consumed]
             key = (_pointer(at), if_pointer)
             if key in seen_if:
                 continue
             seen_if.add(key)
             found.append(
-                {
-                    "type": ADVANCE_RULES_VIOLATION,
-                    "message": f'must match "{branch}" schema',
-                    "property": _last(at),
-                    "meta": {"instancePath": _pointer(at), "schemaPath": if_pointer},
-                }
+                _violation(
+                    ADVANCE_RULES_VIOLATION,
+                    f'must match "{branch}" schema',
+                    _last(at),
+                    _pointer(at),
+                    if_pointer,
+                )
             )
     return found
+
+
+def _additional(keys: Iterable[str], instance_path: str, schema_path: str) -> list[Violation]:
+    return [
+        _violation(
+            ADDITIONAL_PROPERTIES,
+            f"must NOT have additional properties '{key}'",
+            key,
+            instance_path,
+            schema_path,
+        )
+        for key in keys
+    ]
+
+
+def _violation(
+    kind: str, message: str, prop: str, instance_path: str, schema_path: str
+) -> Violation:
+    return {
+        "type": kind,
+        "message": message,
+        "property": prop,
+        "meta": {"instancePath": instance_path, "schemaPath": schema_path},
+    }
 
 
 def _type_of(keyword: str) -> str:
@@ -123,96 +166,106 @@ def _type_of(keyword: str) -> str:
     return UNKNOWN_VIOLATION
 
 
-def _required(error: ValidationError, instance_path: str, schema_path: str) -> list[Violation]:
-    # jsonschema says "'x' is a required property"; name the key from the data, not the text.
-    instance = error.instance if isinstance(error.instance, dict) else {}
-    required = error.validator_value if isinstance(error.validator_value, list) else []
-    missing = [key for key in required if key not in instance]
-    # One error per missing key arrives; report each key once, on the error that names it.
-    name = next((key for key in missing if repr(key) in error.message), None)
-    if name is None:
-        return []
-    return [
-        {
-            "type": REQUIRED_MISSING,
-            "message": f"must have required property '{name}'",
-            "property": name,
-            "meta": {"instancePath": instance_path, "schemaPath": schema_path},
-        }
-    ]
+_PATTERN_FAILURES = (
+    jsonschema_rs.ValidationErrorKind.BacktrackLimitExceeded,
+    jsonschema_rs.ValidationErrorKind.RegexEngineFailure,
+)
 
 
-def _additional(error: ValidationError, instance_path: str, schema_path: str) -> list[Violation]:
-    instance = error.instance if isinstance(error.instance, dict) else {}
-    schema = error.schema if isinstance(error.schema, dict) else {}
-    declared = schema.get("properties", {})
-    patterns = list(schema.get("patternProperties", {}))
-    extras = [
-        key
-        for key in instance
-        if key not in declared and not any(re.search(p, key) for p in patterns)
-    ]
-    return [
-        {
-            "type": ADDITIONAL_PROPERTIES,
-            "message": f"must NOT have additional properties '{key}'",
-            "property": key,
-            "meta": {"instancePath": instance_path, "schemaPath": schema_path},
-        }
-        for key in extras
-    ]
+def _keyword_of(
+    error: jsonschema_rs.ValidationError, root: Mapping[str, Any]
+) -> tuple[str, Any, Mapping[str, Any], list[Any]]:
+    """The keyword that failed, its value, the (sub)schema holding it, and its schema path.
 
-
-@dataclass(slots=True)
-class _Located:
-    """Where an error's schema path really leads, and the ``if`` branches it passed."""
-
-    schema_pointer: str
-    # (pointer to the `if`, "then" | "else", how many instance path segments lead to it)
-    branches: list[tuple[str, str, int]]
-
-
-def _located(
-    error: ValidationError,
-    root: Mapping[str, Any],
-    cache: dict[tuple[Any, ...], _Located],
-) -> _Located:
-    """:func:`_locate`, remembered per schema path: it depends on nothing else."""
-    key = tuple(error.absolute_schema_path)
-    located = cache.get(key)
-    if located is None:
-        located = _locate(error, root)
-        if len(cache) < _LOCATED_CACHE_MAX:  # recursive schemas have unbounded paths
-            cache[key] = located
-    return located
-
-
-_LOCATED_CACHE_MAX = 512
-
-
-def _locate(error: ValidationError, root: Mapping[str, Any]) -> _Located:
-    """Follow jsonschema's schema path through the root schema.
-
-    jsonschema leaves ``$ref`` and ``if`` out of the path, so a local ``$ref`` is resolved
-    whenever the next segment is not found beside it; this yields the real location of the
-    keyword (``#/definitions/amount/minimum``) and every ``then``/``else`` branch taken.
+    The keyword is the last segment of the engine's schema path (inside ``propertyNames`` that
+    is the keyword the name failed, as in ajv), with two exceptions: draft-04's boolean
+    ``exclusiveMinimum``/``exclusiveMaximum`` are reported as the bound they modify, and a
+    pattern the regex engine gave up on is reported as ``pattern`` wherever it sits.
     """
-    path = list(error.absolute_schema_path)
+    path = list(error.schema_path)
+    parent = _node_at(root, path[:-1])
+    schema: Mapping[str, Any] = parent if isinstance(parent, Mapping) else {}
+    if isinstance(error.kind, jsonschema_rs.ValidationErrorKind.FalseSchema):
+        return "false", False, schema, path
+    keyword = str(path[-1]) if path else error.kind.name
+    if isinstance(error.kind, _PATTERN_FAILURES):
+        if len(path) >= 2 and path[-2] == "patternProperties":
+            return "pattern", path[-1], {}, path
+        return "pattern", schema.get("pattern"), schema, path
+    if keyword in _DRAFT_04_BOUNDS and isinstance(schema.get(keyword), bool):
+        keyword = _DRAFT_04_BOUNDS[keyword]
+        path[-1] = keyword
+    return keyword, schema.get(keyword), schema, path
+
+
+_DRAFT_04_BOUNDS = {"exclusiveMinimum": "minimum", "exclusiveMaximum": "maximum"}
+
+
+def _node_at(root: Any, path: Sequence[Any]) -> Any:
+    node = root
+    for segment in path:
+        if isinstance(node, Mapping):
+            node = node.get(segment)
+        elif isinstance(node, list) and isinstance(segment, int) and segment < len(node):
+            node = node[segment]
+        else:
+            return None
+    return node
+
+
+def _dependants(
+    schema: Mapping[str, Any], missing: str, error: jsonschema_rs.ValidationError
+) -> str:
+    """ajv's wording of a property dependency: which present property needs ``missing``."""
+    instance = error.instance if isinstance(error.instance, dict) else {}
+    dependencies = schema.get("dependencies")
+    if isinstance(dependencies, Mapping):
+        for name, needs in dependencies.items():
+            if name in instance and isinstance(needs, list) and missing in needs:
+                return f"property {name} is present"
+    return "a dependant property is present"
+
+
+def _branches(
+    error: jsonschema_rs.ValidationError,
+    root: Mapping[str, Any],
+    cache: dict[tuple[Any, ...], Any],
+) -> list[tuple[str, str, int]]:
+    """:func:`_walk`, remembered per evaluation path: it depends on nothing else."""
+    key = tuple(error.evaluation_path)
+    branches = cache.get(key)
+    if branches is None:
+        branches = _walk(key, root)
+        if len(cache) < _BRANCH_CACHE_MAX:  # recursive schemas have unbounded paths
+            cache[key] = branches
+    return branches
+
+
+_BRANCH_CACHE_MAX = 512
+
+
+def _walk(path: Sequence[Any], root: Mapping[str, Any]) -> list[tuple[str, str, int]]:
+    """The ``then``/``else`` branches an error's evaluation path took through the rule.
+
+    Each is (pointer to its ``if``, "then" | "else", how many instance path segments lead to
+    it). The evaluation path names every ``$ref`` it followed, so the walk resolves each one
+    to report the ``if`` where it is written (``#/definitions/card/if``).
+    """
     node: Any = root
     pointer: list[Any] = []
     consumed = 0  # instance path segments used up by the schema path walked so far
     branches: list[tuple[str, str, int]] = []
-    for i, segment in enumerate(path):
-        for _ in range(_MAX_REF_HOPS):
-            if not (isinstance(node, Mapping) and segment not in node and "$ref" in node):
-                break
-            resolved = _resolve_local(root, node["$ref"])
+    previous: Any = None
+    for segment in path:
+        if segment == "$ref" and isinstance(node, Mapping):
+            resolved = _resolve_local(root, node.get("$ref"))
             if resolved is None:
                 break
             node, pointer = resolved
+            previous = segment
+            continue
         if isinstance(node, Mapping) and segment in ("then", "else") and "if" in node:
             branches.append(("#" + _pointer([*pointer, "if"]), segment, consumed))
-        previous = path[i - 1] if i else None
         if (
             previous in ("properties", "patternProperties")
             or (previous == "items" and isinstance(segment, int))
@@ -224,17 +277,10 @@ def _locate(error: ValidationError, root: Mapping[str, Any]) -> _Located:
             )
         ):
             consumed += 1
-        if isinstance(node, Mapping):
-            node = node.get(segment)
-        elif isinstance(node, list) and isinstance(segment, int) and segment < len(node):
-            node = node[segment]
-        else:
-            node = None
+        node = _node_at(node, [segment])
         pointer = [*pointer, segment]
-    return _Located("#" + _pointer(pointer), branches)
-
-
-_MAX_REF_HOPS = 16
+        previous = segment
+    return branches
 
 
 def _resolve_local(root: Mapping[str, Any], ref: Any) -> tuple[Any, list[Any]] | None:
@@ -255,9 +301,11 @@ def _resolve_local(root: Mapping[str, Any], ref: Any) -> tuple[Any, list[Any]] |
     return node, parts
 
 
-def _message(keyword: str, error: ValidationError) -> str:
-    value = error.validator_value
-    schema = error.schema if isinstance(error.schema, dict) else {}
+def _message(
+    keyword: str, value: Any, schema: Mapping[str, Any], error: jsonschema_rs.ValidationError
+) -> str:
+    if isinstance(error.kind, _PATTERN_FAILURES):
+        return f'must match pattern "{value}" (not evaluated: too costly for this value)'
     match keyword:
         case "type":
             types = value if isinstance(value, list) else [value]
@@ -303,10 +351,6 @@ def _message(keyword: str, error: ValidationError) -> str:
             return "must match a schema in anyOf"
         case "oneOf":
             return "must match exactly one schema in oneOf"
-        case "dependencies" | "dependentRequired" | "dependentSchemas":
-            return f"must satisfy dependencies: {error.message}"
-        case "propertyNames":
-            return "property name must be valid"
         case "additionalItems":
             return f"must NOT have more than {len(schema.get('items', []))} items"
         case "false":
