@@ -97,7 +97,9 @@ class TimedRequestHandler(RequestHandler):
             self.transport.write(_raw_timeout_response(self.read_timeout_s))
             self.force_close()
         elif self._current_request is not None and self._current_request.content is self._body:
-            # The handler answers the 408 when its read fails (and closes the connection).
+            # The handler answers the 408 when its read fails. aiohttp would then linger to
+            # read the rest of the body (which fails the same way): close after the answer.
+            self._lingering_time = 0.0
             self._body.set_exception(ReadTimeout(_timeout_message(self.read_timeout_s)))
         else:
             # Answered without reading the body (or queued behind another request).

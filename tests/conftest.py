@@ -370,3 +370,31 @@ async def closed_by_server(reader: asyncio.StreamReader) -> bool:
         return await reader.read(1) == b""
     except ConnectionResetError:
         return True
+
+
+def settings_toml(settings: Settings) -> str:
+    """A config file holding ``settings`` (for ``gateway serve --config`` in a subprocess)."""
+    lines: list[str] = []
+    for section in dataclasses.fields(settings):
+        lines.append(f"[{section.name}]")
+        for name, value in dataclasses.asdict(getattr(settings, section.name)).items():
+            lines.append(f"{name} = {_toml_value(value)}")
+    return "\n".join(lines) + "\n"
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, tuple | list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return orjson.dumps(str(value)).decode()  # a JSON string is a TOML basic string
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident memory of a process (VmRSS), in bytes."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError(f"no VmRSS for process {pid}")
