@@ -27,6 +27,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
+from aiohttp.web_request import BaseRequest
 from aiohttp.web_server import Server
 
 from gateway.errors import ApiError
@@ -87,6 +88,28 @@ class TimedRequestHandler(RequestHandler):
             self._read_timer = None
         self._body = None
         super().connection_lost(exc)
+
+    def handle_error(
+        self,
+        request: BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        """Malformed HTTP (bad request line, oversized header, ...): a JSON 4xx, logged at debug.
+
+        The internet sends such bytes all the time; aiohttp would log each with a traceback and
+        answer in plain text.
+        """
+        if status >= 500 or request.writer.output_size > 0:
+            return super().handle_error(request, status, exc, message)
+        self.logger.debug("malformed request from %s: %s", request.remote, exc)
+        reason = message or (exc.__class__.__name__ if exc is not None else "malformed request")
+        response = web.json_response(
+            {"code": "bad_request", "message": f"malformed HTTP request: {reason}"}, status=status
+        )
+        response.force_close()
+        return response
 
     def _read_timed_out(self) -> None:
         self._read_timer = None

@@ -353,9 +353,9 @@ def request_head(
 
 
 async def read_reply(reader: asyncio.StreamReader) -> RawReply:
-    """One HTTP/1.1 response (with Content-Length) from a raw connection."""
+    """One HTTP/1.x response (with Content-Length) from a raw connection."""
     status_line = await reader.readline()
-    assert status_line.startswith(b"HTTP/1.1 "), status_line
+    assert status_line.startswith(b"HTTP/1."), status_line
     headers: dict[str, str] = {}
     while (line := await reader.readline()) not in (b"\r\n", b""):
         name, _, value = line.decode().partition(":")

@@ -20,6 +20,7 @@ from tests.conftest import (
     consume,
     ingest_url,
     metric_value,
+    read_reply,
     request_head,
 )
 
@@ -79,6 +80,33 @@ async def test_disconnect_mid_body_is_no_server_error(
                 break
             await asyncio.sleep(0.1)
     assert metric_value(text, "gateway_request_duration_seconds_count", status="500") == 0
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
+
+
+# --- malformed HTTP ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"GET /" + b"a" * 10_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"POST /v1/track HTTP/1.1\r\nHost: x\r\nX-Big: " + b"b" * 10_000 + b"\r\n\r\n",
+        b"POST /v1/track HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n",
+    ],
+    ids=["long-line", "long-header", "bad-length"],
+)
+async def test_malformed_http_gets_a_json_400(
+    gateway: Gateway, raw: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert gateway.ingest_port is not None
+    reader, writer = await asyncio.open_connection("127.0.0.1", gateway.ingest_port)
+    writer.write(raw)
+    await writer.drain()
+    async with asyncio.timeout(20):
+        reply = await read_reply(reader)
+    writer.close()
+    assert reply.status == 400
+    assert reply.json()["code"] == "bad_request"
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
 
 
