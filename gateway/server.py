@@ -139,7 +139,7 @@ class Gateway:
         self._warmup: asyncio.Task[None] | None = None
         self._runners: list[web.AppRunner] = []
         self._drain = Drain()
-        self.readiness = CachedReadiness(self.probe_readiness, READY_CACHE_S)
+        self._probed = CachedReadiness(self.probe_services, READY_CACHE_S)
         self.ingest_port: int | None = None
         self.admin_port: int | None = None
         self.metrics_port: int | None = None
@@ -167,13 +167,19 @@ class Gateway:
     def serves_ingest(self) -> bool:
         return self.role in (Role.ALL, Role.INGEST)
 
-    async def probe_readiness(self) -> dict[str, bool]:
+    async def probe_services(self) -> dict[str, bool]:
+        """The checks that cost a round trip (database ping, Kafka metadata)."""
         checks: dict[str, bool] = {}
         if self.store is not None:
             checks["catalog"] = await self.store.ping()
         if self.serves_ingest:
             checks["kafka"] = await self.publisher.probe(READY_PROBE_TIMEOUT_S)
-            checks["snapshot"] = self.cache.current is not None
+        return checks
+
+    async def readiness(self) -> dict[str, bool]:
+        checks = dict(await self._probed())
+        if self.serves_ingest:
+            checks["snapshot"] = self.cache.current is not None  # free: always current
         return checks
 
     def serving_facts(self) -> dict[str, Any]:
