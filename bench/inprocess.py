@@ -69,7 +69,7 @@ def ceiling(duration_s: float) -> dict[str, Any]:
 
     def handle(body: bytes) -> int:
         doc = orjson.loads(body)
-        info = request_info(peer="127.0.0.1", forwarded_for=None, envelope=doc)
+        info = request_info(request_ip="127.0.0.1", envelope=doc)
         records, _ = pipeline.process(doc["batch"], source, snapshot, info)
         return len(records)
 
@@ -87,7 +87,7 @@ def naive(duration_s: float) -> dict[str, Any]:
 
     def handle(body: bytes) -> int:
         doc = orjson.loads(body)
-        info = request_info(peer="127.0.0.1", forwarded_for=None, envelope=doc)
+        info = request_info(request_ip="127.0.0.1", envelope=doc)
         for event in doc["batch"]:
             normalize(event, info)
             name = event.get("event", "") if event["type"] == "track" else ""

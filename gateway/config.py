@@ -9,6 +9,7 @@ start instead of silently falling back to a default.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import math
 import os
 import tomllib
@@ -51,6 +52,17 @@ class IngestSettings:
     # How long a request waits for Kafka to acknowledge its events before answering 503.
     ack_timeout_s: float = 10.0
     cors_origins: tuple[str, ...] = ("*",)
+    # Time for a request's headers and whole body to arrive, from its first byte (then 408).
+    read_timeout_s: float = 30.0
+    # Idle keep-alive connections are closed after this long; longer than the 60 s idle timeout
+    # of common load balancers, so the balancer, not the gateway, closes a shared connection.
+    keepalive_timeout_s: float = 75.0
+    # Bytes of request bodies being read or inflated plus events awaiting Kafka (then 429).
+    max_inflight_bytes: int = 256 * 1024 * 1024
+    # Peers whose X-Forwarded-For is believed (networks). Loopback: a proxy on this machine.
+    trusted_proxies: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
+    # Serve /metrics and /openapi.json on the ingest port too (see [metrics] for a separate one).
+    serve_metrics_and_openapi: bool = True
 
     def validate(self) -> None:
         _positive("ingest.max_request_bytes", self.max_request_bytes)
@@ -59,6 +71,15 @@ class IngestSettings:
         _positive("ingest.max_inflight_events", self.max_inflight_events)
         _positive("ingest.workers", self.workers)
         _positive("ingest.ack_timeout_s", self.ack_timeout_s)
+        _positive("ingest.read_timeout_s", self.read_timeout_s)
+        _positive("ingest.keepalive_timeout_s", self.keepalive_timeout_s)
+        _positive("ingest.max_inflight_bytes", self.max_inflight_bytes)
+        if self.max_inflight_bytes < self.max_request_bytes:
+            raise ConfigError(
+                f"ingest.max_inflight_bytes: must be at least ingest.max_request_bytes "
+                f"({self.max_request_bytes}), got {self.max_inflight_bytes}"
+            )
+        _networks("ingest.trusted_proxies", self.trusted_proxies)
         _port("ingest.port", self.port)
 
 
@@ -67,9 +88,26 @@ class AdminSettings:
     host: str = "127.0.0.1"
     port: int = 8081
     tokens: tuple[str, ...] = ()
+    # As ingest.read_timeout_s / ingest.keepalive_timeout_s, for the admin and metrics ports.
+    read_timeout_s: float = 30.0
+    keepalive_timeout_s: float = 75.0
 
     def validate(self) -> None:
         _port("admin.port", self.port)
+        _positive("admin.read_timeout_s", self.read_timeout_s)
+        _positive("admin.keepalive_timeout_s", self.keepalive_timeout_s)
+
+
+@dataclass(frozen=True)
+class MetricsSettings:
+    """A listener serving only ``/metrics`` and ``/health/*``, apart from the public port."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = 9464
+
+    def validate(self) -> None:
+        _port("metrics.port", self.port)
 
 
 @dataclass(frozen=True)
@@ -181,6 +219,7 @@ class LogSettings:
 class Settings:
     ingest: IngestSettings = field(default_factory=IngestSettings)
     admin: AdminSettings = field(default_factory=AdminSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
     kafka: KafkaSettings = field(default_factory=KafkaSettings)
     plans: PlansSettings = field(default_factory=PlansSettings)
     catalog: CatalogSettings = field(default_factory=CatalogSettings)
@@ -350,6 +389,14 @@ def _under_if_set(base_dir: Path, path: str) -> str:
 def _positive(key: str, value: float) -> None:
     if not (0 < value < math.inf):  # also rejects NaN
         raise ConfigError(f"{key}: must be > 0, got {value!r}")
+
+
+def _networks(key: str, values: tuple[str, ...]) -> None:
+    for value in values:
+        try:
+            ipaddress.ip_network(value, strict=False)
+        except ValueError:
+            raise ConfigError(f"{key}: {value!r} is not an IP network (e.g. 10.0.0.0/8)") from None
 
 
 def _port(key: str, value: int) -> None:

@@ -1,4 +1,8 @@
-"""Cross-cutting HTTP concerns for both ports: error mapping, metrics, CORS, health, /metrics."""
+"""Cross-cutting HTTP concerns for both ports: error mapping, metrics, CORS, health, /metrics.
+
+CORS headers go only on SDK routes (those added with :func:`add_sdk_route`): browsers post
+events there from any site; nothing else on either port is meant to be read by a web page.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ import orjson
 from aiohttp import web
 
 from gateway.errors import ApiError, error_response
+from gateway.listener import ReadTimeout
 from gateway.metrics import CONTENT_TYPE_LATEST, Metrics
 
 log = logging.getLogger(__name__)
@@ -23,6 +28,18 @@ ServingFacts = Callable[[], dict[str, Any]]
 
 CORS_ALLOW_HEADERS = "Content-Type, Authorization, Content-Encoding, X-Requested-With"
 CORS_MAX_AGE_S = "86400"
+# Status recorded in metrics for a client that went away before its response (as nginx logs).
+CLIENT_CLOSED_STATUS = 499
+# Canonical paths of the app's SDK routes: the only ones with CORS headers.
+SDK_ROUTES: web.AppKey[set[str]] = web.AppKey("sdk_routes")
+
+
+def add_sdk_route(app: web.Application, method: str, path: str, handler: Handler) -> None:
+    """A route browsers call from other origins: CORS headers and a preflight answer."""
+    app.router.add_route(method, path, handler)
+    if path not in app.setdefault(SDK_ROUTES, set()):
+        app.router.add_route("OPTIONS", path, preflight)
+        app[SDK_ROUTES].add(path)
 
 
 def make_middleware(metrics: Metrics, cors_origins: tuple[str, ...]) -> Any:
@@ -33,15 +50,18 @@ def make_middleware(metrics: Metrics, cors_origins: tuple[str, ...]) -> Any:
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         started = time.perf_counter()
         response: web.StreamResponse
+        status: int | None = None
         try:
-            # Preflight is answered for every path here rather than by a catch-all route,
-            # which would turn every unknown path's 404 into a 405.
-            if request.method == "OPTIONS":
-                response = await preflight(request)
-            else:
-                response = await handler(request)
+            response = await handler(request)
         except ApiError as exc:
             response = error_response(exc)
+            if isinstance(exc, ReadTimeout):
+                response.force_close()  # the rest of the body is never coming
+        except ConnectionError:
+            # The client went away mid-request (its read fails): nobody to answer, not our error.
+            log.info("client disconnected during %s %s", request.method, request.path)
+            response = web.Response(status=400)  # never delivered
+            status = CLIENT_CLOSED_STATUS
         except web.HTTPException as exc:
             # Router-level errors (404, 405) in the same JSON shape as ours.
             response = web.json_response(
@@ -54,15 +74,15 @@ def make_middleware(metrics: Metrics, cors_origins: tuple[str, ...]) -> Any:
             response = web.json_response(
                 {"code": "internal_error", "message": "internal error"}, status=500
             )
+        resource = request.match_info.route.resource
+        route = resource.canonical if resource is not None else "unmatched"
         origin = request.headers.get("Origin")
-        if origin and (allow_any or origin in allowed):
+        if origin and (allow_any or origin in allowed) and route in request.app.get(SDK_ROUTES, ()):
             # Credential-less CORS: browsers send the write key in the body or Basic header.
             response.headers["Access-Control-Allow-Origin"] = "*" if allow_any else origin
             if not allow_any:
                 response.headers["Vary"] = "Origin"
-        resource = request.match_info.route.resource
-        route = resource.canonical if resource is not None else "unmatched"
-        metrics.request_duration.labels(route, str(response.status)).observe(
+        metrics.request_duration.labels(route, str(status or response.status)).observe(
             time.perf_counter() - started
         )
         return response
@@ -80,7 +100,7 @@ def _dumps(document: Any) -> str:
 
 
 async def preflight(request: web.Request) -> web.Response:
-    """CORS preflight for any route; the middleware adds Allow-Origin for allowed origins."""
+    """CORS preflight of an SDK route; the middleware adds Allow-Origin for allowed origins."""
     requested = request.headers.get("Access-Control-Request-Headers")
     return web.Response(
         status=204,
@@ -93,7 +113,12 @@ async def preflight(request: web.Request) -> web.Response:
 
 
 def add_common_routes(
-    app: web.Application, metrics: Metrics, readiness: ReadinessCheck, facts: ServingFacts
+    app: web.Application,
+    metrics: Metrics,
+    readiness: ReadinessCheck,
+    facts: ServingFacts,
+    *,
+    serve_metrics: bool = True,
 ) -> None:
     async def live(_: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
@@ -115,4 +140,5 @@ def add_common_routes(
 
     app.router.add_get("/health/live", live)
     app.router.add_get("/health/ready", ready)
-    app.router.add_get("/metrics", metrics_handler)
+    if serve_metrics:
+        app.router.add_get("/metrics", metrics_handler)

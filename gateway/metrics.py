@@ -94,6 +94,12 @@ class Metrics:
             registry=r,
             multiprocess_mode="livesum",
         )
+        self.inflight_bytes = Gauge(
+            PREFIX + "inflight_bytes",
+            "Bytes of request bodies being read or inflated plus events awaiting Kafka",
+            registry=r,
+            multiprocess_mode="livesum",
+        )
 
     def exposition(self) -> bytes:
         if self.multiprocess:

@@ -1296,12 +1296,14 @@ A tracking-plan validation gateway. Two ports, one document:
 
 - **ingest** (default 8080): Segment/RudderStack-compatible HTTP tracking API. The write key is
   the Basic auth username (password ignored), `writeKey` in the JSON body, or `?writeKey=`.
-  `OPTIONS` on any path answers CORS preflights.
+  `OPTIONS` on these routes answers CORS preflights; nothing else sends CORS headers.
 - **admin** (default 8081): the management API, compatible with RudderStack's Data Catalog
   API, plus sources and the plan snapshot. `Authorization: Bearer <token>`, or Basic
   `email:token`.
 
-`/health/*`, `/metrics` and `/openapi.json` are served on both ports without credentials.
+`/health/*`, `/metrics` and `/openapi.json` are served on both ports without credentials
+(`/metrics` and `/openapi.json` on the ingest port unless `ingest.serve_metrics_and_openapi` is
+false).
 Errors are JSON `{"code", "message"}`; 429 and 503 carry `Retry-After`.
 """
 

@@ -27,8 +27,11 @@ from gateway.catalog.sources import add_source_routes
 from gateway.catalog.store import Store
 from gateway.config import LOCAL_SOURCE, ConfigError, Role, Settings
 from gateway.enforce.enforcer import Enforcer
-from gateway.http import Handler, add_common_routes, make_middleware
+from gateway.http import Handler, ReadinessCheck, add_common_routes, make_middleware
+from gateway.ingest.budget import ByteBudget
+from gateway.ingest.client_ip import ClientAddress
 from gateway.ingest.routes import InflightLimit, IngestContext, add_ingest_routes
+from gateway.listener import ListenerLimits, TimedSite
 from gateway.metrics import Metrics
 from gateway.openapi import add_openapi_route
 from gateway.pipeline import Pipeline
@@ -42,6 +45,37 @@ log = logging.getLogger(__name__)
 # Extra time, beyond the Kafka ack timeout, that shutdown grants in-flight requests.
 DRAIN_GRACE_S = 5.0
 READY_PROBE_TIMEOUT_S = 2.0
+# Readiness is probed (database ping, Kafka metadata) at most once per this many seconds,
+# however often /health/ready is hit.
+READY_CACHE_S = 1.0
+
+
+class CachedReadiness:
+    """A readiness check run at most once per ``ttl_s``; concurrent callers share one run."""
+
+    def __init__(self, check: ReadinessCheck, ttl_s: float) -> None:
+        self._check = check
+        self._ttl_s = ttl_s
+        self._result: dict[str, bool] | None = None
+        self._at = 0.0
+        self._running: asyncio.Task[dict[str, bool]] | None = None
+
+    async def __call__(self) -> dict[str, bool]:
+        loop = asyncio.get_running_loop()
+        if self._result is not None and loop.time() - self._at < self._ttl_s:
+            return self._result
+        if self._running is None:
+            self._running = loop.create_task(self._run(), name="readiness")
+        # Shielded: a caller that goes away does not cancel the run the others wait for.
+        return await asyncio.shield(self._running)
+
+    async def _run(self) -> dict[str, bool]:
+        try:
+            self._result = await self._check()
+            self._at = asyncio.get_running_loop().time()
+            return self._result
+        finally:
+            self._running = None
 
 
 class Drain:
@@ -105,8 +139,10 @@ class Gateway:
         self._warmup: asyncio.Task[None] | None = None
         self._runners: list[web.AppRunner] = []
         self._drain = Drain()
+        self._probed = CachedReadiness(self.probe_services, READY_CACHE_S)
         self.ingest_port: int | None = None
         self.admin_port: int | None = None
+        self.metrics_port: int | None = None
 
     def _provider(self) -> SnapshotProvider:
         plans = self.settings.plans
@@ -131,13 +167,19 @@ class Gateway:
     def serves_ingest(self) -> bool:
         return self.role in (Role.ALL, Role.INGEST)
 
-    async def readiness(self) -> dict[str, bool]:
+    async def probe_services(self) -> dict[str, bool]:
+        """The checks that cost a round trip (database ping, Kafka metadata)."""
         checks: dict[str, bool] = {}
         if self.store is not None:
             checks["catalog"] = await self.store.ping()
         if self.serves_ingest:
             checks["kafka"] = await self.publisher.probe(READY_PROBE_TIMEOUT_S)
-            checks["snapshot"] = self.cache.current is not None
+        return checks
+
+    async def readiness(self) -> dict[str, bool]:
+        checks = dict(await self._probed())
+        if self.serves_ingest:
+            checks["snapshot"] = self.cache.current is not None  # free: always current
         return checks
 
     def serving_facts(self) -> dict[str, Any]:
@@ -157,11 +199,23 @@ class Gateway:
                 publisher=self.publisher,
                 pipeline=Pipeline(s.ingest, s.kafka, self.enforcer),
                 inflight=InflightLimit(s.ingest.max_inflight_events, self.metrics),
+                budget=ByteBudget(s.ingest.max_inflight_bytes, self.metrics),
+                client_address=ClientAddress(s.ingest.trusted_proxies),
                 metrics=self.metrics,
             ),
         )
+        internals = s.ingest.serve_metrics_and_openapi
+        add_common_routes(
+            app, self.metrics, self.readiness, self.serving_facts, serve_metrics=internals
+        )
+        if internals:
+            add_openapi_route(app)
+        return app
+
+    def build_metrics_app(self) -> web.Application:
+        """Only /metrics and /health/*: for Prometheus, apart from the public port."""
+        app = web.Application(middlewares=[make_middleware(self.metrics, ())])
         add_common_routes(app, self.metrics, self.readiness, self.serving_facts)
-        add_openapi_route(app)
         return app
 
     def build_admin_app(self) -> web.Application:
@@ -183,37 +237,67 @@ class Gateway:
         s = self.settings
         if self.store is not None:
             await self.store.open()
+        # The metrics and admin ports use the admin section's time limits.
+        admin_limits = ListenerLimits(s.admin.read_timeout_s, s.admin.keepalive_timeout_s)
         if self.serves_ingest:
             await self.cache.start()
             await self.publisher.start()
             self.ingest_port = await self._listen(
-                self.build_ingest_app(), s.ingest.host, s.ingest.port, reuse_port=self.reuse_port
+                self.build_ingest_app(),
+                s.ingest.host,
+                s.ingest.port,
+                ListenerLimits(s.ingest.read_timeout_s, s.ingest.keepalive_timeout_s),
+                reuse_port=self.reuse_port,
             )
             log.info("ingest API listening on http://%s:%d", s.ingest.host, self.ingest_port)
         if self.role in (Role.ALL, Role.ADMIN):
-            self.admin_port = await self._listen(self.build_admin_app(), s.admin.host, s.admin.port)
+            self.admin_port = await self._listen(
+                self.build_admin_app(), s.admin.host, s.admin.port, admin_limits
+            )
             log.info("admin API listening on http://%s:%d", s.admin.host, self.admin_port)
+        # Where ingest is served: with ingest.workers, every worker opens it (SO_REUSEPORT) and
+        # answers for all of them; an admin-only process has /metrics on its admin port.
+        if s.metrics.enabled and self.serves_ingest:
+            self.metrics_port = await self._listen(
+                self.build_metrics_app(),
+                s.metrics.host,
+                s.metrics.port,
+                admin_limits,
+                reuse_port=self.reuse_port,
+            )
+            log.info("metrics listening on http://%s:%d", s.metrics.host, self.metrics_port)
 
     async def _listen(
-        self, app: web.Application, host: str, port: int, *, reuse_port: bool = False
+        self,
+        app: web.Application,
+        host: str,
+        port: int,
+        limits: ListenerLimits,
+        *,
+        reuse_port: bool = False,
     ) -> int:
         app.middlewares.insert(0, self._drain.middleware)
         runner = web.AppRunner(
-            app,
-            access_log=None,
-            # Bodies are inflated by gateway.ingest.body, which enforces the size limit while
-            # decompressing; aiohttp's own decompression has no limit (a gzip bomb).
-            auto_decompress=False,
-            shutdown_timeout=self.settings.ingest.ack_timeout_s + DRAIN_GRACE_S,
+            app, shutdown_timeout=self.settings.ingest.ack_timeout_s + DRAIN_GRACE_S
         )
         await runner.setup()
-        site = web.TCPSite(runner, host, port, reuse_port=reuse_port or None)
+        site = TimedSite(
+            runner,
+            host,
+            port,
+            limits,
+            handler_args={
+                "access_log": None,
+                # Bodies are inflated by gateway.ingest.body, which enforces the size limit while
+                # decompressing; aiohttp's own decompression has no limit (a gzip bomb).
+                "auto_decompress": False,
+            },
+            reuse_port=reuse_port,
+        )
         await site.start()
         self._runners.append(runner)
         # Port 0 asks the OS for a free port; report the one actually bound.
-        sockets = getattr(site._server, "sockets", None) or []
-        bound: int = sockets[0].getsockname()[1] if sockets else port
-        return bound
+        return site.bound_port
 
     async def stop(self) -> None:
         log.info("shutting down: draining in-flight requests")

@@ -136,7 +136,7 @@ def read_events(path: Path) -> tuple[list[Any], list[str]]:
 
 def validate_offline(snapshot: Snapshot, source: Source, events: list[Any]) -> list[EventResult]:
     pipeline = Pipeline(IngestSettings(), KafkaSettings(), Enforcer())
-    info = request_info(peer=None, forwarded_for=None)
+    info = request_info(request_ip="")
     results: list[EventResult] = []
     pipeline.process(events, source, snapshot, info, results=results)
     return results

@@ -326,3 +326,75 @@ def violation(
 def canonical(violations: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Order-independent comparison: every violation must be there, no more, no fewer."""
     return sorted(violations, key=lambda v: orjson.dumps(v, option=orjson.OPT_SORT_KEYS))
+
+
+# --- raw HTTP clients (slow, stalling, half-sent requests) ----------------------------------
+
+
+@dataclasses.dataclass
+class RawReply:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return orjson.loads(self.body)
+
+
+def request_head(
+    method: str, path: str, headers: dict[str, str] | None = None, *, content_length: int | None
+) -> bytes:
+    """The request line and headers of a request, as bytes on the wire."""
+    lines = [f"{method} {path} HTTP/1.1", "Host: gateway.test"]
+    lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
+    if content_length is not None:
+        lines.append(f"Content-Length: {content_length}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+async def read_reply(reader: asyncio.StreamReader) -> RawReply:
+    """One HTTP/1.x response (with Content-Length) from a raw connection."""
+    status_line = await reader.readline()
+    assert status_line.startswith(b"HTTP/1."), status_line
+    headers: dict[str, str] = {}
+    while (line := await reader.readline()) not in (b"\r\n", b""):
+        name, _, value = line.decode().partition(":")
+        headers[name.strip().lower()] = value.strip()
+    body = await reader.readexactly(int(headers.get("content-length", "0")))
+    return RawReply(int(status_line.split()[1]), headers, body)
+
+
+async def closed_by_server(reader: asyncio.StreamReader) -> bool:
+    """True when the server closed the connection (EOF or reset) with nothing more to read."""
+    try:
+        return await reader.read(1) == b""
+    except ConnectionResetError:
+        return True
+
+
+def settings_toml(settings: Settings) -> str:
+    """A config file holding ``settings`` (for ``gateway serve --config`` in a subprocess)."""
+    lines: list[str] = []
+    for section in dataclasses.fields(settings):
+        lines.append(f"[{section.name}]")
+        for name, value in dataclasses.asdict(getattr(settings, section.name)).items():
+            lines.append(f"{name} = {_toml_value(value)}")
+    return "\n".join(lines) + "\n"
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, tuple | list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return orjson.dumps(str(value)).decode()  # a JSON string is a TOML basic string
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident memory of a process (VmRSS), in bytes."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError(f"no VmRSS for process {pid}")

@@ -605,7 +605,8 @@ async def test_batch_sent_at_applies_to_items(gateway: Gateway) -> None:
     ("event_ip", "forwarded_for", "expected"),
     [
         ("198.51.100.9", "203.0.113.7", "198.51.100.9"),
-        (None, "203.0.113.7, 10.0.0.1, 10.0.0.2", "203.0.113.7"),
+        # The peer (loopback) is a trusted proxy by default; the client is the address it saw.
+        (None, "198.51.100.20, 203.0.113.7", "203.0.113.7"),
         (None, None, "127.0.0.1"),
     ],
     ids=["event", "x-forwarded-for", "peer"],

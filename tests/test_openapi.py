@@ -78,7 +78,8 @@ def template(path: str) -> str:
 def registered_routes(app: web.Application) -> set[Route]:
     routes = set()
     for route in app.router.routes():
-        if route.method == "HEAD":  # aiohttp adds one for every GET
+        # aiohttp adds a HEAD for every GET; add_sdk_route an OPTIONS (CORS preflight) per route.
+        if route.method in ("HEAD", "OPTIONS"):
             continue
         assert route.resource is not None
         routes.add((route.method, template(route.resource.canonical)))

@@ -1,7 +1,9 @@
-"""Finding a request's write key: Basic auth, ``writeKey`` in the body, or ``?writeKey=``.
+"""Finding a request's write key and its source.
 
-Basic auth carries the key as the username (``base64("key:")``; the password is ignored).
-Browsers using ``sendBeacon`` cannot set headers, so analytics.js puts the key in the body.
+The key is, in this order: the Basic auth username (``base64("key:")``; the password is
+ignored), the ``?writeKey=`` query parameter, or ``writeKey`` in the JSON body (browsers using
+``sendBeacon`` cannot set headers, so analytics.js puts it there). A key in the header or the
+query is checked before the body is read, so an unknown key or a disabled source costs no body.
 """
 
 from __future__ import annotations
@@ -12,11 +14,12 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.ingest.errors import Unauthorized
+from gateway.ingest.errors import SourceDisabled, Unauthorized
 from gateway.plans.snapshot import Snapshot, Source
 
 
-def write_key_of(request: web.Request, body: dict[str, Any]) -> str:
+def write_key_before_body(request: web.Request) -> str | None:
+    """The key from the Basic header or the query, or None when only the body can hold it."""
     header = request.headers.get("Authorization", "")
     if header[:6].lower() == "basic ":
         try:
@@ -26,20 +29,24 @@ def write_key_of(request: web.Request, body: dict[str, Any]) -> str:
         key = decoded.split(":", 1)[0]
         if key:
             return key
+    return request.query.get("writeKey") or None
+
+
+def write_key_in_body(body: dict[str, Any]) -> str:
     body_key = body.get("writeKey")
     if isinstance(body_key, str) and body_key:
         return body_key
-    query_key = request.query.get("writeKey", "")
-    if query_key:
-        return query_key
     raise Unauthorized(
-        "no write key: send it as the Basic auth username, as writeKey in the body, "
-        "or as the writeKey query parameter"
+        "no write key: send it as the Basic auth username, as the writeKey query parameter, "
+        "or as writeKey in the body"
     )
 
 
-def source_of(snapshot: Snapshot, write_key: str) -> Source:
+def enabled_source(snapshot: Snapshot, write_key: str) -> Source:
+    """The key's source; 401 for an unknown key, 404 for a disabled source."""
     source = snapshot.source_for_key(write_key)
     if source is None:
         raise Unauthorized("unknown write key")
+    if not source.enabled:
+        raise SourceDisabled(f"source {source.id} is disabled")
     return source

@@ -1,8 +1,12 @@
-"""Reading request bodies: any content type, optional gzip, limits on the decompressed size.
+"""Reading request bodies: any content type, optional gzip/deflate, limits on the decompressed size.
 
 analytics.js posts ``text/plain`` and rudder-sdk-node posts form-encoded gzip, so the body is
-parsed as JSON whatever the ``Content-Type``. The size limit applies to the decompressed body and
-is enforced while decompressing, so a gzip bomb costs at most ``max_bytes`` of memory.
+parsed as JSON whatever the ``Content-Type``. A compressed body is read whole first and inflated
+afterwards, so a client that stalls mid-body holds only the compressed bytes it sent; inflation
+stops at ``max_bytes`` of output (a gzip bomb costs at most that much memory).
+
+With a :class:`~gateway.ingest.budget.Hold`, every byte kept — read or inflated — is charged to
+the ingest memory budget as it arrives; the compressed bytes are given back once inflated.
 """
 
 from __future__ import annotations
@@ -13,59 +17,83 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from gateway.ingest.budget import Hold
 from gateway.ingest.errors import InvalidJson, PayloadTooLarge, UnsupportedEncoding
 
 CHUNK = 64 * 1024
+COMPRESSED = ("gzip", "x-gzip", "deflate")
+# zlib window bits: 47 = gzip or zlib header (auto-detected); 15 = zlib; -15 = raw deflate.
+GZIP_WBITS = 47
+ZLIB_WBITS = 15
+RAW_DEFLATE_WBITS = -15
 
 
-async def read_body(request: web.Request, max_bytes: int) -> bytes:
+async def read_body(request: web.Request, max_bytes: int, hold: Hold | None = None) -> bytes:
     encoding = request.headers.get("Content-Encoding", "").strip().lower()
     if encoding in ("", "identity"):
-        return await _read_limited(request, max_bytes)
-    if encoding in ("gzip", "x-gzip", "deflate"):
-        return await _read_inflated(request, max_bytes, encoding)
-    raise UnsupportedEncoding(f"Content-Encoding {encoding!r} is not supported (use gzip)")
+        return await _read_limited(request, max_bytes, hold)
+    if encoding not in COMPRESSED:
+        raise UnsupportedEncoding(f"Content-Encoding {encoding!r} is not supported (use gzip)")
+    compressed = await _read_limited(request, compressed_limit(max_bytes), hold)
+    body = _inflate(compressed, max_bytes, encoding, hold)
+    if hold is not None:
+        hold.shrink(len(compressed))
+    return body
 
 
-async def _read_limited(request: web.Request, max_bytes: int) -> bytes:
-    if request.content_length is not None and request.content_length > max_bytes:
+def compressed_limit(max_bytes: int) -> int:
+    """Largest compressed body that can still inflate within ``max_bytes``.
+
+    Deflate stores incompressible data in blocks of at most 64 KiB with 5 bytes of overhead
+    each, plus a gzip header and trailer; anything larger inflates beyond the limit.
+    """
+    return max_bytes + 5 * (max_bytes // 65535 + 1) + 64
+
+
+async def _read_limited(request: web.Request, max_bytes: int, hold: Hold | None) -> bytes:
+    declared = request.content_length
+    if declared is not None and declared > max_bytes:
         raise _too_large(max_bytes)
+    if hold is not None and declared is not None:
+        hold.grow(declared)  # all at once, before reading: 429 without touching the body
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.content.iter_chunked(CHUNK):
         size += len(chunk)
         if size > max_bytes:
             raise _too_large(max_bytes)
+        if hold is not None and declared is None:
+            hold.grow(len(chunk))  # chunked transfer: charged as it arrives
         chunks.append(chunk)
     return b"".join(chunks)
 
 
-async def _read_inflated(request: web.Request, max_bytes: int, encoding: str) -> bytes:
-    # wbits 47 = auto-detect zlib or gzip header; deflate may also come raw (-15).
-    inflater = zlib.decompressobj(47 if encoding != "deflate" else 15 + 32)
+def _inflate(data: bytes, max_bytes: int, encoding: str, hold: Hold | None) -> bytes:
+    inflater = zlib.decompressobj(GZIP_WBITS if encoding != "deflate" else _deflate_wbits(data))
     out: list[bytes] = []
     size = 0
     try:
-        async for chunk in request.content.iter_chunked(CHUNK):
-            data = chunk
-            while data:
-                # max_length bounds every step, so one small chunk cannot expand without limit.
-                piece = inflater.decompress(data, max_bytes - size + 1)
-                size += len(piece)
-                if size > max_bytes:
-                    raise _too_large(max_bytes, decompressed=True)
-                out.append(piece)
-                data = inflater.unconsumed_tail
-            if inflater.eof:
-                break
-        tail = inflater.flush()
+        while not inflater.eof:
+            # max_length bounds every step, so a small input cannot expand without limit.
+            piece = inflater.decompress(data, CHUNK)
+            data = inflater.unconsumed_tail
+            if not piece and not data:
+                break  # input used up before the end of the stream: a truncated body
+            size += len(piece)
+            if size > max_bytes:
+                raise _too_large(max_bytes, decompressed=True)
+            if hold is not None:
+                hold.grow(len(piece))
+            out.append(piece)
     except zlib.error as exc:
         raise InvalidJson(f"body is not valid {encoding}: {exc}") from None
-    size += len(tail)
-    if size > max_bytes:
-        raise _too_large(max_bytes, decompressed=True)
-    out.append(tail)
     return b"".join(out)
+
+
+def _deflate_wbits(data: bytes) -> int:
+    """HTTP's ``deflate`` is the zlib format, but many clients send a raw deflate stream."""
+    looks_zlib = len(data) >= 2 and data[0] & 0x0F == 8 and (data[0] << 8 | data[1]) % 31 == 0
+    return ZLIB_WBITS if looks_zlib else RAW_DEFLATE_WBITS
 
 
 def _too_large(max_bytes: int, *, decompressed: bool = False) -> PayloadTooLarge:

@@ -5,7 +5,7 @@
 - ``originalTimestamp`` and ``sentAt`` default to ``receivedAt`` (``sentAt`` first to the batch's);
 - ``timestamp``: kept if given, else ``receivedAt - (sentAt - originalTimestamp)``, which corrects
   the device clock's skew; an unparseable time counts as ``receivedAt``, as RudderStack does;
-- ``request_ip``: the event's own, else the request's (first ``X-Forwarded-For``, else peer).
+- ``request_ip``: the event's own, else the request's (see :mod:`gateway.ingest.client_ip`).
 
 Every other field is left untouched. The event dict is modified in place: it was parsed for this
 request alone, and copying it would cost time on the hot path for nothing.
@@ -47,11 +47,8 @@ def parse_timestamp(value: Any) -> datetime | None:
     return dt if dt.tzinfo is not None else dt.replace(tzinfo=UTC)
 
 
-def request_info(
-    *, peer: str | None, forwarded_for: str | None, envelope: dict[str, Any] | None = None
-) -> RequestInfo:
+def request_info(*, request_ip: str, envelope: dict[str, Any] | None = None) -> RequestInfo:
     now = datetime.now(UTC)
-    ip = forwarded_for.split(",", 1)[0].strip() if forwarded_for else ""
     sent_at = context = integrations = None
     if envelope is not None:
         sent_at = envelope.get("sentAt")
@@ -61,7 +58,7 @@ def request_info(
     return RequestInfo(
         received_at=now,
         received_at_text=format_timestamp(now),
-        request_ip=ip or peer or "",
+        request_ip=request_ip,
         sent_at=sent_at,
         context=context,
         integrations=integrations,

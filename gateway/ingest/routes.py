@@ -15,14 +15,15 @@ from typing import Any
 from aiohttp import web
 
 from gateway.config import IngestSettings
-from gateway.http import json_ok
-from gateway.ingest.auth import source_of, write_key_of
+from gateway.http import add_sdk_route, json_ok
+from gateway.ingest.auth import enabled_source, write_key_before_body, write_key_in_body
 from gateway.ingest.body import parse_json_object, read_body
+from gateway.ingest.budget import ByteBudget, Hold
+from gateway.ingest.client_ip import ClientAddress
 from gateway.ingest.errors import (
     InvalidRequest,
     Overloaded,
     PayloadTooLarge,
-    SourceDisabled,
     Unavailable,
 )
 from gateway.ingest.normalize import RequestInfo, request_info
@@ -56,6 +57,10 @@ ROUTES: dict[str, str | None] = {
 }
 
 
+# Memory of parsed events held for Kafka per byte of their JSON: about 3 as Python objects
+# (measured on SDK-shaped batches) plus 1 for the records built from them.
+EVENT_MEMORY_FACTOR = 4
+
 # Dry run with the batch body form; see validate().
 VALIDATE_ROUTE = "/v1/validate"
 
@@ -88,6 +93,8 @@ class IngestContext:
     publisher: Publisher
     pipeline: Pipeline
     inflight: InflightLimit
+    budget: ByteBudget
+    client_address: ClientAddress
     metrics: Metrics
 
 
@@ -97,8 +104,8 @@ INGEST_KEY = web.AppKey("ingest", IngestContext)
 def add_ingest_routes(app: web.Application, ctx: IngestContext) -> None:
     app[INGEST_KEY] = ctx
     for path, forced_type in ROUTES.items():
-        app.router.add_post(path, _handler(forced_type))
-    app.router.add_post(VALIDATE_ROUTE, validate)
+        add_sdk_route(app, "POST", path, _handler(forced_type))
+    add_sdk_route(app, "POST", VALIDATE_ROUTE, validate)
 
 
 def _handler(forced_type: str | None) -> Any:
@@ -117,20 +124,30 @@ class IngestRequest:
 
 
 async def read_ingest_request(
-    request: web.Request, ctx: IngestContext, forced_type: str | None
+    request: web.Request, ctx: IngestContext, forced_type: str | None, hold: Hold
 ) -> IngestRequest:
-    """Body, write key, source and events of a request; raises the matching ApiError."""
+    """Write key, source, body and events of a request; raises the matching ApiError.
+
+    The body's bytes (and then its events', until the response) are charged to ``hold``.
+    """
     settings = ctx.settings
-    doc = parse_json_object(await read_body(request, settings.max_request_bytes))
-    # Taken after the body is read, so a slow client never keeps a replaced snapshot alive.
-    snapshot = ctx.cache.current
-    if snapshot is None:
-        raise Unavailable("no tracking-plan snapshot loaded yet")
-    source = source_of(snapshot, write_key_of(request, doc))
-    if not source.enabled:
-        raise SourceDisabled(f"source {source.id} is disabled")
-    peer = request.remote
-    forwarded_for = request.headers.get("X-Forwarded-For")
+    key = write_key_before_body(request)
+    if key is not None:
+        # Refused before a byte of the body is read: a wrong key costs no memory or time.
+        enabled_source(_current_snapshot(ctx), key)
+    hold.check_room()
+    body = await read_body(request, settings.max_request_bytes, hold)
+    body_bytes = len(body)
+    doc = parse_json_object(body)
+    del body  # only the parsed events are kept from here on
+    # Held until Kafka acknowledges them, the events take several times their JSON size in
+    # memory (Python objects, then Kafka records): charged so, the budget bounds real memory.
+    hold.grow(EVENT_MEMORY_FACTOR * body_bytes - hold.bytes)
+    # Taken again after the body is read, so a slow client never keeps a replaced snapshot
+    # alive, and a key removed meanwhile is refused.
+    snapshot = _current_snapshot(ctx)
+    source = enabled_source(snapshot, key if key is not None else write_key_in_body(doc))
+    ip = ctx.client_address.of(request.remote, request.headers.get("X-Forwarded-For"))
     if forced_type is None:
         events = doc.get("batch")
         if not isinstance(events, list):
@@ -141,16 +158,35 @@ async def read_ingest_request(
             raise PayloadTooLarge(
                 f"batch has {len(events)} events; the limit is {settings.max_batch_events}"
             )
-        info = request_info(peer=peer, forwarded_for=forwarded_for, envelope=doc)
+        info = request_info(request_ip=ip, envelope=doc)
     else:
         events = [doc]
-        info = request_info(peer=peer, forwarded_for=forwarded_for)
+        info = request_info(request_ip=ip)
     return IngestRequest(snapshot, source, events, info)
+
+
+def _current_snapshot(ctx: IngestContext) -> Snapshot:
+    snapshot = ctx.cache.current
+    if snapshot is None:
+        raise Unavailable("no tracking-plan snapshot loaded yet")
+    return snapshot
 
 
 async def ingest(request: web.Request, forced_type: str | None) -> web.Response:
     ctx = request.app[INGEST_KEY]
-    req = await read_ingest_request(request, ctx, forced_type)
+    # The body's bytes stay charged until the response: they stand for its events, held until
+    # Kafka acknowledges them.
+    hold = ctx.budget.hold()
+    try:
+        return await _ingest(request, ctx, forced_type, hold)
+    finally:
+        hold.release()
+
+
+async def _ingest(
+    request: web.Request, ctx: IngestContext, forced_type: str | None, hold: Hold
+) -> web.Response:
+    req = await read_ingest_request(request, ctx, forced_type, hold)
     source, events = req.source, req.events
     ctx.inflight.acquire(len(events))
     try:
@@ -171,10 +207,14 @@ async def ingest(request: web.Request, forced_type: str | None) -> web.Response:
 async def validate(request: web.Request) -> web.Response:
     """Dry run: the outcome every event would get, and its violations; publishes nothing."""
     ctx = request.app[INGEST_KEY]
-    req = await read_ingest_request(request, ctx, None)
-    results: list[EventResult] = []
-    ctx.pipeline.process(req.events, req.source, req.snapshot, req.info, results=results)
-    return json_ok(report_document(results))
+    hold = ctx.budget.hold()
+    try:
+        req = await read_ingest_request(request, ctx, None, hold)
+        results: list[EventResult] = []
+        ctx.pipeline.process(req.events, req.source, req.snapshot, req.info, results=results)
+        return json_ok(report_document(results))
+    finally:
+        hold.release()
 
 
 def _count(counter: Any, source_id: str, counts: Any) -> None:
