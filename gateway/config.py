@@ -66,10 +66,18 @@ class IngestSettings:
 class AdminSettings:
     host: str = "127.0.0.1"
     port: int = 8081
+    # Full rights on the admin API.
     tokens: tuple[str, ...] = ()
+    # May read GET /internal/v1/snapshot and nothing else: what ingest replicas hold
+    # (their plans.token), so a compromised replica can neither change the catalog nor read it.
+    snapshot_tokens: tuple[str, ...] = ()
 
     def validate(self) -> None:
         _port("admin.port", self.port)
+        if set(self.tokens) & set(self.snapshot_tokens):
+            raise ConfigError(
+                "admin.snapshot_tokens: a token is also in admin.tokens; a token has one scope"
+            )
 
 
 @dataclass(frozen=True)

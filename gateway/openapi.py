@@ -110,6 +110,13 @@ ERROR_RESPONSES: dict[int, tuple[str, str, tuple[str, ...], bool]] = {
         ("unauthorized",),
         False,
     ),
+    403: (
+        "Forbidden",
+        "The token may not do this: an `admin.snapshot_tokens` token may only read the plan "
+        "snapshot.",
+        ("forbidden",),
+        False,
+    ),
     404: ("NotFound", "The resource does not exist.", ("not_found",), False),
     413: (
         "PayloadTooLarge",
@@ -821,7 +828,7 @@ def _admin(
     status, response = ok
     responses: JSON = {str(status): response}
     # Bodies are read as on the ingest port: size limit, gzip or deflate only.
-    codes = {*errors, 401, *((413, 415) if "body" in kwargs else ())}
+    codes = {*errors, 401, 403, *((413, 415) if "body" in kwargs else ())}
     for code in sorted(codes):
         responses[str(code)] = _error(code)
     return _operation(tag, operation_id, summary, responses, security=ADMIN_SECURITY, **kwargs)

@@ -168,7 +168,7 @@ class Gateway:
         assert self.store is not None
         app = web.Application(middlewares=[make_middleware(self.metrics, ()), require_token])
         app[STORE_KEY] = self.store
-        app[AUTH_KEY] = TokenAuth(self.settings.admin.tokens)
+        app[AUTH_KEY] = TokenAuth(self.settings.admin.tokens, self.settings.admin.snapshot_tokens)
         add_source_routes(app)
         add_plan_routes(app)
         add_entity_routes(app)
