@@ -141,9 +141,9 @@ ERROR_RESPONSES: dict[int, tuple[str, str, tuple[str, ...], bool]] = {
     ),
     503: (
         "Unavailable",
-        "Kafka did not acknowledge in time, or no tracking-plan snapshot is loaded yet; retry "
-        "after `Retry-After` seconds.",
-        ("unavailable",),
+        "Kafka did not acknowledge in time, or no tracking-plan snapshot is loaded yet; on the "
+        "admin port, the plan snapshot cannot be built now. Retry after `Retry-After` seconds.",
+        ("unavailable", "snapshot_unavailable"),
         True,
     ),
 }
@@ -719,8 +719,8 @@ def _schemas() -> JSON:
             },
             ("status",),
             additionalProperties={"type": "boolean"},
-            description="`status`, one boolean per check (`kafka`, `snapshot`, `catalog`) and, "
-            "on the ingest port, `snapshotRevision`.",
+            description="`status`, one boolean per check (`kafka`, `snapshot`, `catalog`, and on "
+            "the admin port `snapshotBuild`) and, on the ingest port, `snapshotRevision`.",
         ),
         **_event_schemas(),
         **_config_schemas(),
@@ -1233,7 +1233,7 @@ def _operations_paths() -> JSON:
                 },
                 security=PUBLIC,
                 description="Ingest: Kafka answers and a plan snapshot is loaded; admin: the "
-                "catalog database answers.",
+                "catalog database answers and its plan snapshot builds.",
             )
         },
         "/metrics": {
@@ -1272,6 +1272,7 @@ def _operations_paths() -> JSON:
                     ),
                     "304": {"description": "Unchanged since `If-None-Match`."},
                     "401": _error(401),
+                    "503": _error(503),
                 },
                 security=ADMIN_SECURITY,
                 parameters=(IF_NONE_MATCH,),
