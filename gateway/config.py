@@ -198,6 +198,24 @@ class Settings:
         for f in dataclasses.fields(self):
             getattr(self, f.name).validate()
 
+    def check_role(self, role: Role) -> None:
+        """Settings that cannot work together with the role a process serves.
+
+        Checked by ``gateway serve`` before anything starts — a worker process that met the
+        problem later would only exit and be restarted.
+        """
+        if role is Role.INGEST and self.plans.source == LOCAL_SOURCE:
+            raise ConfigError(
+                'plans.source: "local" needs the catalog in this process (--role all); an '
+                "ingest replica reads the admin role's snapshot: set plans.source = "
+                '"http://ADMIN-HOST:PORT" and plans.token (one of the admin side\'s '
+                "admin.snapshot_tokens)"
+            )
+        if role is Role.ALL and self.ingest.port == self.admin.port != 0:
+            raise ConfigError(
+                f"admin.port: the same as ingest.port ({self.ingest.port}); role all serves both"
+            )
+
 
 def load_settings(
     path: str | Path | None = None, environ: Mapping[str, str] | None = None
