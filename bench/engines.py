@@ -34,7 +34,7 @@ Collect = Callable[[Any], Any]
 
 
 def _corpus_events(corpus: Corpus, count: int, violating: float) -> list[dict[str, Any]]:
-    info = request_info(peer="127.0.0.1", forwarded_for=None)
+    info = request_info(request_ip="127.0.0.1")
     events = corpus.make_events(count, violating)
     for event in events:
         normalize(event, info)

@@ -83,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
             settings = load_settings(args.config)
             setup_logging(settings.log)
             role = Role(args.role)
+            settings.check_role(role)
             if args.worker:
                 log.info("ingest worker %d starting", os.getpid())
                 _run(_server().run(settings, role, reuse_port=True))
@@ -91,9 +92,8 @@ def main(argv: list[str] | None = None) -> int:
             if settings.ingest.workers > 1 and role is not Role.ADMIN:
                 from gateway.workers import serve_with_workers
 
-                serve_with_workers(settings, role, args.config)
-            else:
-                _run(_server().run(settings, role))
+                return serve_with_workers(settings, role, args.config)
+            _run(_server().run(settings, role))
         elif args.command == "dev":
             from gateway.dev import prepare_dev_dir, run_dev
 

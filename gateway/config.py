@@ -87,7 +87,11 @@ class IngestSettings:
 class AdminSettings:
     host: str = "127.0.0.1"
     port: int = 8081
+    # Full rights on the admin API.
     tokens: tuple[str, ...] = ()
+    # May read GET /internal/v1/snapshot and nothing else: what ingest replicas hold
+    # (their plans.token), so a compromised replica can neither change the catalog nor read it.
+    snapshot_tokens: tuple[str, ...] = ()
     # As ingest.read_timeout_s / ingest.keepalive_timeout_s, for the admin and metrics ports.
     read_timeout_s: float = 30.0
     keepalive_timeout_s: float = 75.0
@@ -96,6 +100,10 @@ class AdminSettings:
         _port("admin.port", self.port)
         _positive("admin.read_timeout_s", self.read_timeout_s)
         _positive("admin.keepalive_timeout_s", self.keepalive_timeout_s)
+        if set(self.tokens) & set(self.snapshot_tokens):
+            raise ConfigError(
+                "admin.snapshot_tokens: a token is also in admin.tokens; a token has one scope"
+            )
 
 
 @dataclass(frozen=True)
@@ -228,6 +236,24 @@ class Settings:
     def validate(self) -> None:
         for f in dataclasses.fields(self):
             getattr(self, f.name).validate()
+
+    def check_role(self, role: Role) -> None:
+        """Settings that cannot work together with the role a process serves.
+
+        Checked by ``gateway serve`` before anything starts — a worker process that met the
+        problem later would only exit and be restarted.
+        """
+        if role is Role.INGEST and self.plans.source == LOCAL_SOURCE:
+            raise ConfigError(
+                'plans.source: "local" needs the catalog in this process (--role all); an '
+                "ingest replica reads the admin role's snapshot: set plans.source = "
+                '"http://ADMIN-HOST:PORT" and plans.token (one of the admin side\'s '
+                "admin.snapshot_tokens)"
+            )
+        if role is Role.ALL and self.ingest.port == self.admin.port != 0:
+            raise ConfigError(
+                f"admin.port: the same as ingest.port ({self.ingest.port}); role all serves both"
+            )
 
 
 def load_settings(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import secrets
 import shlex
 import signal
@@ -70,6 +71,21 @@ DEMO_EVENTS: list[dict[str, Any]] = [
 ]
 
 
+PRIVATE_MODE = 0o600
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write a file only its owner can read: it holds the admin token.
+
+    Created with that mode rather than changed after writing, so it is never readable by others
+    even for a moment; an existing file (rewritten every run) gets the mode too.
+    """
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_MODE)
+    with os.fdopen(fd, "w") as fh:
+        os.fchmod(fh.fileno(), PRIVATE_MODE)
+        fh.write(text)
+
+
 def write_dev_config(dev_dir: Path, bootstrap_servers: str, port: int) -> tuple[Path, str]:
     """A config for this run (the broker port changes every run) and the admin token."""
     token_file = dev_dir / "admin-token"
@@ -77,10 +93,10 @@ def write_dev_config(dev_dir: Path, bootstrap_servers: str, port: int) -> tuple[
         token = token_file.read_text().strip()
     else:
         token = "dev_" + secrets.token_urlsafe(18)
-        token_file.write_text(token + "\n")
-        token_file.chmod(0o600)
+        write_private(token_file, token + "\n")
     config = dev_dir / "gateway.toml"
-    config.write_text(
+    write_private(
+        config,
         "# Written by `gateway dev` for this run; the broker port changes every run.\n"
         f'[ingest]\nhost = "127.0.0.1"\nport = {port}\n\n'
         f'[admin]\nhost = "127.0.0.1"\nport = 0\ntokens = ["{token}"]\n\n'
@@ -88,8 +104,9 @@ def write_dev_config(dev_dir: Path, bootstrap_servers: str, port: int) -> tuple[
         "# The embedded broker does not support the idempotent producer.\n"
         "idempotence = false\n\n"
         '[plans]\nsource = "local"\nrefresh_interval_s = 2\ncache_dir = "plans-cache"\n\n'
-        '[catalog]\ndatabase_url = "sqlite:///catalog.db"\n'
+        '[catalog]\ndatabase_url = "sqlite:///catalog.db"\n',
     )
+    token_file.chmod(PRIVATE_MODE)  # one written by an earlier version may be world-readable
     return config, token
 
 

@@ -100,6 +100,11 @@ class Metrics:
             registry=r,
             multiprocess_mode="livesum",
         )
+        self.snapshot_build_errors = Counter(
+            PREFIX + "snapshot_build_errors_total",
+            "Admin: plan snapshots of a catalog revision that could not be built",
+            registry=r,
+        )
 
     def exposition(self) -> bytes:
         if self.multiprocess:

@@ -110,6 +110,13 @@ ERROR_RESPONSES: dict[int, tuple[str, str, tuple[str, ...], bool]] = {
         ("unauthorized",),
         False,
     ),
+    403: (
+        "Forbidden",
+        "The token may not do this: an `admin.snapshot_tokens` token may only read the plan "
+        "snapshot.",
+        ("forbidden",),
+        False,
+    ),
     404: ("NotFound", "The resource does not exist.", ("not_found",), False),
     413: (
         "PayloadTooLarge",
@@ -134,9 +141,9 @@ ERROR_RESPONSES: dict[int, tuple[str, str, tuple[str, ...], bool]] = {
     ),
     503: (
         "Unavailable",
-        "Kafka did not acknowledge in time, or no tracking-plan snapshot is loaded yet; retry "
-        "after `Retry-After` seconds.",
-        ("unavailable",),
+        "Kafka did not acknowledge in time, or no tracking-plan snapshot is loaded yet; on the "
+        "admin port, the plan snapshot cannot be built now. Retry after `Retry-After` seconds.",
+        ("unavailable", "snapshot_unavailable"),
         True,
     ),
 }
@@ -712,8 +719,8 @@ def _schemas() -> JSON:
             },
             ("status",),
             additionalProperties={"type": "boolean"},
-            description="`status`, one boolean per check (`kafka`, `snapshot`, `catalog`) and, "
-            "on the ingest port, `snapshotRevision`.",
+            description="`status`, one boolean per check (`kafka`, `snapshot`, `catalog`, and on "
+            "the admin port `snapshotBuild`) and, on the ingest port, `snapshotRevision`.",
         ),
         **_event_schemas(),
         **_config_schemas(),
@@ -821,7 +828,7 @@ def _admin(
     status, response = ok
     responses: JSON = {str(status): response}
     # Bodies are read as on the ingest port: size limit, gzip or deflate only.
-    codes = {*errors, 401, *((413, 415) if "body" in kwargs else ())}
+    codes = {*errors, 401, 403, *((413, 415) if "body" in kwargs else ())}
     for code in sorted(codes):
         responses[str(code)] = _error(code)
     return _operation(tag, operation_id, summary, responses, security=ADMIN_SECURITY, **kwargs)
@@ -1226,7 +1233,7 @@ def _operations_paths() -> JSON:
                 },
                 security=PUBLIC,
                 description="Ingest: Kafka answers and a plan snapshot is loaded; admin: the "
-                "catalog database answers.",
+                "catalog database answers and its plan snapshot builds.",
             )
         },
         "/metrics": {
@@ -1265,6 +1272,7 @@ def _operations_paths() -> JSON:
                     ),
                     "304": {"description": "Unchanged since `If-None-Match`."},
                     "401": _error(401),
+                    "503": _error(503),
                 },
                 security=ADMIN_SECURITY,
                 parameters=(IF_NONE_MATCH,),

@@ -22,7 +22,12 @@ from gateway.catalog.custom_types import add_custom_type_routes
 from gateway.catalog.entities import add_entity_routes
 from gateway.catalog.http import AUTH_KEY, STORE_KEY, require_token
 from gateway.catalog.plans import add_plan_routes
-from gateway.catalog.snapshot import LocalProvider, add_snapshot_route
+from gateway.catalog.snapshot import (
+    SNAPSHOTS_KEY,
+    LocalProvider,
+    SnapshotBuilder,
+    add_snapshot_route,
+)
 from gateway.catalog.sources import add_source_routes
 from gateway.catalog.store import Store
 from gateway.config import LOCAL_SOURCE, ConfigError, Role, Settings
@@ -125,8 +130,10 @@ class Gateway:
         self.reuse_port = reuse_port
         self.metrics = Metrics()
         self.store: Store | None = None
+        self.snapshots: SnapshotBuilder | None = None
         if role in (Role.ALL, Role.ADMIN):
             self.store = Store(settings.catalog.database_url)
+            self.snapshots = SnapshotBuilder(self.store, self.metrics)
         self.publisher = KafkaPublisher(settings.kafka, self.metrics)
         self.cache = PlanCache(
             provider or self._provider(),
@@ -148,13 +155,13 @@ class Gateway:
         plans = self.settings.plans
         if plans.source != LOCAL_SOURCE:
             return provider_from_source(plans.source, plans.token)
-        if self.store is None:
+        if self.snapshots is None:
             raise ConfigError(
                 'plans.source: "local" needs the catalog in this process (role all); an ingest '
                 "replica reads the admin role's snapshot: set plans.source = "
                 '"http://ADMIN-HOST:PORT" and plans.token'
             )
-        return LocalProvider(self.store)
+        return LocalProvider(self.snapshots)
 
     def _on_snapshot(self, snapshot: Snapshot) -> None:
         """Drop compiled plans that are gone; compile new ones in the background."""
@@ -180,6 +187,14 @@ class Gateway:
         checks = dict(await self._probed())
         if self.serves_ingest:
             checks["snapshot"] = self.cache.current is not None  # free: always current
+        return checks
+
+    async def admin_readiness(self) -> dict[str, bool]:
+        """The admin port's checks: also whether the catalog's snapshot builds. Not on the
+        ingest port, which keeps serving its last good snapshot meanwhile."""
+        checks = await self.readiness()
+        assert self.snapshots is not None
+        checks["snapshotBuild"] = await self.snapshots.servable()
         return checks
 
     def serving_facts(self) -> dict[str, Any]:
@@ -222,14 +237,16 @@ class Gateway:
         assert self.store is not None
         app = web.Application(middlewares=[make_middleware(self.metrics, ()), require_token])
         app[STORE_KEY] = self.store
-        app[AUTH_KEY] = TokenAuth(self.settings.admin.tokens)
+        assert self.snapshots is not None
+        app[SNAPSHOTS_KEY] = self.snapshots
+        app[AUTH_KEY] = TokenAuth(self.settings.admin.tokens, self.settings.admin.snapshot_tokens)
         add_source_routes(app)
         add_plan_routes(app)
         add_entity_routes(app)
         add_custom_type_routes(app)
         add_connection_routes(app)
         add_snapshot_route(app)
-        add_common_routes(app, self.metrics, self.readiness, self.serving_facts)
+        add_common_routes(app, self.metrics, self.admin_readiness, self.serving_facts)
         add_openapi_route(app)
         return app
 

@@ -7,6 +7,7 @@ and final shape — or see why it was quarantined.
 from __future__ import annotations
 
 import asyncio
+import re
 import sys
 from typing import Any, TextIO
 
@@ -18,16 +19,36 @@ from gateway.publish.producer import client_options
 
 BOLD, DIM, GREEN, RED, RESET = "\033[1m", "\033[2m", "\033[32m", "\033[31m", "\033[0m"
 
+# Record contents come from clients (event names, user ids, any field). Printed raw, a control
+# character could drive the terminal (clear it, move the cursor, set the title, hide text) and
+# a bidirectional override could reorder what is shown: C0, DEL, C1 and the bidi controls are
+# printed as escapes instead.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+_CONTROL_BUT_NEWLINE = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def printable(text: str, *, keep_newlines: bool = False) -> str:
+    """``text`` with every control character written as an escape (``\\x1b``, ``\\u202e``)."""
+    return (_CONTROL_BUT_NEWLINE if keep_newlines else _CONTROL).sub(_escape, text)
+
 
 def format_record(record: Any, color: bool, quarantine_topic: str) -> str:
-    headers = {k: v.decode("utf-8", "replace") for k, v in record.headers or ()}
+    headers = {k: printable(v.decode("utf-8", "replace")) for k, v in record.headers or ()}
     try:
         value: Any = orjson.loads(record.value)
         body = orjson.dumps(value, option=orjson.OPT_INDENT_2).decode()
     except orjson.JSONDecodeError:
         value, body = None, record.value.decode("utf-8", "replace")
+    # JSON escapes C0 controls in strings, but not DEL, C1 or the bidi controls.
+    body = printable(body, keep_newlines=True)
     if record.topic == quarantine_topic:
         reason = value.get("reason") if isinstance(value, dict) else None
+        reason = printable(str(reason))
         status = f"QUARANTINED ({reason})"
         tint = RED
     else:
@@ -40,7 +61,7 @@ def format_record(record: Any, color: bool, quarantine_topic: str) -> str:
             status,
             headers.get("event-type", ""),
             f'"{name}"' if name else "",
-            f"key={record.key.decode('utf-8', 'replace')}" if record.key else "key=-",
+            f"key={printable(record.key.decode('utf-8', 'replace'))}" if record.key else "key=-",
             f"source={headers.get('source-id', '')}",
             f"violations={headers.get('violations', '0')}",
         )

@@ -15,9 +15,10 @@ import orjson
 import pytest
 
 from gateway.broker import EmbeddedBroker
-from gateway.catalog.snapshot import LocalProvider, build_snapshot
+from gateway.catalog.snapshot import LocalProvider, SnapshotBuilder, build_snapshot
 from gateway.catalog.store import Store
 from gateway.config import Role
+from gateway.metrics import Metrics
 from gateway.plans.snapshot import parse_snapshot
 from gateway.server import Gateway
 from tests.conftest import ADMIN_TOKEN, GatewayFactory, basic_auth, consume, ingest_url
@@ -304,7 +305,7 @@ async def test_ingest_replica_reads_the_admin_snapshot_over_http(
             assert isinstance(body["snapshotRevision"], str)
             assert body["snapshotRevision"]
         async with http.get(admin_url(admin_gw, "/health/ready")) as resp:
-            assert await resp.json() == {"status": "ready", "catalog": True}
+            assert await resp.json() == {"status": "ready", "catalog": True, "snapshotBuild": True}
 
 
 def test_local_role_ingest_is_a_clear_error(broker: EmbeddedBroker, tmp_path: Path) -> None:
@@ -320,7 +321,7 @@ async def test_store_reopens_with_data_and_migrations_applied_once(database_url:
     store = Store(database_url)
     await store.open()
     workspace, revision = await store.state()
-    provider = LocalProvider(store)
+    provider = LocalProvider(SnapshotBuilder(store, Metrics()))
     fetched = await provider.fetch(None)
     assert fetched is not None
     assert await provider.fetch(fetched.etag) is None  # unchanged catalog

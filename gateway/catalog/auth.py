@@ -1,8 +1,12 @@
-"""Admin API authentication: bearer tokens from ``admin.tokens``.
+"""Admin API authentication: bearer tokens, each with a scope.
 
 ``Authorization: Bearer <token>`` or, as RudderStack's older Tracking Plan API did, Basic
 ``email:token`` (the token is the password). Tokens are compared in constant time, by digest so
 their lengths do not leak either, and never logged.
+
+Two scopes: ``admin.tokens`` may do everything; ``admin.snapshot_tokens`` may only read the plan
+snapshot (``GET /internal/v1/snapshot``) — what an ingest replica needs, so one that is
+compromised can neither change the catalog nor read its write keys through other routes.
 """
 
 from __future__ import annotations
@@ -11,17 +15,30 @@ import base64
 import binascii
 import hashlib
 import hmac
+from enum import Enum
 
 from aiohttp import web
 
-from gateway.errors import Unauthorized
+from gateway.errors import ApiError, Unauthorized
+
+
+class Forbidden(ApiError):
+    status = 403
+    code = "forbidden"
+
+
+class Scope(Enum):
+    FULL = "full"
+    SNAPSHOT = "snapshot"
 
 
 class TokenAuth:
-    def __init__(self, tokens: tuple[str, ...]) -> None:
-        self._digests = [_digest(t) for t in tokens if t]
+    def __init__(self, tokens: tuple[str, ...], snapshot_tokens: tuple[str, ...] = ()) -> None:
+        self._digests = [(_digest(t), Scope.FULL) for t in tokens if t]
+        self._digests += [(_digest(t), Scope.SNAPSHOT) for t in snapshot_tokens if t]
 
-    def check(self, request: web.Request) -> None:
+    def check(self, request: web.Request) -> Scope:
+        """The scope of the request's token; 401 without a known one."""
         if not self._digests:
             raise Unauthorized("the admin API has no tokens configured (admin.tokens)")
         token = _token_of(request.headers.get("Authorization", ""))
@@ -29,11 +46,14 @@ class TokenAuth:
             raise Unauthorized("send Authorization: Bearer <token>")
         digest = _digest(token)
         # Compare with every token, without stopping early.
-        matched = False
-        for known in self._digests:
-            matched |= hmac.compare_digest(digest, known)
-        if not matched:
-            raise Unauthorized("invalid token")
+        scopes = {Scope.FULL: False, Scope.SNAPSHOT: False}
+        for known, scope in self._digests:
+            scopes[scope] |= hmac.compare_digest(digest, known)
+        if scopes[Scope.FULL]:
+            return Scope.FULL
+        if scopes[Scope.SNAPSHOT]:
+            return Scope.SNAPSHOT
+        raise Unauthorized("invalid token")
 
 
 def _token_of(header: str) -> str | None:

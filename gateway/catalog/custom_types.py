@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from gateway.catalog import schema
 from gateway.catalog import validation as v
 from gateway.catalog.http import STORE_KEY, json_body, page_response
+from gateway.catalog.rules import check_rule
 from gateway.catalog.store import new_id, now_text, row_or_404
 from gateway.errors import BadRequest
 from gateway.http import json_ok
@@ -94,7 +95,8 @@ def _validate_config(kind: str, config: Any) -> dict[str, Any]:
 async def build(
     conn: AsyncConnection, kind: str, config: dict[str, Any], properties: Any
 ) -> tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]]:
-    """(rules, defs, stored properties) of a custom type."""
+    """(rules, defs, stored properties) of a custom type; 400 for rules that cannot be served
+    (they are inlined into the rules of every event that uses the type)."""
     from gateway.catalog import properties_form as form  # properties_form imports this module
 
     rules: dict[str, Any] = {"type": [kind]}
@@ -117,6 +119,7 @@ async def build(
         rules.update(form.object_schema(specs, None))
         defs.update(form.definitions(specs))
         stored = [{"id": s.id, "required": s.required} for s in specs]
+    await check_rule({**rules, "$defs": defs} if defs else rules, "config")
     return rules, defs, stored
 
 

@@ -32,6 +32,7 @@ from gateway.catalog.plans import (
     event_named,
     insert_event,
 )
+from gateway.catalog.rules import check_rule
 from gateway.catalog.store import new_id, now_text, row_or_404
 from gateway.errors import BadRequest
 from gateway.http import json_ok
@@ -228,6 +229,8 @@ async def create_property(request: web.Request) -> web.Response:
         raise BadRequest("type is required")
     kind = v.property_type(body["type"])
     config = v.prop_config(body.get("propConfig"))
+    # Its keywords go into the rules of every event that uses the property.
+    await check_rule(config, "propConfig")
     description = v.optional_text(body.get("description"), "description")
     store = request.app[STORE_KEY]
     now = now_text()
@@ -272,7 +275,9 @@ async def update_property(request: web.Request) -> web.Response:
     if new_type is not None:
         values["type"] = orjson.dumps(new_type).decode()
     if "propConfig" in body:
-        values["prop_config"] = orjson.dumps(v.prop_config(body["propConfig"])).decode()
+        config = v.prop_config(body["propConfig"])
+        await check_rule(config, "propConfig")
+        values["prop_config"] = orjson.dumps(config).decode()
     if not values:
         raise BadRequest("send at least one of name, description, type, propConfig")
     store = request.app[STORE_KEY]

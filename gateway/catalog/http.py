@@ -9,10 +9,11 @@ from aiohttp import web
 from sqlalchemy import Table, func, select
 
 from gateway.catalog import validation as v
-from gateway.catalog.auth import TokenAuth
+from gateway.catalog.auth import Forbidden, Scope, TokenAuth
 from gateway.catalog.store import Store
 from gateway.http import Handler, json_ok
 from gateway.ingest.body import parse_json_object, read_body
+from gateway.plans.providers import SNAPSHOT_PATH
 
 STORE_KEY = web.AppKey("store", Store)
 AUTH_KEY = web.AppKey("auth", TokenAuth)
@@ -51,5 +52,9 @@ async def page_response(
 @web.middleware
 async def require_token(request: web.Request, handler: Handler) -> web.StreamResponse:
     if request.method != "OPTIONS" and request.path not in PUBLIC_PATHS:
-        request.app[AUTH_KEY].check(request)
+        scope = request.app[AUTH_KEY].check(request)
+        if scope is Scope.SNAPSHOT and not (
+            request.method in ("GET", "HEAD") and request.path == SNAPSHOT_PATH
+        ):
+            raise Forbidden(f"this token (admin.snapshot_tokens) may only GET {SNAPSHOT_PATH}")
     return await handler(request)

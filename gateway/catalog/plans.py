@@ -27,6 +27,7 @@ from gateway.catalog import properties_form as form
 from gateway.catalog import schema
 from gateway.catalog import validation as v
 from gateway.catalog.http import STORE_KEY, json_body
+from gateway.catalog.rules import check_rule
 from gateway.catalog.store import new_id, now_text, row_or_404
 from gateway.errors import BadRequest, NotFound
 from gateway.http import json_ok
@@ -327,7 +328,8 @@ async def put_plan_event(
     section: str,
     rules: dict[str, Any],
 ) -> None:
-    """Insert or replace one event's rules in a plan."""
+    """Insert or replace one event's rules in a plan; 400 for rules that cannot be served."""
+    await check_rule(rules)
     te = schema.tracking_plan_events
     now = now_text()
     values = {

@@ -71,11 +71,24 @@ def optional_id(value: Any, what: str) -> str | None:
     return value
 
 
+# Query numbers are ASCII digits only, and short: str.isdigit() also accepts "²", which int()
+# then refuses, as it refuses numbers of more than 4,300 digits (both were a 500).
+QUERY_NUMBER = re.compile(r"[0-9]{1,9}\Z")
+
+
+def positive_query_number(request: web.Request, name: str, default: str | None) -> int | None:
+    """``?name=N`` as a positive integer (``default`` when absent); 400 for anything else."""
+    raw = request.query.get(name, default)
+    if raw is None:
+        return None
+    if not QUERY_NUMBER.match(raw) or int(raw) < 1:
+        raise BadRequest(f"{name} must be a positive integer")
+    return int(raw)
+
+
 def page_of(request: web.Request) -> int:
-    raw = request.query.get("page", "1")
-    if not raw.isdigit() or int(raw) < 1:
-        raise BadRequest("page must be a positive integer")
-    page = int(raw)
+    page = positive_query_number(request, "page", "1")
+    assert page is not None
     if page > MAX_PAGES:
         raise BadRequest(f"page must be at most {MAX_PAGES}")
     return page
@@ -95,12 +108,7 @@ def order_of(request: web.Request) -> tuple[str, bool]:
 
 
 def version_of(request: web.Request) -> int | None:
-    raw = request.query.get("version")
-    if raw is None:
-        return None
-    if not raw.isdigit() or int(raw) < 1:
-        raise BadRequest("version must be a positive number")
-    return int(raw)
+    return positive_query_number(request, "version", None)
 
 
 def page_document(items: list[Any], total: int, page: int) -> dict[str, Any]:

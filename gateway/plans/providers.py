@@ -114,6 +114,11 @@ class HttpProvider:
             async with self._session.get(self.url, headers=headers) as resp:
                 if resp.status == 304:
                     return None
+                if resp.status in (401, 403):
+                    raise ProviderError(
+                        f"GET {self.url} answered {resp.status}: plans.token must be one of "
+                        "the admin side's admin.snapshot_tokens (or admin.tokens)"
+                    )
                 if resp.status != 200:
                     raise ProviderError(f"GET {self.url} answered {resp.status}")
                 content = await resp.read()

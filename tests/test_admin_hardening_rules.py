@@ -1,0 +1,246 @@
+"""Admin writes cannot break the plan snapshot (issue case 8).
+
+A rule that cannot be compiled, or nests too deep to be written into the snapshot, is refused
+at write time on every path that stores rules; and if the snapshot still fails to build, the
+admin side says so (readiness, a metric, a log line) while ingest keeps serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import aiohttp
+import orjson
+import pytest
+from sqlalchemy import update
+
+from gateway.catalog import schema
+from gateway.catalog.rules import MAX_RULE_DEPTH
+from gateway.plans.providers import SNAPSHOT_PATH
+from gateway.server import Gateway
+from tests.conftest import Admin, basic_auth, ingest_url, metric_value
+
+PLANS = "/catalog/tracking-plans"
+
+
+def nested(levels: int) -> dict[str, Any]:
+    """A valid JSON schema ``levels`` objects deep: {"not": {"not": ... {} }}."""
+    rule: dict[str, Any] = {}
+    for _ in range(levels - 1):
+        rule = {"not": rule}
+    return rule
+
+
+def deep_value(levels: int) -> Any:
+    value: Any = "x"
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
+async def track(http: aiohttp.ClientSession, gw: Gateway, key: str) -> int:
+    async with http.post(
+        ingest_url(gw, "/v1/track"),
+        data=orjson.dumps({"userId": "u1", "event": "Probe"}),
+        headers=basic_auth(key),
+    ) as resp:
+        return resp.status
+
+
+async def until_status(
+    http: aiohttp.ClientSession, gw: Gateway, key: str, wanted: int, timeout_s: float = 20
+) -> None:
+    status = None
+    try:
+        async with asyncio.timeout(timeout_s):
+            while (status := await track(http, gw, key)) != wanted:
+                await asyncio.sleep(0.1)
+    except TimeoutError:
+        pytest.fail(f"write key still answered {status}, not {wanted}, after {timeout_s}s")
+
+
+async def test_a_rule_too_deep_for_the_snapshot_is_refused_and_deleted_keys_stop_working(
+    api: Admin,
+) -> None:
+    source = await api.ok("POST", "/sources", {"name": "Deep Source"})
+    key = source["writeKeys"][0]
+    async with aiohttp.ClientSession() as http:
+        await until_status(http, api.gw, key, 200)
+        plan = await api.ok("POST", PLANS, {"name": "Deep Plan"})
+
+        status, body = await api(
+            "PATCH",
+            f"{PLANS}/{plan['id']}/events",
+            {"name": "Deep Event", "eventType": "track", "rules": nested(250)},
+        )
+        assert status == 400, body
+        assert body["code"] == "bad_request"
+        assert f"deeper than {MAX_RULE_DEPTH}" in body["message"]
+
+        status, _ = await api("GET", SNAPSHOT_PATH)
+        assert status == 200
+        await api.ok("DELETE", f"/sources/{source['id']}")
+        await until_status(http, api.gw, key, 401)
+
+
+async def test_rules_at_the_depth_limit_are_stored_and_served(api: Admin) -> None:
+    plan = await api.ok("POST", PLANS, {"name": "Limit Plan"})
+    await api.ok(
+        "PATCH",
+        f"{PLANS}/{plan['id']}/events",
+        {"name": "Limit Event", "eventType": "track", "rules": nested(MAX_RULE_DEPTH)},
+    )
+    status, body = await api(
+        "PATCH",
+        f"{PLANS}/{plan['id']}/events",
+        {"name": "Limit Event", "eventType": "track", "rules": nested(MAX_RULE_DEPTH + 1)},
+    )
+    assert status == 400, body
+    status, snapshot = await api("GET", SNAPSHOT_PATH)
+    assert status == 200
+    (served,) = [p for p in snapshot["trackingPlans"] if p["id"] == plan["id"]]
+    assert served["events"][0]["rules"] == nested(MAX_RULE_DEPTH)
+
+
+async def test_a_rule_that_does_not_compile_is_refused(api: Admin) -> None:
+    plan = await api.ok("POST", PLANS, {"name": "Broken Plan"})
+    for rules in (
+        {"type": "not-a-type"},
+        {"properties": {"properties": {"type": "object", "minProperties": -1}}},
+        {"$ref": "https://example.com/remote.json"},
+    ):
+        status, body = await api(
+            "PATCH",
+            f"{PLANS}/{plan['id']}/events",
+            {"name": "Broken Event", "eventType": "track", "rules": rules},
+        )
+        assert status == 400, (rules, body)
+        assert body["code"] == "bad_request"
+        assert body["message"].startswith("rules: "), body
+    document = await api.ok("GET", f"{PLANS}/{plan['id']}")
+    assert document["events"] == []
+    assert document["version"] == 1
+
+
+async def test_every_write_path_that_feeds_rules_refuses_what_cannot_be_served(
+    api: Admin,
+) -> None:
+    plan = await api.ok("POST", PLANS, {"name": "Paths Plan"})
+    too_deep = deep_value(MAX_RULE_DEPTH + 5)
+    refused = [
+        # Properties by name, created with the event (POST).
+        (
+            "POST",
+            f"{PLANS}/{plan['id']}/events",
+            {
+                "name": "Paths Event",
+                "eventType": "track",
+                "properties": [{"name": "deep", "type": "array", "propConfig": {"enum": too_deep}}],
+            },
+        ),
+        (
+            "POST",
+            f"{PLANS}/{plan['id']}/events",
+            {
+                "name": "Paths Event",
+                "eventType": "track",
+                "properties": [{"name": "bad", "type": "string", "propConfig": {"pattern": "("}}],
+            },
+        ),
+        # Catalog properties and custom types, whose rules are inlined into events.
+        ("POST", "/catalog/properties", prop("deep", "array", {"enum": too_deep})),
+        ("POST", "/catalog/properties", prop("bad", "string", {"pattern": "("})),
+        ("POST", "/catalog/custom-types", custom_type("DeepType", {"enum": too_deep})),
+        ("POST", "/catalog/custom-types", custom_type("BadType", {"pattern": "("})),
+    ]
+    for method, path, body in refused:
+        status, answer = await api(method, path, body)
+        assert status == 400, (path, body, answer)
+        assert answer["code"] == "bad_request"
+
+    # Updates are checked too.
+    fine = await api.ok("POST", "/catalog/properties", prop("fine", "string", {}))
+    status, _ = await api(
+        "PUT", f"/catalog/properties/{fine['id']}", {"propConfig": {"pattern": "("}}
+    )
+    assert status == 400
+    kind = await api.ok("POST", "/catalog/custom-types", custom_type("FineType", {}))
+    status, _ = await api(
+        "PUT", f"/catalog/custom-types/{kind['id']}", custom_type("FineType", {"enum": too_deep})
+    )
+    assert status == 400
+    # PUT …/events (catalog ids) builds from those, which stayed servable: accepted.
+    event = await api.ok("POST", "/catalog/events", {"name": "Ids Event", "eventType": "track"})
+    await api.ok(
+        "PUT",
+        f"{PLANS}/{plan['id']}/events",
+        {"id": event["id"], "properties": [{"id": fine["id"], "required": True}]},
+    )
+    status, _ = await api("GET", SNAPSHOT_PATH)
+    assert status == 200
+
+
+async def test_a_snapshot_that_fails_to_build_is_reported_while_ingest_keeps_serving(
+    api: Admin, caplog: pytest.LogCaptureFixture
+) -> None:
+    source = await api.ok("POST", "/sources", {"name": "Kept Source"})
+    key = source["writeKeys"][0]
+    plan = await api.ok("POST", PLANS, {"name": "Corrupt Plan"})
+    await api.ok(
+        "PATCH",
+        f"{PLANS}/{plan['id']}/events",
+        {"name": "Corrupt Event", "eventType": "track", "rules": {"type": "object"}},
+    )
+    gw = api.gw
+    admin = f"http://127.0.0.1:{gw.admin_port}"
+    async with aiohttp.ClientSession() as http:
+        await until_status(http, gw, key, 200)
+        # What no admin write can store any more, written behind the API's back (an older
+        # version, a manual fix in the database...): a rule too deep to be served.
+        assert gw.store is not None
+        te = schema.tracking_plan_events
+        async with gw.store.write() as conn:
+            await conn.execute(
+                update(te).where(te.c.plan_id == plan["id"]).values(rules=_deep_text(300))
+            )
+
+        status, body = await api("GET", SNAPSHOT_PATH)
+        assert status == 503, body
+        assert body["code"] == "snapshot_unavailable"
+        async with http.get(f"{admin}/health/ready") as resp:
+            ready = await resp.json()
+            assert resp.status == 503, ready
+        assert ready["snapshotBuild"] is False
+        async with http.get(f"{admin}/metrics") as resp:
+            errors = metric_value(await resp.text(), "gateway_snapshot_build_errors_total")
+        assert errors >= 1
+        assert any(
+            r.levelno == logging.ERROR and "snapshot" in r.getMessage() for r in caplog.records
+        )
+        # The data plane keeps serving the last good snapshot.
+        async with http.get(ingest_url(gw, "/health/ready")) as resp:
+            assert resp.status == 200
+        assert await track(http, gw, key) == 200
+
+        # Repaired through the API: served again, ready again.
+        events = (await api.ok("GET", "/catalog/events"))["data"]
+        (event,) = [e for e in events if e["name"] == "Corrupt Event"]
+        await api.ok("DELETE", f"{PLANS}/{plan['id']}/events/{event['id']}")
+        status, _ = await api("GET", SNAPSHOT_PATH)
+        assert status == 200
+        async with http.get(f"{admin}/health/ready") as resp:
+            assert resp.status == 200, await resp.text()
+
+
+def prop(name: str, kind: str, config: dict[str, Any]) -> dict[str, Any]:
+    return {"name": name, "type": kind, "propConfig": config}
+
+
+def custom_type(name: str, config: dict[str, Any]) -> dict[str, Any]:
+    return {"name": name, "type": "string", "config": config}
+
+
+def _deep_text(levels: int) -> str:
+    return "[" * levels + "]" * levels

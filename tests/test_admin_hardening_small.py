@@ -1,0 +1,94 @@
+"""Small control-plane hardening: admin query numbers, `gateway tail` output, dev file modes."""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import stat
+from pathlib import Path
+
+import aiohttp
+import orjson
+import pytest
+
+from gateway.dev import write_dev_config
+from gateway.server import Gateway
+from gateway.tail import tail
+from tests.conftest import Admin, basic_auth, ingest_url
+
+PLANS = "/catalog/tracking-plans"
+# Everything a terminal could act on: C0 (but newline), DEL, C1, bidirectional controls.
+TERMINAL_CONTROLS = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+@pytest.mark.parametrize(
+    "page",
+    [
+        "²",  # str.isdigit() is true, int() refuses it
+        "\u0661",  # an Arabic-Indic one
+        "9" * 5000,  # beyond int()'s digit limit
+        "99999999999999999999",
+        "-1",
+        "+1",
+        " 1",
+        "1.0",
+        "",
+    ],
+)
+async def test_a_page_that_is_not_a_small_ascii_number_is_a_400(api: Admin, page: str) -> None:
+    plan = await api.ok("POST", PLANS, {"name": "Paged Plan"})
+    paths = [
+        f"/catalog/events?page={page}",
+        f"/catalog/properties?page={page}",
+        f"/catalog/custom-types?page={page}",
+        f"{PLANS}/{plan['id']}/events?page={page}",
+        f"{PLANS}/{plan['id']}?version={page}",
+    ]
+    for path in paths:
+        status, document = await api("GET", path)
+        assert status == 400, (path, status, document)
+        assert document["code"] == "bad_request"
+
+
+async def test_tail_prints_client_text_with_control_characters_escaped(gateway: Gateway) -> None:
+    name = "Clear\x1b[2J\x1b]0;owned\x07 Me"
+    user = "u\x9b31m\u202eevil"
+    event = {"userId": user, "event": name, "properties": {"note": "\x7f\x85\u2066x"}}
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(
+            ingest_url(gateway, "/v1/track"), data=orjson.dumps(event), headers=basic_auth()
+        ) as resp,
+    ):
+        assert resp.status == 200, await resp.text()
+
+    out = io.StringIO()
+    seen = await tail(gateway.settings.kafka, from_beginning=True, max_records=1, out=out)
+    printed = out.getvalue()
+
+    assert seen == 1
+    assert not TERMINAL_CONTROLS.findall(printed), printed
+    assert '"Clear\\x1b[2J\\x1b]0;owned\\x07 Me"' in printed
+    assert "key=u\\x9b31m\\u202eevil" in printed
+    assert "\\x7f\\x85\\u2066x" in printed
+
+
+def test_dev_files_holding_the_admin_token_are_private(tmp_path: Path) -> None:
+    old_umask = os.umask(0o022)
+    try:
+        config, token = write_dev_config(tmp_path, "127.0.0.1:9092", 8080)
+        token_file = tmp_path / "admin-token"
+        for path in (config, token_file):
+            assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+        assert token in config.read_text()
+
+        # Files left world-readable by an earlier run are made private on the next one.
+        config.chmod(0o644)
+        token_file.chmod(0o644)
+        again, same_token = write_dev_config(tmp_path, "127.0.0.1:9093", 8080)
+        assert same_token == token
+        for path in (again, token_file):
+            assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+    finally:
+        os.umask(old_umask)
