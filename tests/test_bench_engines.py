@@ -1,0 +1,41 @@
+"""Smoke test: the ``engines`` scenario compares the three engines on the corpus.
+
+Speed is not judged here (that is the bench's report); correctness is: every engine judged
+every event, and the gateway's engine agrees with the reference on all but the documented
+format (``uri``, which the reference checks only with an optional package).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+
+ROOT = Path(__file__).resolve().parent.parent
+ENGINES = ("jsonschema-rs", "fastjsonschema", "jsonschema")
+
+
+def test_engines_quick_reports_each_engine(tmp_path: Path) -> None:
+    out = tmp_path / "latest.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "engines", "--quick", "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    figures = orjson.loads(out.read_bytes())["engines"]
+    assert figures["events"] >= 1000
+    for engine in ENGINES:
+        row = figures[engine]
+        assert set(row) == {"verdict_us", "violations_us", "compile_ms", "disagreements"}
+        assert row["verdict_us"] > 0
+        assert row["violations_us"] > 0
+    assert figures["jsonschema"]["disagreements"] == 0
+    # The corpus violates formats in ~1 of 6 violating events; uri is one format of several.
+    assert figures["jsonschema-rs"]["disagreements"] < figures["events"] * 0.05
+    assert "jsonschema-rs" in done.stdout
