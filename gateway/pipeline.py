@@ -116,8 +116,8 @@ class Pipeline:
                 tally.validation_s += time.perf_counter() - started
                 if decision is not None and decision.reason is None:
                     value = _with_stamps(raw, value, decision, had_context)
-                    if len(value) > self.max_value_bytes:
-                        problem, value = self._too_large(value), None
+                if value is not None and len(value) > self.max_value_bytes:
+                    problem, value = self._too_large(value), None
             plan_id = plan_version = b""
             violations: list[dict[str, Any]] = []
             reason: QuarantineReason | None = None

@@ -6,6 +6,7 @@ reading back whole topics from the real broker.
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +65,7 @@ async def post_raw(gw: Gateway, path: str, body: bytes) -> tuple[int, str]:
         aiohttp.ClientSession() as http,
         http.post(
             ingest_url(gw, path),
-            data=body,
+            data=io.BytesIO(body),  # large bodies as a stream, as aiohttp asks
             headers={"Content-Type": "application/json", **basic_auth(WRITE_KEY)},
         ) as resp,
     ):
