@@ -1,11 +1,17 @@
 """One request's events → Kafka records, each event with exactly one outcome.
 
-    parsed events ─▶ normalize ─▶ check (invalid-event?) ─▶ enforce (plan) ─▶ records
-                                        │                           │
-                                        └────── quarantine ◀────────┘ (drop decisions)
+    parsed events ─▶ normalize ─▶ size ─▶ check (invalid-event?) ─▶ enforce (plan) ─▶ records
+                                    │             │                          │
+                                    └─────────────┴─── quarantine ◀──────────┘ (drop decisions)
 
 The HTTP layer hands in the already-parsed events of one request; this module decides each
 event's outcome and builds its record. It never awaits: all of it is CPU work, done in one go.
+
+Each event is written to JSON once, right after normalization: that gives its size, checked
+before any other work on it (an event over ``ingest.max_event_bytes`` is neither merged with
+the batch envelope, nor validated, nor kept whole: its quarantine record holds a stub), and it
+is the record's value. The stamps enforcement adds to a forwarded event's ``context`` are
+spliced into that JSON instead of writing the event a second time.
 """
 
 from __future__ import annotations
@@ -19,13 +25,22 @@ import orjson
 
 from gateway.config import IngestSettings, KafkaSettings
 from gateway.enforce.enforcer import Decision, Enforcer
-from gateway.ingest.normalize import RequestInfo, normalize
+from gateway.ingest.normalize import RequestInfo, SharedParts, merge_shared, normalize_fields
 from gateway.outcomes import EVENT_TYPES, Outcome, QuarantineReason
 from gateway.plans.snapshot import Snapshot, Source
-from gateway.publish.producer import Record
-from gateway.publish.records import event_key, event_name, headers_for, quarantine_value
+from gateway.publish.producer import RECORD_MARGIN_BYTES, Record, max_record_bytes
+from gateway.publish.records import (
+    bounded_violations,
+    cut_text,
+    event_key,
+    event_name,
+    headers_for,
+    quarantine_value,
+    stub,
+)
 
 UNKNOWN_TYPE = "unknown"
+TOO_DEEP = "event is nested too deeply to be written (more than 254 levels)"
 
 
 @dataclass(slots=True)
@@ -55,6 +70,9 @@ class EventResult:
 class Pipeline:
     def __init__(self, ingest: IngestSettings, kafka: KafkaSettings, enforcer: Enforcer) -> None:
         self.max_event_bytes = ingest.max_event_bytes
+        # A value above this would make the producer (max_request_size) refuse the record; the
+        # key and headers are bounded, so they fit in the margin.
+        self.max_value_bytes = max_record_bytes(kafka) - RECORD_MARGIN_BYTES
         self.events_topic = kafka.events_topic
         self.quarantine_topic = kafka.quarantine_topic
         self.enforcer = enforcer
@@ -73,27 +91,33 @@ class Pipeline:
         records: list[Record] = []
         source_id = source.id.encode()
         enforce = self.enforcer.enforce
+        # Only events of a source with a plan are stamped; their context is put last.
+        stamping = source.tracking_plan is not None and snapshot.plan_for(source) is not None
+        shared: SharedParts | None = None
+        shared_problem: str | None = None
+        if info.context is not None or info.integrations is not None:
+            try:
+                shared = SharedParts(info)
+            except orjson.JSONEncodeError:
+                shared_problem = TOO_DEEP
         for raw in events:
-            problem = _prepare(raw, info, forced_type)
+            problem, value, event_bytes = self._prepare(raw, info, forced_type, shared, stamping)
+            if shared_problem is not None:
+                problem, value = shared_problem, None
             type_label = raw.get("type") if isinstance(raw, dict) else None
             if type_label not in EVENT_TYPES:
                 type_label = UNKNOWN_TYPE
             tally.received[type_label] += 1
             decision: Decision | None = None
             if problem is None:
+                had_context = "context" in raw
                 started = time.perf_counter()
                 decision = enforce(raw, source, snapshot)
                 tally.validation_s += time.perf_counter() - started
-            event_bytes: int | None
-            try:
-                value = orjson.dumps(raw)
-                event_bytes = len(value)
-            except orjson.JSONEncodeError:
-                # Read (JSON is parsed up to 1024 levels deep) but not writable (254 levels).
-                value, event_bytes = b"", None
-                problem = "event is nested too deeply to be written (more than 254 levels)"
-            if problem is None and len(value) > self.max_event_bytes:
-                problem = f"event is {len(value)} bytes; the limit is {self.max_event_bytes} bytes"
+                if decision is not None and decision.reason is None:
+                    value = _with_stamps(raw, value, decision, had_context)
+                if value is not None and len(value) > self.max_value_bytes:
+                    problem, value = self._too_large(value), None
             plan_id = plan_version = b""
             violations: list[dict[str, Any]] = []
             reason: QuarantineReason | None = None
@@ -106,11 +130,12 @@ class Pipeline:
                     tally.violations[plan.id, decision.event_label, v["type"]] += 1
             if problem is not None:
                 reason = QuarantineReason.INVALID_EVENT
-                violations = [{"type": "Invalid-Event", "message": problem}]
+                violations = [invalid_event_violation(problem)]
             key = event_key(raw)
             headers = headers_for(raw, source_id, plan_id, plan_version, len(violations))
             if reason is None:
-                records.append(Record(self.events_topic, key, value, headers))
+                assert value is not None  # a forwarded event is always written
+                records.append(Record(self.events_topic, key, value, headers, raw))
                 tally.forwarded[type_label] += 1
             else:
                 quarantined = quarantine_value(
@@ -120,26 +145,102 @@ class Pipeline:
                     plan_version=decision.plan.version if decision else None,
                     violations=violations,
                     received_at=info.received_at_text,
-                    event=raw,
-                    event_bytes=event_bytes,
+                    event=stub(raw, event_bytes) if value is None else value,
                 )
-                records.append(Record(self.quarantine_topic, key, quarantined, headers))
+                if len(quarantined) > self.max_value_bytes:
+                    # Only where ingest.max_event_bytes is set close to Kafka's record limit.
+                    reason = QuarantineReason.INVALID_EVENT
+                    violations = [invalid_event_violation(self._too_large(quarantined))]
+                    quarantined = quarantine_value(
+                        reason=reason,
+                        source_id=source.id,
+                        plan_id=None,
+                        plan_version=None,
+                        violations=violations,
+                        received_at=info.received_at_text,
+                        event=stub(raw, event_bytes),
+                    )
+                records.append(Record(self.quarantine_topic, key, quarantined, headers, raw))
                 tally.quarantined[type_label, reason.value] += 1
             if results is not None:
-                results.append(_result(raw, reason, violations))
+                results.append(_result(raw, reason, bounded_violations(violations)))
         return records, tally
 
+    def _too_large(self, value: bytes) -> str:
+        return (
+            f"the event's record would be {len(value)} bytes; Kafka's record limit "
+            f"(kafka.max_batch_bytes, at least 1 MiB) leaves {self.max_value_bytes} for it"
+        )
 
-def _prepare(raw: Any, info: RequestInfo, forced_type: str | None) -> str | None:
-    """Normalize an event in place; returns why it is unusable, or None."""
-    if not isinstance(raw, dict):
-        return f"event must be a JSON object, not {type(raw).__name__}"
-    if forced_type is not None:
-        raw["type"] = forced_type
-    # The write key is a credential, not event data: it never reaches Kafka.
-    raw.pop("writeKey", None)
-    normalize(raw, info)
-    return invalid_event_problem(raw)
+    def _prepare(
+        self,
+        raw: Any,
+        info: RequestInfo,
+        forced_type: str | None,
+        shared: SharedParts | None,
+        stamping: bool,
+    ) -> tuple[str | None, bytes | None, int | None]:
+        """Normalize an event in place and write it: (why it is unusable, JSON, size).
+
+        The size, with the envelope's context and integrations merged in, is known before
+        anything else looks at the event. No JSON (None) means the event cannot be stored
+        whole: too large (its size is given) or too deep to write (no size either).
+        """
+        if isinstance(raw, dict):
+            if forced_type is not None:
+                raw["type"] = forced_type
+            # The write key is a credential, not event data: it never reaches Kafka.
+            raw.pop("writeKey", None)
+            normalize_fields(raw, info)
+            if stamping and shared is None and "context" in raw:
+                # Context last: stamps then extend the event's JSON at its very end.
+                raw["context"] = raw.pop("context")
+        try:
+            value = orjson.dumps(raw)
+            size = len(value)
+            if shared is not None and isinstance(raw, dict):
+                size += shared.added_bytes(raw)
+        except orjson.JSONEncodeError:
+            return TOO_DEEP, None, None
+        if size > self.max_event_bytes:
+            return f"event is {size} bytes; the limit is {self.max_event_bytes} bytes", None, size
+        if not isinstance(raw, dict):
+            return f"event must be a JSON object, not {type(raw).__name__}", value, size
+        if shared is not None:
+            # Within the limit once merged, so the merge (a copy of every envelope key) and a
+            # second write cost no more than the event is allowed to be.
+            merge_shared(raw, info)
+            if stamping and "context" in raw:
+                raw["context"] = raw.pop("context")
+            value = orjson.dumps(raw)
+        return invalid_event_problem(raw), value, size
+
+
+def invalid_event_violation(problem: str) -> dict[str, Any]:
+    return {"type": "Invalid-Event", "message": cut_text(problem)}
+
+
+def _with_stamps(
+    event: dict[str, Any], value: bytes | None, decision: Decision, had_context: bool
+) -> bytes:
+    """The forwarded event's JSON: ``value`` (written before enforcement) plus the stamps.
+
+    When stamping only appended keys to ``context`` and ``context`` is the event's last key,
+    the JSON is extended at its end by splicing — byte for byte what ``orjson.dumps(event)``
+    would give; otherwise the event is written again.
+    """
+    stamps = decision.appended
+    if value is None or decision.rewritten or next(reversed(event)) != "context":
+        return orjson.dumps(event)
+    if stamps is None:
+        return value
+    # Small pieces are joined first: each concatenation copies the whole event once.
+    written = orjson.dumps(stamps)
+    if not had_context:
+        return value[:-1] + (b',"context":' + written + b"}")  # a new last key
+    if len(event["context"]) > len(stamps):
+        return value[:-2] + (b"," + written[1:] + b"}")  # after the context's entries
+    return value[:-2] + (written[1:] + b"}")  # the context was empty
 
 
 def _result(

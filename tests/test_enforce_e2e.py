@@ -352,10 +352,12 @@ async def test_mixed_batch_forwarded_quarantined_and_counted(
                 "trackingPlanId",
                 "trackingPlanVersion",
                 "violations",
+                "violationsTotal",
                 "receivedAt",
                 "event",
             }
             assert value["reason"] == outcome, mid
+            assert value["violationsTotal"] == len(expected), mid
             assert value["sourceId"] == SOURCE_ID
             assert value["trackingPlanId"] == PLAN_ID
             assert value["trackingPlanVersion"] == 1

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import gc
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +27,7 @@ from gateway.enforce.violations import (
 )
 from gateway.outcomes import QuarantineReason
 from gateway.plans.snapshot import PlanEvent, Snapshot, Source, TrackingPlan
+from gateway.publish.records import MAX_VIOLATIONS, bounded_texts, bounded_violations
 
 UNPLANNED_LABEL = "(unplanned)"
 # The warm-up thread pauses after each rule it compiles. compile() holds the GIL for a
@@ -40,6 +42,12 @@ class Decision:
     reason: QuarantineReason | None  # None: forward
     # The metrics label for the event: a planned name, the event type, or "(unplanned)".
     event_label: str
+    # What stamping did to a forwarded event, so that its JSON written before enforcement can
+    # be reused: ``appended`` holds the keys added at the end of ``context`` (a dict, or a new
+    # ``context`` key) when that is all that changed; ``rewritten`` means the event changed
+    # otherwise (omitted keys, a replaced or already-stamped context) and must be written anew.
+    appended: dict[str, Any] | None = None
+    rewritten: bool = False
 
 
 class Enforcer:
@@ -99,9 +107,14 @@ class Enforcer:
         policy = source.tracking_plan.policies[event_type]
         violations, label = self._validate(event, event_type, plan)
         reason = policy.drop_reason(violations)
+        decision = Decision(plan, violations, reason, label)
         if reason is None:
-            _stamp(event, plan, violations, policy)
-        return Decision(plan, violations, reason, label)
+            stamps = _stamp(event, plan, violations, policy)
+            if stamps is None:
+                decision.rewritten = True
+            else:
+                decision.appended = stamps
+        return decision
 
     def _validate(
         self, event: dict[str, Any], event_type: str, plan: TrackingPlan
@@ -123,34 +136,67 @@ class Enforcer:
 
 def _stamp(
     event: dict[str, Any], plan: TrackingPlan, violations: list[Violation], policy: Policy
-) -> None:
-    """Stamp a forwarded event's context. Omitted keys still count as violations (metrics,
-    headers, dry runs), but the forwarded event no longer has them, so its violationErrors
-    leave them out and ``omittedProperties`` lists them instead."""
-    context = event.get("context")
-    if not isinstance(context, dict):
-        context = event["context"] = {}
-    context["trackingPlanId"] = plan.id
-    context["trackingPlanVersion"] = plan.version
+) -> dict[str, Any] | None:
+    """Stamp a forwarded event's context; returns the stamps if they were only appended.
+
+    Omitted keys still count as violations (metrics, headers, dry runs), but the forwarded
+    event no longer has them, so its violationErrors leave them out and ``omittedProperties``
+    lists them instead. Both lists are bounded (see gateway.publish.records): an event within
+    the size limit when received stays whole whatever its violations, and ``…Total`` gives the
+    full count when a list was cut.
+    """
+    stamps: dict[str, Any] = {"trackingPlanId": plan.id, "trackingPlanVersion": plan.version}
     remaining = violations
+    omitted = None
     if policy.unplanned_properties == "omit":
         omitted = [v for v in violations if v["type"] == ADDITIONAL_PROPERTIES]
         if omitted:
-            context["omittedProperties"] = [_omit(event, v) for v in omitted]
+            paths = [_omit(event, v) for v in omitted]
+            _bounded_list(stamps, "omittedProperties", bounded_texts, paths)
             remaining = [v for v in violations if v["type"] != ADDITIONAL_PROPERTIES]
     if policy.propagate_validation_errors:
-        context["violationErrors"] = remaining
+        if remaining:
+            _bounded_list(stamps, "violationErrors", bounded_violations, remaining)
+        else:
+            stamps["violationErrors"] = remaining  # the common case, kept cheap
+    context = event.get("context")
+    if isinstance(context, dict):
+        size = len(context)
+        context.update(stamps)
+        # A key the context already had keeps its place: then it grew by fewer keys.
+        appended = len(context) == size + len(stamps)
+    else:
+        appended = "context" not in event  # else a non-object context is replaced
+        event["context"] = stamps.copy()
+    return stamps if appended and not omitted else None
+
+
+def _bounded_list(
+    stamps: dict[str, Any], name: str, bound: Callable[[Sequence[Any]], list[Any]], items: list[Any]
+) -> None:
+    stamps[name] = bound(items)
+    if len(items) > MAX_VIOLATIONS:
+        stamps[f"{name}Total"] = len(items)
 
 
 def _omit(event: dict[str, Any], violation: Violation) -> str:
-    """Remove one unplanned key; returns its dotted path (e.g. ``properties.coupon``)."""
+    """Remove one unplanned key; returns its dotted path (e.g. ``properties.coupon``).
+
+    The key may already be gone: an earlier omission may have removed one of its parents.
+    """
     segments = [
         s.replace("~1", "/").replace("~0", "~")
         for s in violation["meta"]["instancePath"].split("/")[1:]
     ]
     node: Any = event
     for segment in segments:
-        node = node[int(segment)] if isinstance(node, list) else node.get(segment)
+        if isinstance(node, dict):
+            node = node.get(segment)
+        elif isinstance(node, list) and segment.isdigit() and int(segment) < len(node):
+            node = node[int(segment)]
+        else:
+            node = None
+            break
     if isinstance(node, dict):
         node.pop(violation["property"], None)
     return ".".join([*segments, violation["property"]])

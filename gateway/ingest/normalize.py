@@ -18,6 +18,8 @@ from datetime import UTC, datetime
 from random import getrandbits
 from typing import Any
 
+import orjson
+
 
 @dataclass(frozen=True, slots=True)
 class RequestInfo:
@@ -82,15 +84,16 @@ _V4_SET = (0x4 << 76) | (0x2 << 62)
 
 
 def normalize(event: dict[str, Any], info: RequestInfo) -> None:
-    message_id = event.get("messageId")
-    if isinstance(message_id, str) and message_id.strip():
-        if message_id[0].isspace() or message_id[-1].isspace():
-            event["messageId"] = message_id.strip()
-    elif isinstance(message_id, int) and not isinstance(message_id, bool):
-        event["messageId"] = str(message_id)
-    else:
-        event["messageId"] = new_message_id()
+    normalize_fields(event, info)
+    merge_shared(event, info)
 
+
+def merge_shared(event: dict[str, Any], info: RequestInfo) -> None:
+    """Merge the batch envelope's context and integrations under the event's own.
+
+    The pipeline calls this only once the merged size is known to be within the event limit
+    (see :class:`SharedParts`): the merge costs a copy of every envelope key per event.
+    """
     # Always a new dict per event: later stages stamp each event's context separately.
     if info.context is not None:
         own = event.get("context")
@@ -100,6 +103,18 @@ def normalize(event: dict[str, Any], info: RequestInfo) -> None:
         event["integrations"] = (
             {**info.integrations, **own} if isinstance(own, dict) else {**info.integrations}
         )
+
+
+def normalize_fields(event: dict[str, Any], info: RequestInfo) -> None:
+    """Everything of normalization but the envelope merge."""
+    message_id = event.get("messageId")
+    if isinstance(message_id, str) and message_id.strip():
+        if message_id[0].isspace() or message_id[-1].isspace():
+            event["messageId"] = message_id.strip()
+    elif isinstance(message_id, int) and not isinstance(message_id, bool):
+        event["messageId"] = str(message_id)
+    else:
+        event["messageId"] = new_message_id()
 
     received = info.received_at_text
     event["receivedAt"] = received
@@ -124,3 +139,61 @@ def _corrected_timestamp(event: dict[str, Any], info: RequestInfo) -> str:
         return format_timestamp(info.received_at - (sent - orig))
     except OverflowError:
         return info.received_at_text
+
+
+class SharedParts:
+    """The envelope's context and integrations, sized once per request.
+
+    Every item of a batch gets them merged in, so a large envelope ``context`` would be copied
+    and written once per item — 2,500 times for one request. Instead, the size an item will
+    have once merged is computed here from the envelope's size (written once) and the sizes of
+    the few envelope keys the item overrides, so an item that will be too large is found
+    without being merged or written. Raises ``orjson.JSONEncodeError`` for parts nested too
+    deeply to be written.
+    """
+
+    def __init__(self, info: RequestInfo) -> None:
+        # (key, the envelope's object, its JSON size, sizes of its entries as looked up)
+        self._parts: list[tuple[str, dict[str, Any], int, dict[str, int]]] = [
+            (name, shared, len(orjson.dumps(shared)), {})
+            for name, shared in (("context", info.context), ("integrations", info.integrations))
+            if shared is not None
+        ]
+
+    def __bool__(self) -> bool:
+        return bool(self._parts)
+
+    def added_bytes(self, event: dict[str, Any]) -> int:
+        """How many bytes the merge adds to the event's JSON (which must have a key already)."""
+        added = 0
+        for name, shared, shared_bytes, entry_bytes in self._parts:
+            own = event.get(name, _ABSENT)
+            if own is _ABSENT:
+                # A new last key: ',"name":' then the envelope's object.
+                added += len(name) + 4 + shared_bytes
+                continue
+            own_bytes = len(orjson.dumps(own))
+            if not isinstance(own, dict):
+                added += shared_bytes - own_bytes
+                continue
+            # An object of n entries is 2 + sum(entries) + (n - 1) commas bytes long.
+            entries = _entries_bytes(shared_bytes, len(shared))
+            entries += _entries_bytes(own_bytes, len(own))
+            count = len(shared) + len(own)
+            for key in own:
+                if key in shared:
+                    size = entry_bytes.get(key)
+                    if size is None:
+                        size = entry_bytes[key] = len(orjson.dumps({key: shared[key]})) - 2
+                    entries -= size
+                    count -= 1
+            added += 2 + entries + max(count - 1, 0) - own_bytes
+        return added
+
+
+_ABSENT = object()
+
+
+def _entries_bytes(object_bytes: int, count: int) -> int:
+    """The bytes of an object's entries, without braces and commas."""
+    return object_bytes - 2 - max(count - 1, 0)

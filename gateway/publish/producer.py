@@ -5,6 +5,13 @@ Contract: :meth:`KafkaPublisher.publish` returns only when Kafka acknowledged (w
 :class:`KafkaUnavailable` within the deadline it was given, and the caller answers 503 so the
 SDK retries. Records sent before a timeout may still land: delivery is at-least-once, and
 ``messageId`` is the consumer's dedup key.
+
+A record Kafka refuses for what it is (too large for the producer's ``max_request_size`` or the
+broker's ``message.max.bytes``, or otherwise invalid) is not an outage: retrying would fail the
+same way for ever and duplicate the rest of the request on every try. Such a record is sent
+once more on its own (a broker refuses a whole batch, so its neighbours share the refusal),
+and if refused again replaced by a stub quarantine record naming the event. Only when even the
+stub is refused, or Kafka does not answer, does the request fail.
 """
 
 from __future__ import annotations
@@ -19,16 +26,40 @@ from typing import Any, Protocol
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import (
+    CorruptRecordException,
+    KafkaError,
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    RecordTooLargeError,
+    TopicAlreadyExistsError,
+)
 from aiokafka.helpers import create_ssl_context
 
 from gateway.config import KafkaSettings
 from gateway.metrics import Metrics
+from gateway.outcomes import QuarantineReason
+from gateway.publish.records import quarantine_value, stub
 
 log = logging.getLogger(__name__)
 
 TOPIC_EXISTS = TopicAlreadyExistsError.errno
 CONNECT_BACKOFF_MAX_S = 5.0
+# Kafka refuses the record itself, not for want of a working cluster.
+REFUSED_ERRORS = (
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    RecordTooLargeError,
+    CorruptRecordException,
+)
+MIN_RECORD_BYTES = 1024 * 1024
+# Room for a record's key, headers (both bounded, see records.py) and framing.
+RECORD_MARGIN_BYTES = 4096
+
+
+def max_record_bytes(settings: KafkaSettings) -> int:
+    """The largest record the producer sends (its ``max_request_size``)."""
+    return max(settings.max_batch_bytes, MIN_RECORD_BYTES)
 
 
 class KafkaUnavailable(Exception):
@@ -41,6 +72,8 @@ class Record:
     key: bytes | None
     value: bytes
     headers: list[tuple[str, bytes]]
+    # The event the record was made from: what a stub names should Kafka refuse the record.
+    event: Any = None
 
 
 class Publisher(Protocol):
@@ -103,7 +136,7 @@ class KafkaPublisher:
                 compression_type=None if s.compression == "none" else s.compression,
                 linger_ms=s.linger_ms,
                 max_batch_size=s.max_batch_bytes,
-                max_request_size=max(s.max_batch_bytes, 1024 * 1024),
+                max_request_size=max_record_bytes(s),
             )
             try:
                 await producer.start()
@@ -162,32 +195,97 @@ class KafkaPublisher:
             producer = self._producer
             if producer is None:
                 raise KafkaUnavailable("not connected to Kafka yet")
-        futures: list[asyncio.Future[Any]] = []
         try:
             # send() may itself wait (topic metadata, a full buffer), so it shares the deadline.
             async with asyncio.timeout_at(deadline):
-                for r in records:
-                    futures.append(
-                        await producer.send(r.topic, r.value, key=r.key, headers=r.headers)
+                refused, at_delivery = await self._send(producer, records, deadline)
+                for record in at_delivery:
+                    again, _ = await self._send(producer, [record], deadline)
+                    refused += again
+                if refused:
+                    self.metrics.kafka_produce_errors.inc(len(refused))
+                    log.warning(
+                        "Kafka refused %d records (%s); quarantining stubs of their events",
+                        len(refused),
+                        refused[0][1],
                     )
-                # asyncio.wait, unlike gather, does not cancel the deliveries on timeout.
-                _, pending = await asyncio.wait(futures, timeout=max(deadline - loop.time(), 0))
-            if pending:
-                raise TimeoutError
-            failures = [f.exception() for f in futures if f.exception() is not None]
+                    stubs = [self._stub_record(record, error) for record, error in refused]
+                    still, still_at_delivery = await self._send(producer, stubs, deadline)
+                    if still or still_at_delivery:
+                        raise KafkaUnavailable(f"Kafka refused even a stub record: {still}")
         except TimeoutError:
-            self._mark_failure(len(records) - sum(f.done() for f in futures))
+            self._mark_failure(len(records))
             raise KafkaUnavailable(f"Kafka did not acknowledge within {timeout_s:g}s") from None
         except KafkaError as exc:
             self._mark_failure(len(records))
             raise KafkaUnavailable(str(exc)) from exc
-        if failures:
-            self._mark_failure(len(failures))
-            raise KafkaUnavailable(f"Kafka rejected {len(failures)} events: {failures[0]!r}")
         if self._failing:
             log.info("Kafka acknowledges again")
             self._failing = False
         self.metrics.kafka_produce_duration.observe(time.perf_counter() - started)
+
+    async def _send(
+        self, producer: AIOKafkaProducer, records: Sequence[Record], deadline: float
+    ) -> tuple[list[tuple[Record, KafkaError]], list[Record]]:
+        """Send and await the acks: (records refused at send, records refused at delivery).
+
+        Raises KafkaError (or TimeoutError) when Kafka fails for any other reason.
+        """
+        refused: list[tuple[Record, KafkaError]] = []
+        sent: list[tuple[Record, asyncio.Future[Any]]] = []
+        for r in records:
+            try:
+                future = await producer.send(r.topic, r.value, key=r.key, headers=r.headers)
+            except REFUSED_ERRORS as exc:
+                refused.append((r, exc))
+            else:
+                sent.append((r, future))
+        if not sent:
+            return refused, []
+        loop = asyncio.get_running_loop()
+        # asyncio.wait, unlike gather, does not cancel the deliveries on timeout.
+        _, pending = await asyncio.wait(
+            [f for _, f in sent], timeout=max(deadline - loop.time(), 0)
+        )
+        if pending:
+            raise TimeoutError
+        at_delivery: list[Record] = []
+        for r, f in sent:
+            error = f.exception()
+            if error is None:
+                continue
+            if not isinstance(error, REFUSED_ERRORS):
+                failures = sum(f.exception() is not None for _, f in sent)
+                raise KafkaError(f"Kafka rejected {failures} events: {error!r}")
+            if len(records) == 1:
+                refused.append((r, error))  # refused on its own: no second try
+            else:
+                at_delivery.append(r)
+        return refused, at_delivery
+
+    def _stub_record(self, record: Record, error: KafkaError) -> Record:
+        """A quarantine record naming the event of a record Kafka refused."""
+        headers = dict(record.headers)
+        plan_version = headers.get("tracking-plan-version", b"")
+        event = record.event
+        received_at = event.get("receivedAt") if isinstance(event, dict) else None
+        value = quarantine_value(
+            reason=QuarantineReason.INVALID_EVENT,
+            source_id=headers.get("source-id", b"").decode(),
+            plan_id=headers.get("tracking-plan-id", b"").decode() or None,
+            plan_version=int(plan_version) if plan_version.isdigit() else None,
+            violations=[
+                {
+                    "type": "Invalid-Event",
+                    "message": f"Kafka refused the event's record of {len(record.value)} bytes "
+                    f"({type(error).__name__}); only a stub of the event is kept",
+                }
+            ],
+            received_at=received_at if isinstance(received_at, str) else "",
+            event=stub(event, len(record.value)),
+        )
+        stub_headers = [(k, v) if k != "violations" else (k, b"1") for k, v in record.headers]
+        return Record(self.settings.quarantine_topic, record.key, value, stub_headers, event)
 
     async def probe(self, timeout_s: float) -> bool:
         """Readiness check: after failures, ask the cluster for metadata before saying ready.

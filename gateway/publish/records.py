@@ -2,14 +2,26 @@
 
 - events topic: value = the normalized event (with any context stamps);
 - quarantine topic: value = ``{"reason", "sourceId", "trackingPlanId", "trackingPlanVersion",
-  "violations", "receivedAt", "event"}``;
+  "violations", "violationsTotal", "receivedAt", "event"}``;
 - both: key = ``userId``, else ``anonymousId``; headers ``source-id, event-type, event-name,
   message-id, tracking-plan-id, tracking-plan-version, violations`` (a count; empty strings
   where a header does not apply, so consumers always find the same set).
+
+Every record is bounded whatever the client sent, so that no input can make Kafka refuse a
+request or turn a small request into a flood of output:
+
+- a key longer than ``MAX_KEY_BYTES`` is replaced by ``sha256:<hex digest>`` of it (the same
+  user still lands in the same partition; the full id stays in the value);
+- header values are cut to ``MAX_HEADER_BYTES`` (on a UTF-8 character boundary);
+- violations are listed up to ``MAX_VIOLATIONS`` per event, their texts cut to
+  ``MAX_TEXT_CHARS``; the full count travels beside the list;
+- an event too large (``ingest.max_event_bytes``) or too deeply nested to store is quarantined
+  as a *stub*: its identifying fields, each cut to ``MAX_TEXT_CHARS``, and its size.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -17,21 +29,71 @@ import orjson
 
 from gateway.outcomes import QuarantineReason
 
-# A quarantined event larger than this is stored as a stub naming it, so that one oversized
-# event can never exceed Kafka's message size and make its whole request fail forever.
-MAX_QUARANTINED_EVENT_BYTES = 512 * 1024
+MAX_KEY_BYTES = 256
+MAX_HEADER_BYTES = 256
+MAX_VIOLATIONS = 100
+MAX_TEXT_CHARS = 256
+TRUNCATED_MARK = "…"
 STUB_FIELDS = ("type", "event", "name", "messageId", "userId", "anonymousId", "receivedAt")
 
 
-def _stub(event: dict[str, Any], event_bytes: int | None) -> dict[str, Any]:
-    """The identifying fields of an event too large (or too deep) to store whole."""
-    stub: dict[str, Any] = {
-        k: event[k] for k in STUB_FIELDS if isinstance(event.get(k), str | int | float | bool)
-    }
-    stub["_truncated"] = True
+def cut_text(text: str) -> str:
+    return text if len(text) <= MAX_TEXT_CHARS else text[:MAX_TEXT_CHARS] + TRUNCATED_MARK
+
+
+def stub(event: Any, event_bytes: int | None) -> dict[str, Any]:
+    """What is kept of an event too large or too deep to store: its identifying fields."""
+    kept: dict[str, Any] = {}
+    if isinstance(event, dict):
+        for k in STUB_FIELDS:
+            value = event.get(k)
+            if isinstance(value, str):
+                kept[k] = cut_text(value)
+            elif isinstance(value, int | float | bool):
+                kept[k] = value
+    kept["_truncated"] = True
     if event_bytes is not None:
-        stub["_originalBytes"] = event_bytes
-    return stub
+        kept["_originalBytes"] = event_bytes
+    return kept
+
+
+def _bounded_violation(violation: dict[str, Any]) -> dict[str, Any]:
+    """The violation with its texts (and those of its ``meta``) cut to MAX_TEXT_CHARS."""
+    if not _has_long_text(violation):
+        return violation  # the common case: no copy
+    bounded: dict[str, Any] = {}
+    for k, value in violation.items():
+        if isinstance(value, str):
+            bounded[k] = cut_text(value)
+        elif isinstance(value, dict):
+            bounded[k] = {
+                mk: cut_text(mv) if isinstance(mv, str) else mv for mk, mv in value.items()
+            }
+        else:
+            bounded[k] = value
+    return bounded
+
+
+def _has_long_text(violation: dict[str, Any]) -> bool:
+    for value in violation.values():
+        if isinstance(value, str):
+            if len(value) > MAX_TEXT_CHARS:
+                return True
+        elif isinstance(value, dict):
+            for meta_value in value.values():
+                if isinstance(meta_value, str) and len(meta_value) > MAX_TEXT_CHARS:
+                    return True
+    return False
+
+
+def bounded_violations(violations: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The first MAX_VIOLATIONS violations, their texts cut; the caller records the total."""
+    return [_bounded_violation(v) for v in violations[:MAX_VIOLATIONS]]
+
+
+def bounded_texts(texts: Sequence[str]) -> list[str]:
+    """The first MAX_VIOLATIONS texts (e.g. omitted property paths), each cut."""
+    return [cut_text(t) for t in texts[:MAX_VIOLATIONS]]
 
 
 def event_key(event: Any) -> bytes | None:
@@ -40,7 +102,10 @@ def event_key(event: Any) -> bytes | None:
     for field in ("userId", "anonymousId"):
         value = event.get(field)
         if value is not None and value != "" and not isinstance(value, dict | list):
-            return (value if isinstance(value, str) else orjson.dumps(value).decode()).encode()
+            key = (value if isinstance(value, str) else orjson.dumps(value).decode()).encode()
+            if len(key) > MAX_KEY_BYTES:
+                return b"sha256:" + hashlib.sha256(key).hexdigest().encode()
+            return key
     return None
 
 
@@ -49,17 +114,37 @@ def event_name(event: dict[str, Any]) -> str:
     return name if isinstance(name, str) else ""
 
 
+def _cut_header(encoded: bytes) -> bytes:
+    # errors="ignore" drops a character cut in half, so the value stays valid UTF-8.
+    return encoded[:MAX_HEADER_BYTES].decode(errors="ignore").encode()
+
+
 def headers_for(
     event: Any, source_id: bytes, plan_id: bytes, plan_version: bytes, violations: int
 ) -> list[tuple[str, bytes]]:
-    is_obj = isinstance(event, dict)
-    event_type = event.get("type") if is_obj else None
-    message_id = event.get("messageId") if is_obj else None
+    event_type = name = message_id = b""
+    if isinstance(event, dict):
+        # Inline rather than a helper per header: this runs for every event.
+        value = event.get("type")
+        if isinstance(value, str):
+            event_type = value.encode()
+        value = event.get("event") if value == "track" else event.get("name")
+        if isinstance(value, str):
+            name = value.encode()
+        value = event.get("messageId")
+        if isinstance(value, str):
+            message_id = value.encode()
+        if (
+            len(event_type) > MAX_HEADER_BYTES
+            or len(name) > MAX_HEADER_BYTES
+            or len(message_id) > MAX_HEADER_BYTES
+        ):
+            event_type, name, message_id = map(_cut_header, (event_type, name, message_id))
     return [
         ("source-id", source_id),
-        ("event-type", event_type.encode() if isinstance(event_type, str) else b""),
-        ("event-name", event_name(event).encode() if is_obj else b""),
-        ("message-id", message_id.encode() if isinstance(message_id, str) else b""),
+        ("event-type", event_type),
+        ("event-name", name),
+        ("message-id", message_id),
         ("tracking-plan-id", plan_id),
         ("tracking-plan-version", plan_version),
         ("violations", str(violations).encode()),
@@ -74,22 +159,22 @@ def quarantine_value(
     plan_version: int | None,
     violations: Sequence[dict[str, Any]],
     received_at: str,
-    event: Any,
-    event_bytes: int | None,
+    event: bytes | dict[str, Any],
 ) -> bytes:
-    """The quarantine record; ``event_bytes`` None means the event could not be written."""
-    if isinstance(event, dict) and (
-        event_bytes is None or event_bytes > MAX_QUARANTINED_EVENT_BYTES
-    ):
-        event = _stub(event, event_bytes)
+    """The quarantine record; ``event`` is the event's JSON as published, or a stub.
+
+    The event's JSON is embedded as it is (not serialized again), so the record costs no
+    second pass over the event and adds no nesting level to it.
+    """
     return orjson.dumps(
         {
             "reason": reason.value,
             "sourceId": source_id,
             "trackingPlanId": plan_id,
             "trackingPlanVersion": plan_version,
-            "violations": violations,
+            "violations": bounded_violations(violations),
+            "violationsTotal": len(violations),
             "receivedAt": received_at,
-            "event": event,
+            "event": orjson.Fragment(event) if isinstance(event, bytes) else event,
         }
     )

@@ -1,0 +1,102 @@
+"""Bounded keys and headers, and records Kafka refuses: each fails only its own event.
+
+Against the real broker: a huge field, an event larger than the producer's record limit, and
+a record the producer refuses at send time all end as one quarantined stub each, while the
+rest of the request is forwarded exactly once and answered 200.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from gateway.metrics import Metrics
+from gateway.publish.producer import KafkaPublisher, Record
+from gateway.publish.records import MAX_HEADER_BYTES, MAX_KEY_BYTES, MAX_TEXT_CHARS
+from gateway.server import Gateway
+from tests.conftest import (
+    HEADER_NAMES,
+    SOURCE_ID,
+    GatewayFactory,
+    consume_all,
+    gateway_settings,
+    headers_of,
+)
+from tests.records_support import assert_stub_quarantine, post_json, topic, value_of
+
+GOOD = {"type": "track", "userId": "u-good", "event": "Good", "messageId": "m-good"}
+
+
+async def test_huge_user_id_fails_only_its_event(gateway: Gateway) -> None:
+    huge_id = "u" * 1_200_000
+    big = {"type": "track", "userId": huge_id, "event": "Big", "messageId": "m-big"}
+    assert await post_json(gateway, "/v1/batch", {"batch": [GOOD, big]}) == (200, "OK")
+    [forwarded] = await topic(gateway)
+    assert value_of(forwarded)["messageId"] == "m-good"
+    [record] = await topic(gateway, quarantine=True)
+    doc = assert_stub_quarantine(record, "m-big")
+    assert doc["event"]["userId"] == huge_id[:MAX_TEXT_CHARS] + "…"
+    assert doc["event"]["_originalBytes"] > 1_200_000
+    # The key is still derived from the user: a digest, the same on every event of the user.
+    assert record.key == b"sha256:" + hashlib.sha256(huge_id.encode()).hexdigest().encode()
+    assert set(headers_of(record)) == HEADER_NAMES
+
+
+async def test_long_ids_and_names_are_bounded_in_key_and_headers(gateway: Gateway) -> None:
+    user_id = "é" * 300  # 600 bytes: over the key cap, well within the event limit
+    name = "Ñ" * 1000
+    message_id = "m" * 2000
+    event = {"type": "track", "userId": user_id, "event": name, "messageId": message_id}
+    assert await post_json(gateway, "/v1/track", event) == (200, "OK")
+    [record] = await topic(gateway)
+    assert record.key == b"sha256:" + hashlib.sha256(user_id.encode()).hexdigest().encode()
+    assert len(record.key) <= MAX_KEY_BYTES
+    headers = headers_of(record)  # decodes: each cut value is still valid UTF-8
+    assert headers["event-name"] == "Ñ" * (MAX_HEADER_BYTES // 2)
+    assert headers["message-id"] == "m" * MAX_HEADER_BYTES
+    # The value keeps everything.
+    value = value_of(record)
+    assert (value["userId"], value["event"], value["messageId"]) == (user_id, name, message_id)
+
+
+async def test_event_over_kafka_record_limit_is_quarantined_alone(
+    make_gateway: GatewayFactory,
+) -> None:
+    # The event limit set above Kafka's record limit (1 MiB): the event passes the size check
+    # but its record could never be written.
+    gw = await make_gateway(ingest={"max_event_bytes": 4 * 1024 * 1024})
+    big = {**GOOD, "messageId": "m-big", "properties": {"blob": "z" * 1_200_000}}
+    for _ in range(2):  # the same answer on a retry
+        assert await post_json(gw, "/v1/batch", {"batch": [GOOD, big]}) == (200, "OK")
+    assert [value_of(r)["messageId"] for r in await topic(gw)] == ["m-good", "m-good"]
+    records = await topic(gw, quarantine=True)
+    assert len(records) == 2
+    doc = assert_stub_quarantine(records[0], "m-big")
+    assert "record limit" in doc["violations"][0]["message"]
+
+
+async def test_publisher_quarantines_a_record_kafka_refuses(broker: Any, tmp_path: Path) -> None:
+    settings = gateway_settings(broker, tmp_path).kafka
+    publisher = KafkaPublisher(settings, Metrics())
+    await publisher.start()
+    try:
+        assert await publisher.wait_connected(15)
+        event = {"type": "track", "messageId": "m-huge", "userId": "u1", "receivedAt": "now"}
+        headers = [(name, b"") for name in sorted(HEADER_NAMES)]
+        headers[[n for n, _ in headers].index("source-id")] = ("source-id", SOURCE_ID.encode())
+        good = Record(settings.events_topic, b"u1", orjson.dumps(GOOD), headers, GOOD)
+        # Beyond the producer's max_request_size: aiokafka refuses it in send().
+        huge = Record(settings.events_topic, b"u1", b'"' + b"h" * 2_000_000 + b'"', headers, event)
+        await publisher.publish([good, huge], 5.0)
+    finally:
+        await publisher.stop()
+    forwarded = await consume_all(settings.bootstrap_servers, settings.events_topic)
+    assert [r.value for r in forwarded] == [orjson.dumps(GOOD)]
+    [record] = await consume_all(settings.bootstrap_servers, settings.quarantine_topic)
+    doc = assert_stub_quarantine(record, "m-huge")
+    assert "MessageSizeTooLargeError" in doc["violations"][0]["message"]
+    assert doc["receivedAt"] == "now"
+    assert record.key == b"u1"

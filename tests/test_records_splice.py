@@ -1,0 +1,79 @@
+"""The record of a forwarded event is byte for byte ``orjson.dumps`` of the stamped event.
+
+The pipeline writes each event once before enforcement and splices the stamps in; and it sizes
+an item with the batch envelope merged in without merging. Both shortcuts must agree exactly
+with the straightforward computation, whatever shape the event's ``context`` has.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import orjson
+import pytest
+
+from gateway.config import IngestSettings, KafkaSettings
+from gateway.enforce.enforcer import Enforcer
+from gateway.ingest.normalize import SharedParts, merge_shared, request_info
+from gateway.pipeline import Pipeline
+from gateway.plans.snapshot import parse_snapshot
+from tests.records_support import plan_snapshot
+
+RULES = {
+    "type": "object",
+    "properties": {
+        "properties": {
+            "type": "object",
+            "properties": {"n": {"type": "number"}},
+            "additionalProperties": False,
+        }
+    },
+}
+CONTEXTS: list[Any] = [
+    None,  # no context key at all
+    {},
+    {"library": {"name": "x"}, "ip": "1.2.3.4"},
+    "not an object",
+    {"trackingPlanId": "client-sent", "page": {"path": "/"}},
+]
+
+
+@pytest.mark.parametrize("context", CONTEXTS)
+@pytest.mark.parametrize("omit", [False, True])
+@pytest.mark.parametrize("props", [{"n": 1}, {"n": "x"}, {"n": 1, "extra": 2}])
+@pytest.mark.parametrize("envelope", [None, {"library": {"name": "env"}, "ip": "9.9.9.9"}])
+def test_spliced_record_equals_writing_the_stamped_event(
+    context: Any, omit: bool, props: dict[str, Any], envelope: Any
+) -> None:
+    config = {"global": {"unplannedProperties": "omit" if omit else "forward"}}
+    snapshot = parse_snapshot(plan_snapshot(RULES, config))
+    source = snapshot.sources[0]
+    event: dict[str, Any] = {"type": "track", "userId": "u", "event": "Tagged", "properties": props}
+    if context is not None:
+        event["context"] = copy.deepcopy(context)
+    doc = {"batch": [event], **({"context": envelope} if envelope else {})}
+    info = request_info(peer="127.0.0.1", forwarded_for=None, envelope=doc)
+    pipeline = Pipeline(IngestSettings(), KafkaSettings(), Enforcer())
+    [record], tally = pipeline.process(doc["batch"], source, snapshot, info)
+    assert sum(tally.forwarded.values()) == 1
+    assert record.value == orjson.dumps(record.event)
+    assert record.event["context"]["trackingPlanId"] == "tp_records"
+
+
+OWN = [None, "text", {}, {"ip": "own"}, {"new": [1, 2]}, {"ip": None, "library": 1, "z": "é"}]
+SHARED: list[dict[str, Any]] = [{}, {"ip": "1.1.1.1"}, {"ip": "x", "library": {"a": [1, {}]}}]
+
+
+@pytest.mark.parametrize("own", OWN)
+@pytest.mark.parametrize("shared", SHARED)
+def test_merged_size_is_exact_without_merging(own: Any, shared: dict[str, Any]) -> None:
+    info = request_info(
+        peer="p", forwarded_for=None, envelope={"context": shared, "integrations": {"All": True}}
+    )
+    event: dict[str, Any] = {"type": "track"}
+    if own is not None:
+        event["context"] = copy.deepcopy(own)
+    size = len(orjson.dumps(event)) + SharedParts(info).added_bytes(event)
+    merge_shared(event, info)
+    assert size == len(orjson.dumps(event))
