@@ -26,8 +26,10 @@ from tests.conftest import (
     GatewayFactory,
     basic_auth,
     closed_by_server,
+    consume_all,
     gateway_settings,
     ingest_url,
+    metric_value,
     read_reply,
     request_head,
     rss_bytes,
@@ -197,3 +199,39 @@ async def test_spent_budget_answers_429_before_reading(make_gateway: GatewayFact
                 assert (await resp.json())["code"] == "overloaded"
     finally:
         writer.close()
+
+
+async def test_records_amplified_by_a_shared_context_are_charged(
+    make_gateway: GatewayFactory,
+) -> None:
+    """A 30 KB batch context merged into 2,500 small events makes ~75 MB of records from a
+    ~200 KB body: with the budget partly held, that request is refused (429), not buffered."""
+    gw = await make_gateway(ingest={"max_inflight_bytes": 16 * MIB, "max_request_bytes": 4 * MIB})
+    assert gw.ingest_port is not None
+    batch = {
+        "context": {"pad": "x" * 30_000},
+        "batch": [{"type": "track", "userId": f"u{i}", "event": "E"} for i in range(2500)],
+    }
+    _, writer = await asyncio.open_connection("127.0.0.1", gw.ingest_port)
+    try:
+        # Another request holds part of the budget: a slow upload that declared 1 MiB.
+        writer.write(request_head("POST", "/v1/batch", basic_auth(), content_length=MIB))
+        writer.write(b'{"batch": [')
+        await writer.drain()
+        async with aiohttp.ClientSession() as http:
+            for _ in range(50):  # until the slow upload's headers have been seen
+                async with http.get(ingest_url(gw, "/metrics")) as resp:
+                    used = metric_value(await resp.text(), "gateway_inflight_bytes")
+                if used >= MIB:
+                    break
+                await asyncio.sleep(0.1)
+            async with http.post(
+                ingest_url(gw, "/v1/batch"), json=batch, headers=basic_auth()
+            ) as resp:
+                assert resp.status == 429
+                assert (await resp.json())["code"] == "overloaded"
+                assert resp.headers["Retry-After"]
+    finally:
+        writer.close()
+    events = await consume_all(gw.settings.kafka.bootstrap_servers, gw.settings.kafka.events_topic)
+    assert events == []

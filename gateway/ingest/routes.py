@@ -191,6 +191,10 @@ async def _ingest(
     ctx.inflight.acquire(len(events))
     try:
         records, tally = ctx.pipeline.process(events, source, req.snapshot, req.info, forced_type)
+        # A batch's shared context is merged into every event, so its records can outweigh the
+        # body many times over; they are held until Kafka acknowledges them, so they are charged
+        # too (the body's own bytes already stand for them once, see EVENT_MEMORY_FACTOR).
+        hold.grow(sum(len(r.value) for r in records) - hold.bytes // EVENT_MEMORY_FACTOR)
         _count(ctx.metrics.events_received, source.id, tally.received)
         _count_violations(ctx.metrics, source.id, tally)
         try:
