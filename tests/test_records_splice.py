@@ -53,7 +53,7 @@ def test_spliced_record_equals_writing_the_stamped_event(
     if context is not None:
         event["context"] = copy.deepcopy(context)
     doc = {"batch": [event], **({"context": envelope} if envelope else {})}
-    info = request_info(peer="127.0.0.1", forwarded_for=None, envelope=doc)
+    info = request_info(request_ip="127.0.0.1", envelope=doc)
     pipeline = Pipeline(IngestSettings(), KafkaSettings(), Enforcer())
     [record], tally = pipeline.process(doc["batch"], source, snapshot, info)
     assert sum(tally.forwarded.values()) == 1
@@ -68,9 +68,7 @@ SHARED: list[dict[str, Any]] = [{}, {"ip": "1.1.1.1"}, {"ip": "x", "library": {"
 @pytest.mark.parametrize("own", OWN)
 @pytest.mark.parametrize("shared", SHARED)
 def test_merged_size_is_exact_without_merging(own: Any, shared: dict[str, Any]) -> None:
-    info = request_info(
-        peer="p", forwarded_for=None, envelope={"context": shared, "integrations": {"All": True}}
-    )
+    info = request_info(request_ip="p", envelope={"context": shared, "integrations": {"All": True}})
     event: dict[str, Any] = {"type": "track"}
     if own is not None:
         event["context"] = copy.deepcopy(own)
