@@ -11,8 +11,9 @@ and in count (a fixed number of slow connections, the other kinds at a fixed rat
 - ``gzip_bomb``: a few KB of gzip that inflate past ``--max-request-bytes`` (413).
 - ``regex``: 30 KB values against a backtracking-prone pattern and the ``email`` format
   (the scenario's plan has both), and the 20 KB identify email of the issue.
-- ``oversized``: a batch of a good event and one with a 1.2 MB ``userId``; a 500 KB batch
-  ``context`` over 2,500 small events; an event just over ``--max-event-bytes``.
+- oversized fields, one kind each: ``long_user_id``, a batch of a good event and one with a
+  1.2 MB ``userId``; ``padded_context``, a 500 KB batch ``context`` over 2,500 small events;
+  ``over_event_limit``, an event just over ``--max-event-bytes``.
 
 Every request goes on a new connection. One ``ATTACK {json}`` line is printed at the end: per
 kind, the answers by status (``closed``: the connection closed without an answer; ``error``:
@@ -37,7 +38,7 @@ import orjson
 
 SLOW_RAMP_S = 1.0  # slow connections open spread over this long (not one SYN burst)
 TRICKLE_INTERVAL_S = 1.0
-RATE_PER_S = {"gzip_bomb": 10.0, "regex": 10.0, "oversized": 1.0}
+RATE_PER_S = {"gzip_bomb": 10.0, "regex": 10.0, "oversized": 1.0}  # oversized: the 3 in turn
 SLUG_EVENT = "Slug Checked"  # the scenario's plan: slug pattern + email format
 SLUG_PATTERN = "^([a-z0-9]+-?)+$"
 
@@ -119,10 +120,11 @@ class Attack:
             self.slow_waits_s.append(loop.time() - started)
 
     async def paced(
-        self, kind: str, requests: list[tuple[bytes, int | None]], stop_at: float
+        self, kind: str, requests: list[tuple[str, bytes, int | None]], stop_at: float
     ) -> None:
-        """``requests`` in turn, each at most its count (None: no limit), at the kind's rate
-        (each on its own task), until ``stop_at``."""
+        """``requests`` (name, request, most) in turn, each at most ``most`` times (None: no
+        limit), at the kind's rate (each on its own task), until ``stop_at``; the answers are
+        counted under the request's name."""
         loop = asyncio.get_running_loop()
         interval = 1 / RATE_PER_S[kind]
         pending: set[asyncio.Task[None]] = set()
@@ -131,11 +133,11 @@ class Attack:
         while loop.time() < stop_at:
             index = n % len(requests)
             n += 1
-            request, most = requests[index]
+            name, request, most = requests[index]
             if most is not None and sent[index] >= most:
                 continue
             sent[index] += 1
-            task = asyncio.ensure_future(self.send(kind, request))
+            task = asyncio.ensure_future(self.send(name, request))
             pending.add(task)
             task.add_done_callback(pending.discard)
             await asyncio.sleep(interval)
@@ -157,29 +159,29 @@ class Attack:
         ]
         await asyncio.gather(*tasks)
 
-    def gzip_bombs(self, max_request_bytes: int) -> list[tuple[bytes, int | None]]:
+    def gzip_bombs(self, max_request_bytes: int) -> list[tuple[str, bytes, int | None]]:
         # Spaces are valid JSON whitespace: only the size limit can stop it.
         inflated = b" " * (max_request_bytes + 1024 * 1024)
         with_key = gzip.compress(b'{"writeKey":"' + self.write_key.encode() + b'",' + inflated)
         no_key = gzip.compress(b'{"batch":[' + inflated)
         return [
-            (self.request("/v1/batch", no_key, encoding="gzip"), None),
-            (self.request("/v1/batch", with_key, auth=False, encoding="gzip"), None),
+            ("gzip_bomb", self.request("/v1/batch", no_key, encoding="gzip"), None),
+            ("gzip_bomb", self.request("/v1/batch", with_key, auth=False, encoding="gzip"), None),
         ]
 
-    def regex_inputs(self) -> list[tuple[bytes, int | None]]:
+    def regex_inputs(self) -> list[tuple[str, bytes, int | None]]:
         slug = {"slug": "a" * 30_000 + "!"}
         email = {"email": "a@" + "." * 30_000 + "@"}
         identify = {"userId": "u-regex", "traits": {"email": "a@" + "." * 20_000 + "@"}}
         return [
-            (self.request("/v1/track", _json(_track(SLUG_EVENT, slug))), None),
-            (self.request("/v1/track", _json(_track(SLUG_EVENT, email))), None),
-            (self.request("/v1/identify", _json(identify)), None),
+            ("regex", self.request("/v1/track", _json(_track(SLUG_EVENT, slug))), None),
+            ("regex", self.request("/v1/track", _json(_track(SLUG_EVENT, email))), None),
+            ("regex", self.request("/v1/identify", _json(identify)), None),
         ]
 
     def oversized(
         self, max_event_bytes: int, padded_batches: int
-    ) -> list[tuple[bytes, int | None]]:
+    ) -> list[tuple[str, bytes, int | None]]:
         """The padded batch is limited to ``padded_batches``: 2,500 events each carrying the
         500 KB context may make ~1.25 GB of quarantine records per request."""
         long_user = {
@@ -189,9 +191,9 @@ class Attack:
         just_over = _track("Just Over", {"pad": ""})
         just_over["properties"]["pad"] = "x" * (max_event_bytes + 1 - len(_json(just_over)))
         return [
-            (self.request("/v1/batch", _json(long_user)), None),
-            (self.request("/v1/track", _json(just_over)), None),
-            (self.request("/v1/batch", _json(padded)), padded_batches),
+            ("long_user_id", self.request("/v1/batch", _json(long_user)), None),
+            ("over_event_limit", self.request("/v1/track", _json(just_over)), None),
+            ("padded_context", self.request("/v1/batch", _json(padded)), padded_batches),
         ]
 
 

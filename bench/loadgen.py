@@ -121,7 +121,11 @@ async def run(
         "non_2xx": counts.non_2xx,
         "socket_errors": counts.socket_errors,
         **{f"p{q}_us": percentile(latencies, q) or 0.0 for q in (50, 95, 99)},
-        **({"statuses": dict(counts.statuses), "acked": counts.acked} if stamp else {}),
+        **(
+            {"statuses": {str(k): n for k, n in counts.statuses.items()}, "acked": counts.acked}
+            if stamp
+            else {}
+        ),
     }
 
 
