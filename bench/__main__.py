@@ -13,12 +13,13 @@ import platform
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from bench import engines, inprocess, live
+from bench import abuse, engines, inprocess, live
 
 RESULTS = Path(__file__).parent / "results"
 Scenario = tuple[Callable[[float], dict[str, Any]], float, float]
@@ -35,6 +36,7 @@ def scenarios(session: live.Session) -> dict[str, Scenario]:
         "single": (session.single, 20.0, 4.0),
         "latency": (session.latency, 20.0, 4.0),
         "plan-scale": (live.plan_scale, 15.0, 4.0),
+        "abuse": (partial(abuse.abuse, session), 20.0, 4.0),
     }
 
 
@@ -141,6 +143,8 @@ def main(argv: list[str] | None = None) -> int:
     print(table(results))
     if "engines" in results:
         print("\n" + engines_table(results["engines"]))
+    if "abuse" in results:
+        print("\nabuse targets:\n" + "\n".join(abuse.verdict(results["abuse"])))
     print(f"\n{meta['cores']} cores, {meta['cpu']}; written to {args.out}")
     return 0
 

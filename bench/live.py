@@ -20,7 +20,7 @@ import urllib.error
 import urllib.request
 from base64 import b64encode
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +54,10 @@ class Load:
     latencies_ms: tuple[float, float, float]  # p50, p95, p99
     gateway_cpu_percent: float
     loadgen_cpu_percent: float
+    # With ``stamp``: responses by status ("0" = none: socket error, timeout, cut off at the
+    # end) and the messageIds of the requests answered 200.
+    statuses: dict[str, int] = field(default_factory=dict)
+    acked: list[str] = field(default_factory=list)
 
     @property
     def ok_requests(self) -> int:
@@ -63,7 +67,13 @@ class Load:
 class Stack:
     """A broker and a gateway process, configured as in production, in a scratch directory."""
 
-    def __init__(self, snapshot: dict[str, Any], refresh_interval_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        snapshot: dict[str, Any],
+        refresh_interval_s: float = 10.0,
+        ingest: dict[str, float | int] | None = None,
+    ) -> None:
+        self.ingest = ingest or {}
         self.dir = Path(tempfile.mkdtemp(prefix="gateway-bench-"))
         self.snapshot_path = self.dir / "snapshot.json"
         self.write_snapshot(snapshot)
@@ -91,12 +101,13 @@ class Stack:
     def __enter__(self) -> Stack:
         self.broker.start()
         config = self.dir / "gateway.toml"
+        extra = "".join(f"{key} = {value!r}\n" for key, value in self.ingest.items())
         config.write_text(
             f"""
 [ingest]
 host = "127.0.0.1"
 port = {self.port}
-[admin]
+{extra}[admin]
 host = "127.0.0.1"
 port = {self.admin_port}
 [kafka]
@@ -170,10 +181,15 @@ level = "warning"
         duration_s: float,
         delay_ms: int = 0,
         meanwhile: Callable[[], None] | None = None,
+        stamp: str | None = None,
     ) -> Load:
         """Send ``bodies`` round-robin for ``duration_s`` and measure.
 
-        ``meanwhile`` runs while the load generator runs (e.g. to change the snapshot).
+        ``meanwhile`` runs while the load generator runs (e.g. to change the snapshot). With
+        ``stamp``, every request gets a unique messageId (``STAMP_PLACEHOLDER`` in the bodies
+        becomes ``{stamp}{connection}-{n}``) and the result says which ones were answered 200.
+        wrk then runs one thread per connection: a thread's requests and responses alternate,
+        so each response is known to belong to the last request sent.
         """
         bodies_file = self.dir / "bodies.txt"
         bodies_file.write_bytes(b"\n".join(bodies) + b"\n")
@@ -181,19 +197,21 @@ level = "warning"
         wrk = _wrk()
         env = dict(os.environ)
         if wrk:
-            command = [wrk, "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s"]
-            command += ["-s", str(HERE / "wrk.lua"), self.url]
+            threads = connections if stamp else 1
+            command = [wrk, f"-t{threads}", f"-c{connections}", f"-d{seconds}s"]
+            command += ["--timeout", "10s", "-s", str(HERE / "wrk.lua"), self.url]
             env |= {
                 "BENCH_BODIES": str(bodies_file),
                 "BENCH_PATH": path,
                 "BENCH_AUTH": auth,
                 "BENCH_DELAY_MS": str(delay_ms),
+                "BENCH_STAMP": stamp or "",
             }
         else:
             command = [sys.executable, "-m", "bench.loadgen", self.url + path]
             command += ["--bodies", str(bodies_file), "--auth", auth]
             command += [f"--connections={connections}", f"--duration={seconds}"]
-            command += [f"--delay-ms={delay_ms}"]
+            command += [f"--delay-ms={delay_ms}"] + ([f"--stamp={stamp}"] if stamp else [])
         with CpuWindow([self.pid]) as gateway_cpu:
             proc = subprocess.Popen(command, stdout=subprocess.PIPE, env=env)
             assert proc.stdout is not None
@@ -219,7 +237,24 @@ level = "warning"
             ),
             gateway_cpu_percent=gateway_cpu.percent,
             loadgen_cpu_percent=100 * (usage.ru_utime + usage.ru_stime) / gateway_cpu.elapsed,
+            statuses={str(k): int(v) for k, v in figures.get("statuses", {}).items()},
+            acked=_acked(stamp, figures) if stamp else [],
         )
+
+
+def _acked(stamp: str, figures: dict[str, Any]) -> list[str]:
+    """The messageIds answered 200: per connection, ids 1..sent except the unacknowledged."""
+    if "acked" in figures:  # python -m bench.loadgen lists them
+        return [str(x) for x in figures["acked"]]
+    out = []
+    for conn in figures["connections"]:
+        unacked = set(conn["unacked"])
+        ident = conn["id"]
+        out += [f"{stamp}{ident}-{n}" for n in range(1, conn["sent"] + 1) if n not in unacked]
+    return out
+
+
+STAMP_PLACEHOLDER = "@ID@"
 
 
 def _wrk() -> str | None:
@@ -259,23 +294,38 @@ def _batch_bodies(corpus: Corpus, violating: float, count: int = 200) -> list[by
     ]
 
 
-def _track_bodies(corpus: Corpus, count: int = 5000) -> list[bytes]:
+def track_bodies(corpus: Corpus, count: int = 5000, message_id: str = "") -> list[bytes]:
+    """Single track events, 5 % violating; with ``message_id``, all carry that one."""
     events = [e for e in corpus.make_events(count * 2, 0.05) if e["type"] == "track"]
+    if message_id:
+        events = [{**e, "messageId": message_id} for e in events]
     return [orjson.dumps(e) for e in events[:count]]
 
 
 class Session:
-    """One broker + gateway shared by the scenarios on the standard corpus, started on first use."""
+    """One broker + gateway shared by the scenarios on the standard corpus, started on first use.
 
-    def __init__(self) -> None:
+    ``snapshot`` and ``ingest`` (extra ``[ingest]`` settings) change what that gateway serves.
+    """
+
+    def __init__(
+        self,
+        snapshot: dict[str, Any] | None = None,
+        ingest: dict[str, float | int] | None = None,
+    ) -> None:
         self.corpus = Corpus()
+        self.snapshot = snapshot
+        self.ingest = ingest
         self.stack: Stack | None = None
         self.single_rate: float | None = None
         self.single_p50_ms = 0.0
+        self.pacing: tuple[int, int] | None = None  # latency: (connections, delay_ms)
+        self.latency_p99_ms: float | None = None
 
     def get(self) -> Stack:
         if self.stack is None:
-            self.stack = Stack(self.corpus.snapshot()).__enter__()
+            snapshot = self.snapshot or self.corpus.snapshot()
+            self.stack = Stack(snapshot, ingest=self.ingest).__enter__()
         return self.stack
 
     def close(self) -> None:
@@ -304,18 +354,20 @@ class Session:
         return self.batch(duration_s, violating=0.5)
 
     def single(self, duration_s: float) -> dict[str, Any]:
-        load = self._run("/v1/track", _track_bodies(self.corpus), SINGLE_CONNECTIONS, duration_s)
+        load = self._run("/v1/track", track_bodies(self.corpus), SINGLE_CONNECTIONS, duration_s)
         self.single_rate = load.ok_requests / load.seconds
         self.single_p50_ms = load.latencies_ms[0]
         return figures(self.get(), load, 1)
 
-    def latency(self, duration_s: float) -> dict[str, Any]:
-        """``single`` at half its maximum rate: each connection pauses between requests.
+    def calibrate_pacing(self, duration_s: float) -> tuple[int, int]:
+        """Connections and mean pause for ``single`` at half its maximum rate.
 
         wrk pauses a whole number of milliseconds after each response, so the rate also
         depends on the requests' own time at that load. A short paced run measures it, and
-        the pause of the measured run is set from it. The rate reached is what the report shows.
+        the pause of the measured run is set from it.
         """
+        if self.pacing is not None:
+            return self.pacing
         if self.single_rate is None:
             self.single(min(duration_s, 5.0))
         assert self.single_rate
@@ -324,15 +376,23 @@ class Session:
         # pause about 2 % of the rate.
         connections = max(1, round(target * PACING_CYCLE_S))
         cycle_ms = 1000 * connections / target
-        bodies = _track_bodies(self.corpus)
         delay_ms = max(1, round(cycle_ms - self.single_p50_ms))
-        probe = self._run("/v1/track", bodies, connections, PACING_PROBE_S, delay_ms)
+        probe = self._run(
+            "/v1/track", track_bodies(self.corpus), connections, PACING_PROBE_S, delay_ms
+        )
         request_ms = 1000 * connections * probe.seconds / max(probe.ok_requests, 1) - delay_ms
-        delay_ms = max(1, round(cycle_ms - request_ms))
+        self.pacing = connections, max(1, round(cycle_ms - request_ms))
+        return self.pacing
+
+    def latency(self, duration_s: float) -> dict[str, Any]:
+        """``single`` at half its maximum rate: each connection pauses between requests
+        (:meth:`calibrate_pacing`). The rate reached is what the report shows."""
+        connections, delay_ms = self.calibrate_pacing(duration_s)
         load = self.get().load(
-            "/v1/track", bodies, auth=basic_auth(WRITE_KEY), connections=connections,
-            duration_s=duration_s, delay_ms=delay_ms,
+            "/v1/track", track_bodies(self.corpus), auth=basic_auth(WRITE_KEY),
+            connections=connections, duration_s=duration_s, delay_ms=delay_ms,
         )  # fmt: skip
+        self.latency_p99_ms = load.latencies_ms[2]
         return figures(self.get(), load, 1)
 
 

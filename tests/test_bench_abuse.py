@@ -1,0 +1,66 @@
+"""Smoke test of the ``abuse`` benchmark scenario at its ``--quick`` scale.
+
+Speed is not judged (no timing assertions); correctness is: no 5xx to anyone, every good event
+answered 200 is in Kafka, and the slow connections are answered 408.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+
+from bench.abuse import scale
+
+ROOT = Path(__file__).resolve().parent.parent
+NUMBERS = (
+    "events_per_s",
+    "requests_per_s",
+    "p50_ms",
+    "p95_ms",
+    "p99_ms",
+    "cpu_percent",
+    "rss_mb",
+    "loadgen_cpu_percent",
+    "peak_rss_mb",
+    "server_errors",
+    "good_acked",
+    "good_missing_in_kafka",
+)
+ATTACKS = {"slow", "gzip_bomb", "regex", "long_user_id", "over_event_limit", "padded_context"}
+
+
+def test_abuse_quick(tmp_path: Path) -> None:
+    out = tmp_path / "latest.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "abuse", "--quick", "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    figures = orjson.loads(out.read_bytes())["abuse"]
+    for field in NUMBERS:
+        assert isinstance(figures[field], int | float), field
+    assert figures["peak_rss_mb"] >= figures["rss_mb"] > 0
+    # latency did not run: nothing to compare with
+    assert figures["latency_p99_ms"] is None
+    assert figures["p99_ratio_to_latency"] is None
+    assert figures["good_acked"] > 0
+    assert figures["good_statuses"]["200"] == figures["good_acked"]
+    statuses = figures["attack_statuses"]
+    assert set(statuses) == ATTACKS
+    for kind, counts in statuses.items():
+        assert counts, kind
+        assert all(isinstance(n, int) and n > 0 for n in counts.values()), kind
+    assert figures["slow_connections"] == scale(4.0).slow_connections
+    assert "408" in statuses["slow"]  # the read timeout answered them
+    assert statuses["gzip_bomb"] == {"413": statuses["gzip_bomb"]["413"]}
+    # Correctness, whatever the machine's speed.
+    assert figures["server_errors"] == 0, statuses
+    assert figures["good_missing_in_kafka"] == 0
+    assert "abuse targets:" in done.stdout
