@@ -45,6 +45,8 @@ class IngestSettings:
     port: int = 8080
     max_request_bytes: int = 4 * 1024 * 1024
     max_event_bytes: int = 32 * 1024
+    # Violations listed in detail per request; invalid events beyond it are quarantined unlisted.
+    max_request_violations: int = 10_000
     max_batch_events: int = 2500
     max_inflight_events: int = 20000
     # Worker processes sharing the ingest port (SO_REUSEPORT); 1 = serve in the main process.
@@ -67,6 +69,7 @@ class IngestSettings:
     def validate(self) -> None:
         _positive("ingest.max_request_bytes", self.max_request_bytes)
         _positive("ingest.max_event_bytes", self.max_event_bytes)
+        _positive("ingest.max_request_violations", self.max_request_violations)
         _positive("ingest.max_batch_events", self.max_batch_events)
         _positive("ingest.max_inflight_events", self.max_inflight_events)
         _positive("ingest.workers", self.workers)

@@ -24,14 +24,14 @@ from typing import Any
 import orjson
 
 from gateway.config import IngestSettings, KafkaSettings
-from gateway.enforce.enforcer import Decision, Enforcer
+from gateway.enforce.enforcer import Decision, Enforcer, ViolationBudget
+from gateway.enforce.violations import invalid_event_violation
 from gateway.ingest.normalize import RequestInfo, SharedParts, merge_shared, normalize_fields
 from gateway.outcomes import EVENT_TYPES, Outcome, QuarantineReason
 from gateway.plans.snapshot import Snapshot, Source
 from gateway.publish.producer import RECORD_MARGIN_BYTES, Record, max_record_bytes
 from gateway.publish.records import (
     bounded_violations,
-    cut_text,
     event_key,
     event_name,
     headers_for,
@@ -70,6 +70,7 @@ class EventResult:
 class Pipeline:
     def __init__(self, ingest: IngestSettings, kafka: KafkaSettings, enforcer: Enforcer) -> None:
         self.max_event_bytes = ingest.max_event_bytes
+        self.max_request_violations = ingest.max_request_violations
         # A value above this would make the producer (max_request_size) refuse the record; the
         # key and headers are bounded, so they fit in the margin.
         self.max_value_bytes = max_record_bytes(kafka) - RECORD_MARGIN_BYTES
@@ -91,6 +92,7 @@ class Pipeline:
         records: list[Record] = []
         source_id = source.id.encode()
         enforce = self.enforcer.enforce
+        budget = ViolationBudget(self.max_request_violations)
         # Only events of a source with a plan are stamped; their context is put last.
         stamping = source.tracking_plan is not None and snapshot.plan_for(source) is not None
         shared: SharedParts | None = None
@@ -112,7 +114,7 @@ class Pipeline:
             if problem is None:
                 had_context = "context" in raw
                 started = time.perf_counter()
-                decision = enforce(raw, source, snapshot)
+                decision = enforce(raw, source, snapshot, budget)
                 tally.validation_s += time.perf_counter() - started
                 if decision is not None and decision.reason is None:
                     value = _with_stamps(raw, value, decision, had_context)
@@ -214,10 +216,6 @@ class Pipeline:
                 raw["context"] = raw.pop("context")
             value = orjson.dumps(raw)
         return invalid_event_problem(raw), value, size
-
-
-def invalid_event_violation(problem: str) -> dict[str, Any]:
-    return {"type": "Invalid-Event", "message": cut_text(problem)}
 
 
 def _with_stamps(

@@ -23,6 +23,7 @@ from gateway.enforce.policy import Policy
 from gateway.enforce.violations import (
     ADDITIONAL_PROPERTIES,
     Violation,
+    invalid_event_violation,
     unplanned_event_violation,
 )
 from gateway.outcomes import QuarantineReason
@@ -98,14 +99,30 @@ class Enforcer:
         self._rules = {fp: rule for fp, rule in self._rules.items() if fp in live}
         self._warming = snapshot
 
-    def enforce(self, event: dict[str, Any], source: Source, snapshot: Snapshot) -> Decision | None:
-        """Validate and apply the policy; None when the source has no plan (pass through)."""
+    def enforce(
+        self,
+        event: dict[str, Any],
+        source: Source,
+        snapshot: Snapshot,
+        budget: ViolationBudget | None = None,
+    ) -> Decision | None:
+        """Validate and apply the policy; None when the source has no plan (pass through).
+
+        With a ``budget`` (one per request), an invalid event whose violations the budget can no
+        longer pay for is quarantined as ``invalid-event`` without them being collected.
+        """
         plan = snapshot.plan_for(source)
         if plan is None or source.tracking_plan is None:
             return None
         event_type: str = event["type"]
         policy = source.tracking_plan.policies[event_type]
-        violations, label = self._validate(event, event_type, plan)
+        validated = self._validate(event, event_type, plan, budget)
+        if validated is None:
+            assert budget is not None
+            unlisted = [invalid_event_violation(budget.exhausted_message())]
+            label = event.get("event", "") if event_type == "track" else event_type
+            return Decision(plan, unlisted, QuarantineReason.INVALID_EVENT, label)
+        violations, label = validated
         reason = policy.drop_reason(violations)
         decision = Decision(plan, violations, reason, label)
         if reason is None:
@@ -117,8 +134,12 @@ class Enforcer:
         return decision
 
     def _validate(
-        self, event: dict[str, Any], event_type: str, plan: TrackingPlan
-    ) -> tuple[list[Violation], str]:
+        self,
+        event: dict[str, Any],
+        event_type: str,
+        plan: TrackingPlan,
+        budget: ViolationBudget | None,
+    ) -> tuple[list[Violation], str] | None:
         if event_type == "alias":
             return [], event_type
         name = event.get("event", "") if event_type == "track" else ""
@@ -131,7 +152,35 @@ class Enforcer:
         rule = self.rule(planned)
         if rule.is_valid(event):
             return [], label
-        return rule.violations(event), label
+        if budget is None:
+            return rule.violations(event), label
+        if budget.left <= 0:
+            return None
+        violations = rule.violations(event)
+        budget.left -= len(violations)
+        return violations, label
+
+
+class ViolationBudget:
+    """How many more violations one request may have collected and listed.
+
+    Collecting a violation costs microseconds, and a 32 KB event can have thousands (an array
+    of 15,000 wrong items): without a bound, one request of such events would hold the event
+    loop for a minute. The verdict stays exact for every event; only the listing stops.
+    """
+
+    __slots__ = ("left", "limit")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.left = limit
+
+    def exhausted_message(self) -> str:
+        return (
+            f"event violates its rule, but its violations were not collected: this request's "
+            f"events already had more than {self.limit} (ingest.max_request_violations); "
+            "send fewer invalid events per request"
+        )
 
 
 def _stamp(

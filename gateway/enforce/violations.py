@@ -17,6 +17,8 @@ from typing import Any
 
 import jsonschema_rs
 
+from gateway.publish.records import cut_text
+
 Violation = dict[str, Any]
 
 UNPLANNED_EVENT = "Unplanned-Event"
@@ -25,6 +27,8 @@ DATATYPE_MISMATCH = "Datatype-Mismatch"
 ADDITIONAL_PROPERTIES = "Additional-Properties"
 ADVANCE_RULES_VIOLATION = "Advance-Rules-Violation"
 UNKNOWN_VIOLATION = "Unknown-Violation"
+# Not a rule's verdict: the event could not be judged (see invalid_event_violation).
+INVALID_EVENT = "Invalid-Event"
 
 VIOLATION_TYPES = (
     UNPLANNED_EVENT,
@@ -64,6 +68,11 @@ def unplanned_event_violation(name: str) -> Violation:
     }
 
 
+def invalid_event_violation(problem: str) -> Violation:
+    """Why an event could not be judged by its rule at all (quarantined as ``invalid-event``)."""
+    return {"type": INVALID_EVENT, "message": cut_text(problem)}
+
+
 def unknown_violation(message: str) -> Violation:
     return {"type": UNKNOWN_VIOLATION, "message": message, "property": "", "meta": {}}
 
@@ -83,8 +92,9 @@ def violations_of(
         instance_at = error.instance_path
         instance_path = _pointer(instance_at)
         # The engine's schema path is already resolved through local $refs.
-        keyword, value, schema, at_schema = _keyword_of(error, root_schema)
-        schema_path = "#" + _pointer(at_schema)
+        keyword, value, schema, at_schema, schema_path = _keyword_at(
+            error, root_schema, located_cache
+        )
         kind = error.kind
         if isinstance(kind, jsonschema_rs.ValidationErrorKind.Required):
             name = kind.property
@@ -172,6 +182,23 @@ _PATTERN_FAILURES = (
 )
 
 
+def _keyword_at(
+    error: jsonschema_rs.ValidationError,
+    root: Mapping[str, Any],
+    cache: dict[tuple[Any, ...], Any],
+) -> tuple[str, Any, Mapping[str, Any], list[Any], str]:
+    """:func:`_keyword_of` and its schema pointer, remembered per schema path and error kind
+    (an event with thousands of errors has them at a handful of places in the rule)."""
+    key = ("keyword", type(error.kind), *error.schema_path)
+    found = cache.get(key)
+    if found is None:
+        keyword, value, schema, at_schema = _keyword_of(error, root)
+        found = (keyword, value, schema, at_schema, "#" + _pointer(at_schema))
+        if len(cache) < _BRANCH_CACHE_MAX:
+            cache[key] = found
+    return found
+
+
 def _keyword_of(
     error: jsonschema_rs.ValidationError, root: Mapping[str, Any]
 ) -> tuple[str, Any, Mapping[str, Any], list[Any]]:
@@ -204,7 +231,7 @@ _DRAFT_04_BOUNDS = {"exclusiveMinimum": "minimum", "exclusiveMaximum": "maximum"
 def _node_at(root: Any, path: Sequence[Any]) -> Any:
     node = root
     for segment in path:
-        if isinstance(node, Mapping):
+        if isinstance(node, dict):
             node = node.get(segment)
         elif isinstance(node, list) and isinstance(segment, int) and segment < len(node):
             node = node[segment]
@@ -358,8 +385,14 @@ def _message(
     return error.message
 
 
-def _pointer(path: Sequence[Any] | Iterable[Any]) -> str:
-    return "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in path)
+def _pointer(path: Sequence[Any]) -> str:
+    """The JSON Pointer of a path ("" for the root); escapes only where a segment needs it."""
+    if not path:
+        return ""
+    text = "/".join(map(str, path))
+    if "~" in text or text.count("/") != len(path) - 1:
+        return "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in path)
+    return "/" + text
 
 
 def _last(path: Iterable[Any]) -> str:
