@@ -101,7 +101,10 @@ def engines_table(figures: dict[str, Any]) -> str:
         if isinstance(row, dict):
             cells = ["-" if row.get(c) is None else f"{row[c]:,}" for c in ENGINE_COLUMNS]
             lines.append(name.ljust(16) + "".join(v.rjust(15) for v in cells))
-    lines.append(f"({figures['events']:,} events; disagreements are with jsonschema's verdicts)")
+    lines.append(
+        f"({figures['events']:,} events; disagreements are with jsonschema's verdicts, "
+        f"{figures['disagreements_without_formats']} once formats are left out)"
+    )
     return "\n".join(lines)
 
 

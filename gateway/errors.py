@@ -34,6 +34,14 @@ class NotFound(ApiError):
     code = "not_found"
 
 
+class Unavailable(ApiError):
+    """Something the gateway depends on (Kafka, the catalog database) does not answer."""
+
+    status = 503
+    code = "unavailable"
+    retry_after_s = 2
+
+
 def error_response(exc: ApiError) -> web.Response:
     headers = {"Retry-After": str(exc.retry_after_s)} if exc.retry_after_s is not None else None
     return web.json_response(

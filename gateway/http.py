@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from gateway.errors import ApiError, error_response
+from gateway.errors import ApiError, Unavailable, error_response
 from gateway.listener import ReadTimeout
 from gateway.metrics import CONTENT_TYPE_LATEST, Metrics
 
@@ -58,10 +58,15 @@ def make_middleware(metrics: Metrics, cors_origins: tuple[str, ...]) -> Any:
             if isinstance(exc, ReadTimeout):
                 response.force_close()  # the rest of the body is never coming
         except ConnectionError:
-            # The client went away mid-request (its read fails): nobody to answer, not our error.
-            log.info("client disconnected during %s %s", request.method, request.path)
-            response = web.Response(status=400)  # never delivered
-            status = CLIENT_CLOSED_STATUS
+            if request.transport is None or request.transport.is_closing():
+                # The client went away mid-request: nobody to answer, and not our error.
+                log.info("client disconnected during %s %s", request.method, request.path)
+                response = web.Response(status=400)  # never delivered
+                status = CLIENT_CLOSED_STATUS
+            else:
+                # A connection of ours failed (the catalog database, say): transient, retried.
+                log.exception("connection failed handling %s %s", request.method, request.path)
+                response = error_response(Unavailable("a backend connection failed; retry"))
         except web.HTTPException as exc:
             # Router-level errors (404, 405) in the same JSON shape as ours.
             response = web.json_response(

@@ -100,7 +100,8 @@ ERROR_RESPONSES: dict[int, tuple[str, str, tuple[str, ...], bool]] = {
     400: (
         "BadRequest",
         "The request can never succeed: invalid JSON, a body that is not an object, a missing "
-        "or invalid field or query parameter.",
+        "or invalid field or query parameter, or malformed HTTP (the connection is then "
+        "closed).",
         ("bad_request", "invalid_json", "invalid_request"),
         False,
     ),
@@ -118,6 +119,13 @@ ERROR_RESPONSES: dict[int, tuple[str, str, tuple[str, ...], bool]] = {
         False,
     ),
     404: ("NotFound", "The resource does not exist.", ("not_found",), False),
+    408: (
+        "RequestTimeout",
+        "The request (headers and whole body) did not arrive within `ingest.read_timeout_s` "
+        "(`admin.read_timeout_s` on the admin port); the connection is closed.",
+        ("request_timeout",),
+        False,
+    ),
     413: (
         "PayloadTooLarge",
         "The (decompressed) body is over the limit (`ingest.max_request_bytes` on the ingest "
@@ -134,8 +142,9 @@ ERROR_RESPONSES: dict[int, tuple[str, str, tuple[str, ...], bool]] = {
     ),
     429: (
         "Overloaded",
-        "Too many events wait for Kafka (`ingest.max_inflight_events`); retry after "
-        "`Retry-After` seconds.",
+        "The gateway is at its limits: too many events wait for Kafka "
+        "(`ingest.max_inflight_events`), or the bytes of requests in flight reached "
+        "`ingest.max_inflight_bytes`. Retry after `Retry-After` seconds.",
         ("overloaded",),
         True,
     ),
@@ -827,8 +836,9 @@ def _admin(
 ) -> JSON:
     status, response = ok
     responses: JSON = {str(status): response}
-    # Bodies are read as on the ingest port: size limit, gzip or deflate only.
-    codes = {*errors, 401, 403, *((413, 415) if "body" in kwargs else ())}
+    # Bodies are read as on the ingest port: size limit, gzip or deflate only; every request
+    # must arrive within admin.read_timeout_s.
+    codes = {*errors, 401, 403, 408, *((413, 415) if "body" in kwargs else ())}
     for code in sorted(codes):
         responses[str(code)] = _error(code)
     return _operation(tag, operation_id, summary, responses, security=ADMIN_SECURITY, **kwargs)
@@ -858,7 +868,7 @@ def _ingest_paths() -> JSON:
     }
     failures = {str(s): _error(s) for s in (400, 401)}
     failures["404"] = {"$ref": "#/components/responses/SourceDisabled"}
-    failures.update({str(s): _error(s) for s in (413, 415, 429, 503)})
+    failures.update({str(s): _error(s) for s in (408, 413, 415, 429, 503)})
     paths: JSON = {}
     for path, forced in ROUTES.items():
         name = path.rsplit("/", 1)[1]
@@ -887,7 +897,6 @@ def _ingest_paths() -> JSON:
                 body=body,
             )
         }
-    dry_run_failures = {k: val for k, val in failures.items() if k != "429"}
     paths[VALIDATE_ROUTE] = {
         "post": _operation(
             INGEST,
@@ -895,7 +904,7 @@ def _ingest_paths() -> JSON:
             "Dry run: each event's outcome and violations",
             {
                 "200": _ok("The report; nothing was published.", _ref("ValidateReport")),
-                **dry_run_failures,
+                **failures,
             },
             security=INGEST_SECURITY,
             description="Same auth and body as `/v1/batch`; runs the real pipeline "

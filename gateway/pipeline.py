@@ -40,6 +40,9 @@ from gateway.publish.records import (
 )
 
 UNKNOWN_TYPE = "unknown"
+# A request's records may weigh this many times the largest request: room for a batch-level
+# context merged into its events, not for a 30 KB one merged into 2,500 (75 MB).
+OUTPUT_FACTOR = 8
 TOO_DEEP = "event is nested too deeply to be written (more than 254 levels)"
 
 
@@ -71,6 +74,7 @@ class Pipeline:
     def __init__(self, ingest: IngestSettings, kafka: KafkaSettings, enforcer: Enforcer) -> None:
         self.max_event_bytes = ingest.max_event_bytes
         self.max_request_violations = ingest.max_request_violations
+        self.max_output_bytes = OUTPUT_FACTOR * ingest.max_request_bytes
         # A value above this would make the producer (max_request_size) refuse the record; the
         # key and headers are bounded, so they fit in the margin.
         self.max_value_bytes = max_record_bytes(kafka) - RECORD_MARGIN_BYTES
@@ -93,6 +97,7 @@ class Pipeline:
         source_id = source.id.encode()
         enforce = self.enforcer.enforce
         budget = ViolationBudget(self.max_request_violations)
+        output_bytes = 0  # of the records built so far
         # Only events of a source with a plan are stamped; their context is put last.
         stamping = source.tracking_plan is not None and snapshot.plan_for(source) is not None
         shared: SharedParts | None = None
@@ -103,7 +108,10 @@ class Pipeline:
             except orjson.JSONEncodeError:
                 shared_problem = TOO_DEEP
         for raw in events:
-            problem, value, event_bytes = self._prepare(raw, info, forced_type, shared, stamping)
+            room = self.max_output_bytes - output_bytes
+            problem, value, event_bytes = self._prepare(
+                raw, info, forced_type, shared, stamping, room
+            )
             if shared_problem is not None:
                 problem, value = shared_problem, None
             type_label = raw.get("type") if isinstance(raw, dict) else None
@@ -138,6 +146,7 @@ class Pipeline:
             if reason is None:
                 assert value is not None  # a forwarded event is always written
                 records.append(Record(self.events_topic, key, value, headers, raw))
+                output_bytes += len(value)
                 tally.forwarded[type_label] += 1
             else:
                 quarantined = quarantine_value(
@@ -163,6 +172,7 @@ class Pipeline:
                         event=stub(raw, event_bytes),
                     )
                 records.append(Record(self.quarantine_topic, key, quarantined, headers, raw))
+                output_bytes += len(quarantined)
                 tally.quarantined[type_label, reason.value] += 1
             if results is not None:
                 results.append(_result(raw, reason, bounded_violations(violations)))
@@ -181,6 +191,7 @@ class Pipeline:
         forced_type: str | None,
         shared: SharedParts | None,
         stamping: bool,
+        room: int,
     ) -> tuple[str | None, bytes | None, int | None]:
         """Normalize an event in place and write it: (why it is unusable, JSON, size).
 
@@ -206,6 +217,16 @@ class Pipeline:
             return TOO_DEEP, None, None
         if size > self.max_event_bytes:
             return f"event is {size} bytes; the limit is {self.max_event_bytes} bytes", None, size
+        if size > room:
+            # Each event is within its limit, but a batch context merged into thousands of
+            # them would make records far beyond what the request brought (amplification).
+            return (
+                f"the request's records would exceed {self.max_output_bytes} bytes "
+                f"({OUTPUT_FACTOR} x ingest.max_request_bytes) once the batch's context and "
+                "integrations are merged into each event; send them with fewer events",
+                None,
+                size,
+            )
         if not isinstance(raw, dict):
             return f"event must be a JSON object, not {type(raw).__name__}", value, size
         if shared is not None:
@@ -214,7 +235,11 @@ class Pipeline:
             merge_shared(raw, info)
             if stamping and "context" in raw:
                 raw["context"] = raw.pop("context")
-            value = orjson.dumps(raw)
+            try:
+                value = orjson.dumps(raw)
+            except orjson.JSONEncodeError:
+                # The envelope's context is one level deeper once merged into the event.
+                return TOO_DEEP, None, None
         return invalid_event_problem(raw), value, size
 
 

@@ -1,8 +1,8 @@
 """Smoke test: the ``engines`` scenario compares the three engines on the corpus.
 
 Speed is not judged here (that is the bench's report); correctness is: every engine judged
-every event, and the gateway's engine agrees with the reference on all but the documented
-format (``uri``, which the reference checks only with an optional package).
+every event, and with formats left out (each implementation checks them its own way) the
+gateway's engine and the reference agree on every verdict.
 """
 
 from __future__ import annotations
@@ -35,7 +35,5 @@ def test_engines_quick_reports_each_engine(tmp_path: Path) -> None:
         assert set(row) == {"verdict_us", "violations_us", "compile_ms", "disagreements"}
         assert row["verdict_us"] > 0
         assert row["violations_us"] > 0
-    assert figures["jsonschema"]["disagreements"] == 0
-    # The corpus violates formats in ~1 of 6 violating events; uri is one format of several.
-    assert figures["jsonschema-rs"]["disagreements"] < figures["events"] * 0.05
+    assert figures["disagreements_without_formats"] == 0
     assert "jsonschema-rs" in done.stdout

@@ -169,18 +169,19 @@ async def test_gzip_bombs_and_stalled_clients_stay_within_the_budget(
 
 
 async def test_spent_budget_answers_429_before_reading(make_gateway: GatewayFactory) -> None:
-    """With the budget held by a slow upload, the next request is refused at once."""
+    """With the budget held by a slow upload's bytes, the next request is refused at once."""
     gw = await make_gateway(ingest={"max_inflight_bytes": 4 * MIB, "max_request_bytes": 4 * MIB})
     assert gw.ingest_port is not None
     _, writer = await asyncio.open_connection("127.0.0.1", gw.ingest_port)
     try:
-        # Declares (and so reserves) the whole budget, sends a little, stalls.
+        # Sends all but the last few bytes of a 4 MiB body, then stalls: the bytes that
+        # arrived are what it holds.
         writer.write(request_head("POST", "/v1/batch", basic_auth(), content_length=4 * MIB))
-        writer.write(b'{"batch": [')
+        writer.write(b'{"batch": [' + b" " * (4 * MIB - 64))
         await writer.drain()
         async with aiohttp.ClientSession() as http:
             status = None
-            for _ in range(50):  # until the slow upload's headers have been seen
+            for _ in range(100):  # until the slow upload's bytes have been read
                 async with http.post(
                     ingest_url(gw, "/v1/track"), json={"userId": "u", "event": "E"}
                 ) as resp:
@@ -189,7 +190,7 @@ async def test_spent_budget_answers_429_before_reading(make_gateway: GatewayFact
                     break
                 await asyncio.sleep(0.1)
             assert status == 429
-            # A body-key request (analytics.js) is charged too, and gets 429 without its body.
+            # A body-key request (analytics.js) is charged too, and gets 429 before its body.
             async with http.post(
                 ingest_url(gw, "/v1/t"),
                 json={"writeKey": "wk_test_source", "userId": "u", "event": "E"},
@@ -199,6 +200,34 @@ async def test_spent_budget_answers_429_before_reading(make_gateway: GatewayFact
                 assert (await resp.json())["code"] == "overloaded"
     finally:
         writer.close()
+
+
+async def test_declared_lengths_alone_do_not_spend_the_budget(
+    make_gateway: GatewayFactory,
+) -> None:
+    """Connections that send headers declaring 4 MiB bodies, then nothing, held the whole
+    budget for the read timeout: every SDK request got 429. Only bytes that arrive count."""
+    gw = await make_gateway(ingest={"max_inflight_bytes": 16 * MIB, "max_request_bytes": 4 * MIB})
+    assert gw.ingest_port is not None
+    writers = []
+    try:
+        for _ in range(8):  # declares 32 MiB in all, twice the budget
+            _, writer = await asyncio.open_connection("127.0.0.1", gw.ingest_port)
+            writer.write(request_head("POST", "/v1/t", {}, content_length=4 * MIB))
+            await writer.drain()
+            writers.append(writer)
+        async with aiohttp.ClientSession() as http:
+            async with http.get(ingest_url(gw, "/metrics")) as resp:
+                assert metric_value(await resp.text(), "gateway_inflight_bytes") < MIB
+            async with http.post(
+                ingest_url(gw, "/v1/track"),
+                json={"userId": "u", "event": "E"},
+                headers=basic_auth(),
+            ) as resp:
+                assert resp.status == 200
+    finally:
+        for writer in writers:
+            writer.close()
 
 
 async def test_records_amplified_by_a_shared_context_are_charged(
@@ -214,9 +243,9 @@ async def test_records_amplified_by_a_shared_context_are_charged(
     }
     _, writer = await asyncio.open_connection("127.0.0.1", gw.ingest_port)
     try:
-        # Another request holds part of the budget: a slow upload that declared 1 MiB.
-        writer.write(request_head("POST", "/v1/batch", basic_auth(), content_length=MIB))
-        writer.write(b'{"batch": [')
+        # Another request holds part of the budget: a slow upload that sent 1 MiB of 2.
+        writer.write(request_head("POST", "/v1/batch", basic_auth(), content_length=2 * MIB))
+        writer.write(b'{"batch": [' + b" " * MIB)
         await writer.drain()
         async with aiohttp.ClientSession() as http:
             for _ in range(50):  # until the slow upload's headers have been seen

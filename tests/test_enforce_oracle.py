@@ -47,8 +47,8 @@ DRAFT_07 = "http://json-schema.org/draft-07/schema#"
 DRAFTS = (DRAFT_04, DRAFT_06, DRAFT_07, None)  # None: no $schema, draft-07 by default
 
 NAMES = ("a", "b", "c", "x_1", "user_id")
-# Property names that are awkward in generated Python code: quotes, braces, backslashes, names
-# that reduce to the same identifier ("a-b", "ab"), the empty name.
+# Property names that are awkward in schema paths and JSON Pointers: quotes, braces, slashes and
+# backslashes, names alike but for punctuation ("a-b", "ab"), the empty name.
 ODD_NAMES = ("", "ab", "a-b", "a.b", "first name", "$type", "\u00e9", 'a"b', "{x}", "a\\b", "a\nb")
 # Safe patterns, each with strings that match, miss, or match only up to a final newline.
 PATTERN_EXAMPLES: dict[str, tuple[str, ...]] = {

@@ -277,7 +277,7 @@ def test_keyword_yields_its_violation_type(
 
 
 # ---------------------------------------------------------------------------------------------
-# formats: both validators agree on exactly these
+# formats: what the engine checks
 
 FORMAT_CASES = [
     ("date-time", "2024-05-01T12:30:00.123Z", "2024-05-01 12:30"),

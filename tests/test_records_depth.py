@@ -13,6 +13,7 @@ from gateway.server import Gateway
 from tests.records_support import assert_stub_quarantine, post_raw, topic, value_of
 
 DEPTHS = [*range(250, 257), 1000]
+WRITABLE_LEVELS = 254
 
 
 def deep_event(depth: int, user: bool) -> bytes:
@@ -32,6 +33,8 @@ async def test_valid_event_at_any_depth(gateway: Gateway, depth: int) -> None:
     forwarded = await topic(gateway)
     quarantined = await topic(gateway, quarantine=True)
     assert len(forwarded) + len(quarantined) == 1
+    # The writer takes 254 levels: properties' `depth` plus the event itself.
+    assert bool(forwarded) == (depth + 1 <= WRITABLE_LEVELS)
     if forwarded:
         assert value_of(forwarded[0])["messageId"] == "m-deep"
     else:
@@ -54,3 +57,21 @@ async def test_unusable_event_at_any_depth_is_quarantined(gateway: Gateway, dept
     if "_truncated" not in doc["event"]:
         assert "neither userId nor anonymousId" in doc["violations"][0]["message"]
         assert "a" in doc["event"]["properties"]
+
+
+@pytest.mark.parametrize("depth", DEPTHS)
+async def test_batch_context_at_any_depth(gateway: Gateway, depth: int) -> None:
+    """The batch's context is merged into each event, one level deeper than in the envelope:
+    at 254 levels it was writable alone and not once merged (a 500 for ever)."""
+    context = b'{"a":' * (depth - 1) + b"{}" + b"}" * (depth - 1)
+    item = b'{"type":"track","userId":"u-ctx","event":"Ctx","messageId":"m-ctx"}'
+    body = b'{"context":%s,"batch":[%s]}' % (context, item)
+    assert await post_raw(gateway, "/v1/batch", body) == (200, "OK")
+    forwarded = await topic(gateway)
+    quarantined = await topic(gateway, quarantine=True)
+    assert len(forwarded) + len(quarantined) == 1
+    # Merged, the context sits under the event: `depth` levels plus the event itself.
+    assert bool(forwarded) == (depth + 1 <= WRITABLE_LEVELS)
+    if not forwarded:
+        doc = assert_stub_quarantine(quarantined[0], "m-ctx")
+        assert "nested too deeply" in doc["violations"][0]["message"]

@@ -171,3 +171,28 @@ async def test_many_violations_quarantined_event_keeps_its_properties(
     assert len(doc["violations"]) == MAX_VIOLATIONS
     assert doc["violationsTotal"] == 15000
     assert await topic(gw) == []
+
+
+async def test_records_of_a_request_stay_within_a_multiple_of_its_size(gateway: Any) -> None:
+    """A 30 KB context keeps each of 2,500 items under the event limit, yet merged into all of
+    them it made 78 MB of records from a ~200 KB body. Records stop at 8 x max_request_bytes;
+    the items beyond are quarantined as stubs naming the reason."""
+    items = [
+        {"type": "track", "userId": f"u{i}", "event": "Small", "messageId": f"m{i}"}
+        for i in range(2500)
+    ]
+    status, text = await post_json(
+        gateway, "/v1/batch", {"context": {"pad": "x" * 30_000}, "batch": items}
+    )
+    assert (status, text) == (200, "OK")
+    forwarded = await topic(gateway)
+    quarantined = await topic(gateway, quarantine=True)
+    assert len(forwarded) + len(quarantined) == 2500
+    limit = 8 * gateway.settings.ingest.max_request_bytes
+    total = sum(len(r.value) for r in forwarded + quarantined)
+    assert total <= limit + 2500 * 1024, total
+    # The first items fill the allowance whole, the rest are stubs that say why.
+    assert len(forwarded) == limit // len(forwarded[0].value)
+    assert value_of(forwarded[0])["context"]["pad"] == "x" * 30_000
+    doc = assert_stub_quarantine(quarantined[0], f"m{len(forwarded)}")
+    assert "records would exceed" in doc["violations"][0]["message"]

@@ -6,7 +6,8 @@ afterwards, so a client that stalls mid-body holds only the compressed bytes it 
 stops at ``max_bytes`` of output (a gzip bomb costs at most that much memory).
 
 With a :class:`~gateway.ingest.budget.Hold`, every byte kept — read or inflated — is charged to
-the ingest memory budget as it arrives; the compressed bytes are given back once inflated.
+the ingest memory budget as it arrives (a declared ``Content-Length`` is only checked for room);
+the compressed bytes are given back once inflated.
 """
 
 from __future__ import annotations
@@ -60,15 +61,18 @@ async def _read_limited(request: web.Request, max_bytes: int, hold: Hold | None)
     if declared is not None and declared > max_bytes:
         raise _too_large(max_bytes)
     if hold is not None and declared is not None:
-        hold.grow(declared)  # all at once, before reading: 429 without touching the body
+        # A body that could not fit is refused before a byte of it is read; but only what has
+        # arrived is charged: a declared length alone (headers, then nothing) must not let a
+        # handful of connections spend the whole budget for everyone.
+        hold.check_room(declared)
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.content.iter_chunked(CHUNK):
         size += len(chunk)
         if size > max_bytes:
             raise _too_large(max_bytes)
-        if hold is not None and declared is None:
-            hold.grow(len(chunk))  # chunked transfer: charged as it arrives
+        if hold is not None:
+            hold.grow(len(chunk))  # charged as it arrives
         chunks.append(chunk)
     return b"".join(chunks)
 

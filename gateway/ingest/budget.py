@@ -61,7 +61,7 @@ class Hold:
     def release(self) -> None:
         self.budget._give(self, self.bytes)
 
-    def check_room(self) -> None:
-        """Fail at once (before reading anything) when the budget is already spent."""
-        self.grow(1)
-        self.shrink(1)
+    def check_room(self, n: int = 1) -> None:
+        """Fail at once, taking nothing, when ``n`` more bytes would not fit the budget."""
+        self.grow(n)
+        self.shrink(n)

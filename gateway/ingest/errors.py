@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gateway.errors import ApiError, BadRequest, Unauthorized, error_response
+from gateway.errors import ApiError, BadRequest, Unauthorized, Unavailable, error_response
 
 
 class InvalidJson(BadRequest):
@@ -32,12 +32,6 @@ class Overloaded(ApiError):
     status = 429
     code = "overloaded"
     retry_after_s = 1
-
-
-class Unavailable(ApiError):
-    status = 503
-    code = "unavailable"
-    retry_after_s = 2
 
 
 __all__ = [

@@ -199,8 +199,12 @@ class KafkaPublisher:
             # send() may itself wait (topic metadata, a full buffer), so it shares the deadline.
             async with asyncio.timeout_at(deadline):
                 refused, at_delivery = await self._send(producer, records, deadline)
-                for record in at_delivery:
-                    again, _ = await self._send(producer, [record], deadline)
+                # Each on its own, to find which the broker refuses; all at once, not one
+                # round trip after another (a refused batch can hold thousands).
+                retried = await asyncio.gather(
+                    *(self._send(producer, [record], deadline) for record in at_delivery)
+                )
+                for again, _ in retried:
                     refused += again
                 if refused:
                     self.metrics.kafka_produce_errors.inc(len(refused))
