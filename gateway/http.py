@@ -7,6 +7,8 @@ events there from any site; nothing else on either port is meant to be read by a
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -93,6 +95,17 @@ def make_middleware(metrics: Metrics, cors_origins: tuple[str, ...]) -> Any:
         return response
 
     return middleware
+
+
+def basic_credentials(value: str) -> tuple[str, str] | None:
+    """User and password of a Basic ``Authorization`` value (after ``Basic``), or None when it
+    is not base64 of UTF-8 text. Header values may hold any character; none raises here."""
+    try:
+        decoded = base64.b64decode(value.strip().encode("ascii"), validate=True).decode("utf-8")
+    except (UnicodeError, binascii.Error):
+        return None
+    user, _, password = decoded.partition(":")
+    return user, password
 
 
 def json_ok(document: Any, status: int = 200) -> web.Response:

@@ -285,9 +285,10 @@ def _event_schemas() -> JSON:
         "ValidateResult": _obj(
             {
                 "index": {"type": "integer", "minimum": 0},
-                "messageId": {},
-                "type": {},
-                "event": {},
+                # Echoed as sent when a string; null when the event had something else there.
+                "messageId": _nullable({"type": "string"}),
+                "type": _nullable({"type": "string"}),
+                "event": _nullable({"type": "string"}),
                 "outcome": {"type": "string", "enum": [o.value for o in Outcome]},
                 "reason": _nullable(
                     {"type": "string", "enum": [r.value for r in QuarantineReason]}

@@ -37,9 +37,9 @@ def report_document(results: Sequence[EventResult]) -> dict[str, Any]:
         "results": [
             {
                 "index": i,
-                "messageId": r.message_id,
-                "type": r.event_type,
-                "event": r.event_name,
+                "messageId": _as_sent(r.message_id),
+                "type": _as_sent(r.event_type),
+                "event": _as_sent(r.event_name),
                 "outcome": r.outcome.value,
                 "reason": r.reason.value if r.reason else None,
                 "violations": r.violations,
@@ -47,6 +47,12 @@ def report_document(results: Sequence[EventResult]) -> dict[str, Any]:
             for i, r in enumerate(results)
         ],
     }
+
+
+def _as_sent(value: Any) -> str | None:
+    """A field echoed back to the client: a string as it was sent, anything else null — it
+    could be any JSON, even nested deeper than a response can be written."""
+    return value if isinstance(value, str) else None
 
 
 def format_report(results: Sequence[EventResult], labels: Sequence[str]) -> str:

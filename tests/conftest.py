@@ -10,10 +10,11 @@ import asyncio
 import base64
 import dataclasses
 import os
+import threading
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import orjson
@@ -156,6 +157,43 @@ async def make_gateway(broker: EmbeddedBroker, tmp_path: Path) -> AsyncIterator[
 @pytest.fixture
 async def gateway(make_gateway: GatewayFactory) -> Gateway:
     return await make_gateway()
+
+
+T = TypeVar("T")
+
+
+class GatewayThread:
+    """A gateway serving from an event loop of its own thread, for synchronous test bodies.
+
+    Hypothesis runs a ``@given`` body as plain calls, and schemathesis sends its requests with a
+    blocking client: neither can run while the test's own loop would have to serve. Here the
+    gateway keeps serving meanwhile, and ``run(coro)`` executes a coroutine on its loop (an
+    aiohttp client, a Kafka consumer) and returns the result.
+    """
+
+    def __init__(self, settings: Settings, role: Role = Role.ALL) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="gateway-loop")
+        self._thread.start()
+        self.gateway = Gateway(settings, role)
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout_s: float = 60.0) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout_s)
+
+    def start(self) -> Gateway:
+        self.run(self.gateway.start())
+        if self.gateway.serves_ingest:
+            connected = self.run(self.gateway.publisher.wait_connected(15))
+            assert connected, "gateway did not connect to Kafka"
+        return self.gateway
+
+    def close(self) -> None:
+        try:
+            self.run(self.gateway.stop())
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join()
+            self.loop.close()
 
 
 def ingest_url(gw: Gateway, path: str) -> str:

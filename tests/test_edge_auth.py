@@ -71,3 +71,36 @@ async def test_query_key_wins_over_a_body_key(patient_gateway: Gateway) -> None:
         assert reply.status == 401
     finally:
         writer.close()
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["Basic \u00e9t\u00e9", "Basic \x80", "Basic d2tfdGVzdF9zb3VyY2U6\u00ff", "basic \ud7ff=="],
+    ids=["latin", "c1-control", "valid-then-not", "bmp"],
+)
+@pytest.mark.parametrize("port", ["ingest", "admin"])
+async def test_basic_auth_with_any_characters_is_a_401(
+    make_gateway: GatewayFactory, port: str, value: str
+) -> None:
+    """Non-ASCII in a Basic header is not base64: a 401 on either port, never a 500."""
+    gw = await make_gateway(admin={"tokens": ("an-admin-token",)})
+    port_number = gw.ingest_port if port == "ingest" else gw.admin_port
+    assert port_number is not None
+    path = "/v1/track" if port == "ingest" else "/catalog/tracking-plans"
+    reader, writer = await asyncio.open_connection("127.0.0.1", port_number)
+    try:
+        body = b'{"userId": "u1", "event": "E"}' if port == "ingest" else b""
+        head = request_head(
+            "POST" if port == "ingest" else "GET",
+            path,
+            {"Authorization": value},
+            content_length=len(body),
+        )
+        writer.write(head + body)
+        await writer.drain()
+        async with asyncio.timeout(WAIT_S):
+            reply = await read_reply(reader)
+        assert reply.status == 401
+        assert reply.json()["code"] == "unauthorized"
+    finally:
+        writer.close()

@@ -59,6 +59,26 @@ async def test_deflate_body_raw_or_zlib(gateway: Gateway, wbits: int) -> None:
     assert orjson.loads(record.value)["messageId"] == f"m{wbits}"
 
 
+@pytest.mark.parametrize(
+    ("encoding", "wbits", "cut"),
+    [("gzip", 31, 8), ("gzip", 31, 1), ("deflate", 15, 3), ("deflate", 15, 1)],
+    ids=["gzip-no-trailer", "gzip-short-trailer", "zlib-no-checksum", "zlib-short-checksum"],
+)
+async def test_truncated_stream_is_a_400_even_when_its_json_is_whole(
+    gateway: Gateway, encoding: str, wbits: int, cut: int
+) -> None:
+    """Cut inside the trailer, the stream still inflates to whole JSON; without its end and
+    checksum it is not the body the client sent."""
+    packer = zlib.compressobj(wbits=wbits)
+    body = packer.compress(orjson.dumps(EVENT)) + packer.flush()
+    status, error = await post(
+        gateway, "/v1/track", body[:-cut], {**basic_auth(), "Content-Encoding": encoding}
+    )
+    assert status == 400
+    assert error["code"] == "invalid_json"
+    assert "truncated" in error["message"]
+
+
 # --- a client that goes away mid-body --------------------------------------------------------
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -203,3 +204,27 @@ def test_cli_validate_bad_input_is_a_clear_error(tmp_path: Path) -> None:
     wrong_key = run_validate(tmp_path, "--snapshot", str(snapshot), str(bad), "--write-key", "nope")
     assert wrong_key.returncode == 2
     assert "write key" in wrong_key.stderr
+
+
+async def test_validate_reports_fields_of_any_shape(make_gateway: GatewayFactory) -> None:
+    """The report echoes ``type`` only as a string: an event's ``type`` may be any JSON, even
+    nested deeper than a response can be written."""
+    gw = await make_gateway()
+    deep: Any = "x"
+    for _ in range(300):
+        deep = {"k": deep}
+    batch = [
+        {"type": deep, "userId": "u1", "messageId": "m0"},
+        {"type": 7, "userId": "u1", "event": "E", "messageId": "m1"},
+        {"type": "track", "userId": "u1", "event": "E", "messageId": "m2"},
+    ]
+    body = json.dumps({"batch": batch}).encode()  # orjson writes at most 254 levels
+    async with aiohttp.ClientSession() as http:
+        resp = await http.post(ingest_url(gw, "/v1/validate"), data=body, headers=basic_auth())
+        assert resp.status == 200
+        report = await resp.json()
+    assert [(r["messageId"], r["type"], r["outcome"]) for r in report["results"]] == [
+        ("m0", None, "quarantined"),
+        ("m1", None, "quarantined"),
+        ("m2", "track", "forwarded"),
+    ]

@@ -11,8 +11,6 @@ compromised can neither change the catalog nor read its write keys through other
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import hmac
 from enum import Enum
@@ -20,6 +18,7 @@ from enum import Enum
 from aiohttp import web
 
 from gateway.errors import ApiError, Unauthorized
+from gateway.http import basic_credentials
 
 
 class Forbidden(ApiError):
@@ -62,12 +61,8 @@ def _token_of(header: str) -> str | None:
     if scheme.lower() == "bearer" and value:
         return value
     if scheme.lower() == "basic" and value:
-        try:
-            decoded = base64.b64decode(value, validate=True).decode("utf-8")
-        except (binascii.Error, UnicodeDecodeError):
-            return None
-        _, sep, password = decoded.partition(":")
-        return password if sep and password else None
+        credentials = basic_credentials(value)
+        return credentials[1] if credentials is not None and credentials[1] else None
     return None
 
 

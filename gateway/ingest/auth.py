@@ -8,12 +8,11 @@ query is checked before the body is read, so an unknown key or a disabled source
 
 from __future__ import annotations
 
-import base64
-import binascii
 from typing import Any
 
 from aiohttp import web
 
+from gateway.http import basic_credentials
 from gateway.ingest.errors import SourceDisabled, Unauthorized
 from gateway.plans.snapshot import Snapshot, Source
 
@@ -22,13 +21,11 @@ def write_key_before_body(request: web.Request) -> str | None:
     """The key from the Basic header or the query, or None when only the body can hold it."""
     header = request.headers.get("Authorization", "")
     if header[:6].lower() == "basic ":
-        try:
-            decoded = base64.b64decode(header[6:].strip(), validate=True).decode("utf-8")
-        except (binascii.Error, UnicodeDecodeError):
-            raise Unauthorized("Authorization header is not valid Basic auth") from None
-        key = decoded.split(":", 1)[0]
-        if key:
-            return key
+        credentials = basic_credentials(header[6:])
+        if credentials is None:
+            raise Unauthorized("Authorization header is not valid Basic auth")
+        if credentials[0]:
+            return credentials[0]
     return request.query.get("writeKey") or None
 
 

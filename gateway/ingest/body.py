@@ -108,6 +108,10 @@ async def _inflate(data: bytes, max_bytes: int, encoding: str, hold: Hold | None
             on_loop = False
     except zlib.error as exc:
         raise InvalidJson(f"body is not valid {encoding}: {exc}") from None
+    if not inflater.eof:
+        # Even when what was inflated parses, the end of the stream and its checksum are
+        # missing: the body is not what the client meant to send.
+        raise InvalidJson(f"body is not valid {encoding}: the stream is truncated")
     return b"".join(out)
 
 

@@ -1,0 +1,190 @@
+"""Fuzz of the admin API from its own ``/openapi.json`` (schemathesis): DESIGN §7.
+
+A real admin-role gateway on a SQLite catalog serves its document; schemathesis generates
+requests for every admin operation from it — valid ones (which create, change and delete real
+catalog entities) and invalid ones — and sends them with a full admin token. Operations on one
+entity run twice: with generated ids (mostly unknown: the 404 paths) and with the ids of
+entities created beforehand (a plan with events, a connected source, a custom type, a
+category, an event, a property), so the handlers behind the 404 are fuzzed too; deletions run
+last. Every response must be no 5xx, carry a status code the document lists for the
+operation, the content type it declares, and a body and headers that match its schemas.
+
+``FUZZ_SCALE=10 .venv/bin/pytest tests/test_fuzz_admin.py`` runs ten times the examples.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import traceback
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+import schemathesis
+from hypothesis import HealthCheck, given, settings
+from schemathesis import GenerationMode
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from gateway.broker import EmbeddedBroker
+from gateway.config import Role
+from gateway.openapi import INGEST, OPENAPI_PATH
+from tests.conftest import ADMIN_BEARER, ADMIN_TOKEN, GatewayThread, gateway_settings
+
+SCALE = int(os.environ.get("FUZZ_SCALE", "1"))
+# Examples per operation, mode and kind of ids: ~40 operations, a few ms a request.
+EXAMPLES = {GenerationMode.POSITIVE: 6 * SCALE, GenerationMode.NEGATIVE: 3 * SCALE}
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+    response_headers_conformance,
+]
+PLANS = "/catalog/tracking-plans"
+ORDER_RULES = {
+    "$schema": "http://json-schema.org/draft-07/schema#",
+    "type": "object",
+    "properties": {
+        "properties": {
+            "type": "object",
+            "properties": {"amount": {"type": "number"}, "sku": {"type": "string"}},
+            "required": ["amount"],
+        }
+    },
+}
+
+
+class Api:
+    """Blocking calls to the admin API, for setting up the catalog before the fuzz."""
+
+    def __init__(self, base_url: str, session: requests.Session) -> None:
+        self.base_url = base_url
+        self.session = session
+
+    def __call__(self, method: str, path: str, body: Any = None) -> Any:
+        response = self.session.request(
+            method, self.base_url + path, json=body, headers=ADMIN_BEARER, timeout=30
+        )
+        assert response.status_code == 200, (method, path, response.status_code, response.text)
+        return response.json()
+
+
+def seed(api: Api) -> dict[str, dict[str, str]]:
+    """Entities of every kind; the ids they give each path parameter, by path prefix."""
+    source = api("POST", "/sources", {"name": "Fuzz Source"})
+    plan = api("POST", PLANS, {"name": "Fuzz Plan"})
+    api("PATCH", f"{PLANS}/{plan['id']}/events", {"name": "Order Completed", "rules": ORDER_RULES})
+    [plan_event] = api("GET", f"{PLANS}/{plan['id']}/events")["data"]
+    api(
+        "POST",
+        f"{PLANS}/{plan['id']}/sources/{source['id']}",
+        {"config": {"global": {"unplannedProperties": "omit"}}},
+    )
+    custom_type = api(
+        "POST", "/catalog/custom-types", {"name": "FuzzType", "type": "string", "config": {}}
+    )
+    category = api("POST", "/catalog/categories", {"name": "Fuzz Category"})
+    event = api("POST", "/catalog/events", {"name": "Fuzz Event", "categoryId": category["id"]})
+    prop = api("POST", "/catalog/properties", {"name": "fuzz_prop", "type": "string"})
+    return {
+        "/sources": {"source_id": source["id"], "key": source["writeKeys"][0]},
+        PLANS: {"plan_id": plan["id"], "event_id": plan_event["id"], "source_id": source["id"]},
+        "/catalog/custom-types": {"id": custom_type["id"]},
+        "/catalog/categories": {"id": category["id"]},
+        "/catalog/events": {"id": event["id"]},
+        "/catalog/properties": {"id": prop["id"]},
+    }
+
+
+def pinned(path: str, ids: dict[str, dict[str, str]]) -> dict[str, str] | None:
+    """The seeded ids for ``path``'s parameters, or None when it has none."""
+    names = re.findall(r"{(\w+)}", path)
+    if not names:
+        return None
+    prefix = max((p for p in ids if path.startswith(p)), key=len)
+    return {name: ids[prefix][name] for name in names}
+
+
+@pytest.fixture(scope="module")
+def admin_url(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    tmp_path: Path = tmp_path_factory.mktemp("fuzz-admin")
+    settings = gateway_settings(
+        broker, tmp_path, admin={"tokens": (ADMIN_TOKEN,)}, plans={"source": "local"}
+    )
+    thread = GatewayThread(settings, Role.ADMIN)
+    try:
+        gateway = thread.start()
+        yield f"http://127.0.0.1:{gateway.admin_port}"
+    finally:
+        thread.close()
+
+
+def test_fuzz_every_admin_operation(admin_url: str) -> None:
+    schema = schemathesis.openapi.from_url(admin_url + OPENAPI_PATH).exclude(tag=INGEST)
+    operations = [result.ok() for result in schema.get_all_operations()]
+    assert len(operations) > 30, "the document lists fewer admin operations than expected"
+    # Deletions last, so the seeded entities are there for every other operation.
+    operations.sort(key=lambda op: op.method.upper() == "DELETE")
+    failures: list[str] = []
+    with requests.Session() as session:
+        ids = seed(Api(admin_url, session))
+        for operation in operations:
+            for path_parameters in (None, pinned(operation.path, ids)):
+                for mode, examples in EXAMPLES.items():
+                    if mode is GenerationMode.NEGATIVE and not _can_be_invalid(operation):
+                        continue
+                    try:
+                        _fuzz(operation, mode, examples, path_parameters, admin_url, session)
+                    # Every operation is fuzzed and all failures reported (schemathesis raises
+                    # its findings as a BaseExceptionGroup).
+                    except (Exception, BaseExceptionGroup) as exc:
+                        failures.append(
+                            f"{operation.label} ({mode.value}, ids {path_parameters}):\n"
+                            + "".join(traceback.format_exception_only(exc))
+                        )
+                if path_parameters is None and "{" not in operation.path:
+                    break  # no ids to pin: one round is the whole operation
+    assert not failures, "\n".join(failures)
+
+
+def _can_be_invalid(operation: Any) -> bool:
+    """Whether a request can break the document: a body or query parameters to get wrong.
+
+    Paths take any string (an unknown id is a 404, not an invalid request) and the token is
+    fixed, so without either there is no invalid request to generate.
+    """
+    return bool(operation.body) or bool(list(operation.query))
+
+
+def _fuzz(
+    operation: Any,
+    mode: GenerationMode,
+    examples: int,
+    path_parameters: dict[str, str] | None,
+    base_url: str,
+    session: requests.Session,
+) -> None:
+    strategy = operation.as_strategy(
+        generation_mode=mode, headers=dict(ADMIN_BEARER), path_parameters=path_parameters
+    )
+
+    @settings(
+        max_examples=examples,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+        database=None,
+    )
+    @given(case=strategy)
+    def one(case: Any) -> None:
+        case.call_and_validate(base_url=base_url, session=session, checks=CHECKS)
+
+    one()
