@@ -692,15 +692,6 @@ def near_record_limit(draw: st.DrawFn) -> FuzzRequest:
     return FuzzRequest(route, data, basic_auth(key), {}, events=1, key_valid=True)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason=(
-        "issue 10 item 6, fixed with the record bounds in gateway/pipeline.py and "
-        "gateway/publish/: a quarantined event whose value sits 252-253 levels deep gets a 500, "
-        "e.g. POST /v1/track with a key and the body "
-        '{"event":"E","properties":' + '253 x {"k": ... 1 ...}}'
-    ),
-)
 def test_fuzz_events_nested_near_the_record_limit(target: FuzzTarget) -> None:
     @examples(60)
     @given(near_record_limit())
