@@ -30,7 +30,7 @@ from gateway.catalog.snapshot import (
 )
 from gateway.catalog.sources import add_source_routes
 from gateway.catalog.store import Store
-from gateway.config import LOCAL_SOURCE, ConfigError, Role, Settings
+from gateway.config import LOCAL_SOURCE, Role, Settings
 from gateway.enforce.enforcer import Enforcer
 from gateway.http import Handler, ReadinessCheck, add_common_routes, make_middleware
 from gateway.ingest.budget import ByteBudget
@@ -125,6 +125,9 @@ class Gateway:
         provider: SnapshotProvider | None = None,
         reuse_port: bool = False,
     ) -> None:
+        # The same check `gateway serve` runs before anything starts, for callers that build a
+        # Gateway themselves.
+        settings.check_role(role)
         self.settings = settings
         self.role = role
         self.reuse_port = reuse_port
@@ -155,12 +158,7 @@ class Gateway:
         plans = self.settings.plans
         if plans.source != LOCAL_SOURCE:
             return provider_from_source(plans.source, plans.token)
-        if self.snapshots is None:
-            raise ConfigError(
-                'plans.source: "local" needs the catalog in this process (role all); an ingest '
-                "replica reads the admin role's snapshot: set plans.source = "
-                '"http://ADMIN-HOST:PORT" and plans.token'
-            )
+        assert self.snapshots is not None  # Settings.check_role refuses local plans without it
         return LocalProvider(self.snapshots)
 
     def _on_snapshot(self, snapshot: Snapshot) -> None:
