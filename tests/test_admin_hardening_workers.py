@@ -170,6 +170,56 @@ def test_the_same_port_for_ingest_and_admin_is_a_configuration_error() -> None:
     settings.check_role(Role.ADMIN)  # one port only: fine
 
 
+@pytest.mark.parametrize(
+    ("role", "shared", "clash"),
+    [
+        (Role.ALL, "INGEST", "ingest.port"),
+        (Role.ALL, "ADMIN", "admin.port"),
+        (Role.INGEST, "INGEST", "ingest.port"),
+        (Role.INGEST, "ADMIN", None),  # no admin listener in an ingest process
+        (Role.ADMIN, "ADMIN", None),  # the metrics listener runs where ingest does
+    ],
+)
+def test_a_metrics_port_shared_with_another_listener_is_a_configuration_error(
+    role: Role, shared: str, clash: str | None
+) -> None:
+    ports = {"INGEST": "9000", "ADMIN": "9001"}
+    environ = {f"GATEWAY_{name}_PORT": port for name, port in ports.items()}
+    environ |= {"GATEWAY_METRICS_ENABLED": "true", "GATEWAY_METRICS_PORT": ports[shared]}
+    environ["GATEWAY_PLANS_SOURCE"] = "http://admin.internal:9001"  # valid for every role
+    settings = load_settings(None, environ=environ)
+    if clash is None:
+        settings.check_role(role)
+    else:
+        with pytest.raises(ConfigError, match=rf"metrics\.port: the same as {clash}"):
+            settings.check_role(role)
+    disabled = load_settings(None, environ={**environ, "GATEWAY_METRICS_ENABLED": "false"})
+    disabled.check_role(role)  # no metrics listener, no clash
+
+
+def test_serve_with_the_metrics_port_on_the_ingest_port_exits_naming_the_keys(
+    broker: EmbeddedBroker, tmp_path: Path
+) -> None:
+    port = free_port()
+    config = write_config(
+        tmp_path / "gateway.toml",
+        broker,
+        "unused",
+        f'[ingest]\nhost = "127.0.0.1"\nport = {port}\n'
+        f'[metrics]\nenabled = true\nhost = "127.0.0.1"\nport = {port}\n',
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "gateway", "serve", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert "configuration error: metrics.port: the same as ingest.port" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
 async def test_workers_that_cannot_start_stop_the_gateway_with_an_error(
     broker: EmbeddedBroker, tmp_path: Path
 ) -> None:
