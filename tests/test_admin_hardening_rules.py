@@ -14,13 +14,21 @@ from typing import Any
 import aiohttp
 import orjson
 import pytest
-from sqlalchemy import update
+from sqlalchemy import event, update
 
 from gateway.catalog import schema
 from gateway.catalog.rules import MAX_RULE_DEPTH
+from gateway.config import Role
 from gateway.plans.providers import SNAPSHOT_PATH
-from gateway.server import Gateway
-from tests.conftest import Admin, basic_auth, ingest_url, metric_value
+from gateway.server import READY_CACHE_S, Gateway
+from tests.conftest import (
+    ADMIN_TOKEN,
+    Admin,
+    GatewayFactory,
+    basic_auth,
+    ingest_url,
+    metric_value,
+)
 
 PLANS = "/catalog/tracking-plans"
 
@@ -230,8 +238,48 @@ async def test_a_snapshot_that_fails_to_build_is_reported_while_ingest_keeps_ser
         await api.ok("DELETE", f"{PLANS}/{plan['id']}/events/{event['id']}")
         status, _ = await api("GET", SNAPSHOT_PATH)
         assert status == 200
-        async with http.get(f"{admin}/health/ready") as resp:
-            assert resp.status == 200, await resp.text()
+        # Readiness is cached for a second: the repair shows once that has passed.
+        async with asyncio.timeout(10):
+            while True:
+                async with http.get(f"{admin}/health/ready") as resp:
+                    if resp.status == 200:
+                        break
+                await asyncio.sleep(0.2)
+
+
+async def test_admin_readiness_queries_the_catalog_at_most_once_a_second(
+    database_url: str, make_gateway: GatewayFactory
+) -> None:
+    gw = await make_gateway(
+        Role.ADMIN, admin={"tokens": (ADMIN_TOKEN,)}, catalog={"database_url": database_url}
+    )
+    assert gw.store is not None
+    state_queries = 0
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        nonlocal state_queries
+        # Store.state(): the query behind every snapshot check (and, after a write, the build).
+        if "catalog_state.workspace_id" in statement:
+            state_queries += 1
+
+    event.listen(gw.store.engine.sync_engine, "before_cursor_execute", count)
+    url = f"http://127.0.0.1:{gw.admin_port}/health/ready"
+    async with aiohttp.ClientSession() as http:
+
+        async def ready() -> None:
+            async with http.get(url) as resp:
+                assert resp.status == 200, await resp.text()
+
+        await ready()
+        async with gw.store.write():
+            pass  # a catalog write: the next snapshot check rebuilds the snapshot
+        state_queries = 0
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        for _ in range(5):
+            await asyncio.gather(*(ready() for _ in range(40)))
+        elapsed = loop.time() - started
+    assert state_queries <= 1 + int(elapsed / READY_CACHE_S), (state_queries, elapsed)
 
 
 def prop(name: str, kind: str, config: dict[str, Any]) -> dict[str, Any]:
