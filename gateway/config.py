@@ -257,6 +257,19 @@ class Settings:
             raise ConfigError(
                 f"admin.port: the same as ingest.port ({self.ingest.port}); role all serves both"
             )
+        # The metrics listener runs where ingest does. On a shared port, with ingest.workers > 1
+        # (SO_REUSEPORT) the kernel would hand SDK connections to it; with one process the start
+        # would fail.
+        if self.metrics.enabled and role is not Role.ADMIN and self.metrics.port != 0:
+            taken = {"ingest.port": self.ingest.port}
+            if role is Role.ALL:
+                taken["admin.port"] = self.admin.port
+            for key, port in taken.items():
+                if port == self.metrics.port:
+                    raise ConfigError(
+                        f"metrics.port: the same as {key} ({port}); the metrics listener "
+                        f"(metrics.enabled) needs a port of its own"
+                    )
 
 
 def load_settings(

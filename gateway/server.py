@@ -30,7 +30,7 @@ from gateway.catalog.snapshot import (
 )
 from gateway.catalog.sources import add_source_routes
 from gateway.catalog.store import Store
-from gateway.config import LOCAL_SOURCE, ConfigError, Role, Settings
+from gateway.config import LOCAL_SOURCE, Role, Settings
 from gateway.enforce.enforcer import Enforcer
 from gateway.http import Handler, ReadinessCheck, add_common_routes, make_middleware
 from gateway.ingest.budget import ByteBudget
@@ -50,8 +50,8 @@ log = logging.getLogger(__name__)
 # Extra time, beyond the Kafka ack timeout, that shutdown grants in-flight requests.
 DRAIN_GRACE_S = 5.0
 READY_PROBE_TIMEOUT_S = 2.0
-# Readiness is probed (database ping, Kafka metadata) at most once per this many seconds,
-# however often /health/ready is hit.
+# Readiness is probed (database ping, Kafka metadata, on the admin port the snapshot build) at
+# most once per this many seconds, however often /health/ready is hit.
 READY_CACHE_S = 1.0
 
 
@@ -125,6 +125,9 @@ class Gateway:
         provider: SnapshotProvider | None = None,
         reuse_port: bool = False,
     ) -> None:
+        # The same check `gateway serve` runs before anything starts, for callers that build a
+        # Gateway themselves.
+        settings.check_role(role)
         self.settings = settings
         self.role = role
         self.reuse_port = reuse_port
@@ -147,6 +150,7 @@ class Gateway:
         self._runners: list[web.AppRunner] = []
         self._drain = Drain()
         self._probed = CachedReadiness(self.probe_services, READY_CACHE_S)
+        self._admin_probed = CachedReadiness(self.probe_admin_services, READY_CACHE_S)
         self.ingest_port: int | None = None
         self.admin_port: int | None = None
         self.metrics_port: int | None = None
@@ -155,12 +159,7 @@ class Gateway:
         plans = self.settings.plans
         if plans.source != LOCAL_SOURCE:
             return provider_from_source(plans.source, plans.token)
-        if self.snapshots is None:
-            raise ConfigError(
-                'plans.source: "local" needs the catalog in this process (role all); an ingest '
-                "replica reads the admin role's snapshot: set plans.source = "
-                '"http://ADMIN-HOST:PORT" and plans.token'
-            )
+        assert self.snapshots is not None  # Settings.check_role refuses local plans without it
         return LocalProvider(self.snapshots)
 
     def _on_snapshot(self, snapshot: Snapshot) -> None:
@@ -183,18 +182,25 @@ class Gateway:
             checks["kafka"] = await self.publisher.probe(READY_PROBE_TIMEOUT_S)
         return checks
 
-    async def readiness(self) -> dict[str, bool]:
+    async def probe_admin_services(self) -> dict[str, bool]:
+        """The admin port's checks: also whether the catalog's snapshot builds (a state query,
+        and after a catalog write the build itself). Not on the ingest port, which keeps
+        serving its last good snapshot meanwhile."""
         checks = dict(await self._probed())
-        if self.serves_ingest:
-            checks["snapshot"] = self.cache.current is not None  # free: always current
-        return checks
-
-    async def admin_readiness(self) -> dict[str, bool]:
-        """The admin port's checks: also whether the catalog's snapshot builds. Not on the
-        ingest port, which keeps serving its last good snapshot meanwhile."""
-        checks = await self.readiness()
         assert self.snapshots is not None
         checks["snapshotBuild"] = await self.snapshots.servable()
+        return checks
+
+    async def readiness(self) -> dict[str, bool]:
+        return self._with_snapshot(await self._probed())
+
+    async def admin_readiness(self) -> dict[str, bool]:
+        return self._with_snapshot(await self._admin_probed())
+
+    def _with_snapshot(self, probed: dict[str, bool]) -> dict[str, bool]:
+        checks = dict(probed)
+        if self.serves_ingest:
+            checks["snapshot"] = self.cache.current is not None  # free: always current
         return checks
 
     def serving_facts(self) -> dict[str, Any]:

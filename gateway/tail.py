@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import re
 import sys
+import unicodedata
 from typing import Any, TextIO
 
 import orjson
@@ -20,21 +21,29 @@ from gateway.publish.producer import client_options
 BOLD, DIM, GREEN, RED, RESET = "\033[1m", "\033[2m", "\033[32m", "\033[31m", "\033[0m"
 
 # Record contents come from clients (event names, user ids, any field). Printed raw, a control
-# character could drive the terminal (clear it, move the cursor, set the title, hide text) and
-# a bidirectional override could reorder what is shown: C0, DEL, C1 and the bidi controls are
-# printed as escapes instead.
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
-_CONTROL_BUT_NEWLINE = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+# character could drive the terminal (clear it, move the cursor, set the title, hide text), a
+# bidirectional mark or override could reorder what is shown and a line or paragraph separator
+# could start a fake line: every character of the control (Cc), format (Cf), line separator
+# (Zl) and paragraph separator (Zp) categories is printed as an escape instead. The categories
+# come from unicodedata, so no hand-kept list can miss one.
+_ESCAPED_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp"})
+# No printable ASCII character is in those categories: only the others are looked up.
+_NOT_PRINTABLE_ASCII = re.compile("[^\x20-\x7e]")
 
 
-def _escape(match: re.Match[str]) -> str:
-    code = ord(match.group())
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+def _escaped(char: str, keep_newlines: bool) -> str:
+    if (keep_newlines and char == "\n") or unicodedata.category(char) not in _ESCAPED_CATEGORIES:
+        return char
+    code = ord(char)
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
 
 
 def printable(text: str, *, keep_newlines: bool = False) -> str:
-    """``text`` with every control character written as an escape (``\\x1b``, ``\\u202e``)."""
-    return (_CONTROL_BUT_NEWLINE if keep_newlines else _CONTROL).sub(_escape, text)
+    """``text`` with every control or format character written as an escape (``\\x1b``,
+    ``\\u202e``); newlines kept as they are with ``keep_newlines``."""
+    return _NOT_PRINTABLE_ASCII.sub(lambda m: _escaped(m.group(), keep_newlines), text)
 
 
 def format_record(record: Any, color: bool, quarantine_topic: str) -> str:
@@ -44,7 +53,7 @@ def format_record(record: Any, color: bool, quarantine_topic: str) -> str:
         body = orjson.dumps(value, option=orjson.OPT_INDENT_2).decode()
     except orjson.JSONDecodeError:
         value, body = None, record.value.decode("utf-8", "replace")
-    # JSON escapes C0 controls in strings, but not DEL, C1 or the bidi controls.
+    # JSON escapes C0 controls in strings, but not DEL, C1 or format characters.
     body = printable(body, keep_newlines=True)
     if record.topic == quarantine_topic:
         reason = value.get("reason") if isinstance(value, dict) else None

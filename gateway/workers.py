@@ -8,7 +8,8 @@ SIGTERM to every worker — each drains its in-flight requests — before exitin
 With ``plans.source = "local"`` the catalog belongs to the main process, which builds the plan
 snapshot from it and keeps it in a file (replaced atomically when the catalog changes) in a
 private run directory; the workers read that file as their ``file:`` source. A change reaches
-them within two refresh intervals, and the last good file keeps serving if the catalog fails.
+them within two refresh intervals, and the last good file keeps serving if the catalog fails
+or the file cannot be written (logged once per streak of failures, retried every interval).
 
 A worker that exits within :data:`STARTUP_S` of starting is restarted after a delay that
 doubles each time (from :data:`RESTART_DELAY_S` up to :data:`MAX_RESTART_DELAY_S`); after
@@ -197,6 +198,7 @@ class SnapshotExport:
         self.interval_s = interval_s
         self._etag: str | None = None
         self._task: asyncio.Task[None] | None = None
+        self._failing = False  # the last export failed (logged once per streak of failures)
 
     async def start(self) -> None:
         """Write the first snapshot (workers then start ready), then keep it current."""
@@ -223,19 +225,39 @@ class SnapshotExport:
             return
         await asyncio.to_thread(_replace, self.path, fetched.content)
         self._etag = fetched.etag
+        if self._failing:
+            log.info("plan snapshot for the workers written again")
+            self._failing = False
 
     async def _loop(self) -> None:
+        # Never ends but by stop(): a loop that died would leave the workers serving a stale
+        # snapshot for ever (a deleted write key would keep working).
         while True:
             await asyncio.sleep(self.interval_s)
-            await self.export_once()
+            try:
+                await self.export_once()
+            except Exception:  # e.g. OSError from writing the file: disk full, permissions
+                if not self._failing:
+                    log.exception(
+                        "plan snapshot for the workers not written; they keep the last one, "
+                        "retrying every %.1fs",
+                        self.interval_s,
+                    )
+                self._failing = True
 
 
 def _replace(path: Path, content: bytes) -> None:
     """Write ``path`` atomically: a reader sees the old document or the new one, whole."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".snapshot-")
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(content)
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(content)
+        os.replace(tmp, path)
+    except BaseException:
+        # A failed attempt leaves nothing behind: on a full disk, the next one needs the room.
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 def _spawn(command: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:

@@ -9,18 +9,30 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import orjson
 import pytest
-from sqlalchemy import update
+from sqlalchemy import event, update
 
+from gateway.catalog import rules as rules_module
 from gateway.catalog import schema
 from gateway.catalog.rules import MAX_RULE_DEPTH
+from gateway.config import Role
+from gateway.errors import BadRequest
 from gateway.plans.providers import SNAPSHOT_PATH
-from gateway.server import Gateway
-from tests.conftest import Admin, basic_auth, ingest_url, metric_value
+from gateway.server import READY_CACHE_S, Gateway
+from tests.conftest import (
+    ADMIN_TOKEN,
+    Admin,
+    GatewayFactory,
+    basic_auth,
+    ingest_url,
+    metric_value,
+)
 
 PLANS = "/catalog/tracking-plans"
 
@@ -230,8 +242,132 @@ async def test_a_snapshot_that_fails_to_build_is_reported_while_ingest_keeps_ser
         await api.ok("DELETE", f"{PLANS}/{plan['id']}/events/{event['id']}")
         status, _ = await api("GET", SNAPSHOT_PATH)
         assert status == 200
-        async with http.get(f"{admin}/health/ready") as resp:
-            assert resp.status == 200, await resp.text()
+        # Readiness is cached for a second: the repair shows once that has passed.
+        async with asyncio.timeout(10):
+            while True:
+                async with http.get(f"{admin}/health/ready") as resp:
+                    if resp.status == 200:
+                        break
+                await asyncio.sleep(0.2)
+
+
+async def test_admin_readiness_queries_the_catalog_at_most_once_a_second(
+    database_url: str, make_gateway: GatewayFactory
+) -> None:
+    gw = await make_gateway(
+        Role.ADMIN, admin={"tokens": (ADMIN_TOKEN,)}, catalog={"database_url": database_url}
+    )
+    assert gw.store is not None
+    state_queries = 0
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        nonlocal state_queries
+        # Store.state(): the query behind every snapshot check (and, after a write, the build).
+        if "catalog_state.workspace_id" in statement:
+            state_queries += 1
+
+    event.listen(gw.store.engine.sync_engine, "before_cursor_execute", count)
+    url = f"http://127.0.0.1:{gw.admin_port}/health/ready"
+    async with aiohttp.ClientSession() as http:
+
+        async def ready() -> None:
+            async with http.get(url) as resp:
+                assert resp.status == 200, await resp.text()
+
+        await ready()
+        async with gw.store.write():
+            pass  # a catalog write: the next snapshot check rebuilds the snapshot
+        state_queries = 0
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        for _ in range(5):
+            await asyncio.gather(*(ready() for _ in range(40)))
+        elapsed = loop.time() - started
+    assert state_queries <= 1 + int(elapsed / READY_CACHE_S), (state_queries, elapsed)
+
+
+async def test_rules_are_compiled_before_the_write_transaction_takes_the_lock(
+    tmp_path: Path, make_gateway: GatewayFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Compiling a large rule takes a while: meanwhile other admin writes must not wait on
+    SQLite's write lock (nor a PostgreSQL transaction stay open)."""
+    db_file = tmp_path / "locks.db"
+    gw = await make_gateway(
+        Role.ADMIN,
+        admin={"tokens": (ADMIN_TOKEN,)},
+        catalog={"database_url": f"sqlite:///{db_file}"},
+    )
+    lock_held_while_compiling: list[bool] = []
+    real_check = rules_module._servable_error
+
+    def observed(rules: Any) -> str | None:
+        # Runs where the compilation runs: can another connection take the write lock now?
+        other = sqlite3.connect(db_file, timeout=0)
+        try:
+            other.execute("BEGIN IMMEDIATE")
+            other.rollback()
+            lock_held_while_compiling.append(False)
+        except sqlite3.OperationalError:
+            lock_held_while_compiling.append(True)
+        finally:
+            other.close()
+        return real_check(rules)
+
+    monkeypatch.setattr(rules_module, "_servable_error", observed)
+    async with aiohttp.ClientSession() as http:
+        api = Admin(gw, http)
+        plan = await api.ok("POST", PLANS, {"name": "Lock Plan"})
+        events = f"{PLANS}/{plan['id']}/events"
+        # PATCH: a new catalog event is inserted before the rules are stored.
+        await api.ok(
+            "PATCH",
+            events,
+            {"name": "Lock Event", "eventType": "track", "rules": {"type": "object"}},
+        )
+        status, _ = await api(
+            "PATCH", events, {"name": "Lock Bad", "eventType": "track", "rules": {"type": "x"}}
+        )
+        assert status == 400
+        # POST: a new catalog property is created before the rules are stored.
+        await api.ok(
+            "POST",
+            events,
+            {
+                "name": "Lock Props",
+                "eventType": "track",
+                "properties": [{"name": "fresh", "type": "string", "propConfig": {}}],
+            },
+        )
+        kind = await api.ok("POST", "/catalog/custom-types", custom_type("LockType", {}))
+        await api.ok(
+            "PUT", f"/catalog/custom-types/{kind['id']}", custom_type("LockType", {"minLength": 1})
+        )
+        fresh = (await api.ok("GET", "/catalog/properties"))["data"]
+        catalog_event = await api.ok(
+            "POST", "/catalog/events", {"name": "Lock Ids", "eventType": "track"}
+        )
+        await api.ok(
+            "PUT",
+            events,
+            {"id": catalog_event["id"], "properties": [{"id": fresh[0]["id"], "required": True}]},
+        )
+        # Refused rules store nothing.
+        document = await api.ok("GET", f"{PLANS}/{plan['id']}")
+        assert sorted(e["name"] for e in document["events"]) == [
+            "Lock Event",
+            "Lock Ids",
+            "Lock Props",
+        ]
+    assert len(lock_held_while_compiling) >= 6
+    assert not any(lock_held_while_compiling), lock_held_while_compiling
+
+
+async def test_rules_that_changed_after_the_check_are_checked_again() -> None:
+    """The catalog changed between the check and the write: what is stored is checked too."""
+    checked = {"type": "string"}
+    await rules_module.recheck(dict(checked), checked)  # unchanged: not compiled again
+    with pytest.raises(BadRequest, match=r"^rules: "):
+        await rules_module.recheck({"type": "not-a-type"}, checked)
 
 
 def prop(name: str, kind: str, config: dict[str, Any]) -> dict[str, Any]:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import io
 import os
-import re
 import stat
+import sys
+import unicodedata
 from pathlib import Path
 
 import aiohttp
@@ -14,12 +15,24 @@ import pytest
 
 from gateway.dev import write_dev_config
 from gateway.server import Gateway
-from gateway.tail import tail
+from gateway.tail import printable, tail
 from tests.conftest import Admin, basic_auth, ingest_url
 
 PLANS = "/catalog/tracking-plans"
-# Everything a terminal could act on: C0 (but newline), DEL, C1, bidirectional controls.
-TERMINAL_CONTROLS = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+# Everything a terminal could act on, from the Unicode database rather than from the code under
+# test: controls (C0, DEL, C1), format characters (bidi marks, embeddings, overrides and
+# isolates, the Arabic letter mark, zero-width characters, tags) and line/paragraph separators.
+TERMINAL_CATEGORIES = ("Cc", "Cf", "Zl", "Zp")
+TERMINAL_CHARACTERS = "".join(
+    char
+    for char in map(chr, range(sys.maxunicode + 1))
+    if unicodedata.category(char) in TERMINAL_CATEGORIES
+)
+
+
+def terminal_characters_in(printed: str) -> list[str]:
+    """What would reach the terminal unescaped (newlines are kept on purpose)."""
+    return [c for c in printed if c != "\n" and unicodedata.category(c) in TERMINAL_CATEGORIES]
 
 
 @pytest.mark.parametrize(
@@ -68,10 +81,39 @@ async def test_tail_prints_client_text_with_control_characters_escaped(gateway: 
     printed = out.getvalue()
 
     assert seen == 1
-    assert not TERMINAL_CONTROLS.findall(printed), printed
+    assert not terminal_characters_in(printed), printed
     assert '"Clear\\x1b[2J\\x1b]0;owned\\x07 Me"' in printed
     assert "key=u\\x9b31m\\u202eevil" in printed
     assert "\\x7f\\x85\\u2066x" in printed
+
+
+async def test_tail_escapes_every_control_format_and_separator_character(
+    gateway: Gateway,
+) -> None:
+    marks = "\u200e\u200f\u061c\u2028\u2029\u200b\ufeff\U000e0041"
+    event = {
+        "userId": f"u{marks}",
+        "event": f"Named{marks}",
+        "properties": {"every": TERMINAL_CHARACTERS.replace("\x00", "")},
+    }
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(
+            ingest_url(gateway, "/v1/track"), data=orjson.dumps(event), headers=basic_auth()
+        ) as resp,
+    ):
+        assert resp.status == 200, await resp.text()
+
+    out = io.StringIO()
+    assert await tail(gateway.settings.kafka, from_beginning=True, max_records=1, out=out) == 1
+    printed = out.getvalue()
+
+    assert not terminal_characters_in(printed)
+    assert '"Named\\u200e\\u200f\\u061c\\u2028\\u2029\\u200b\\ufeff\\U000e0041"' in printed
+    assert "key=u\\u200e" in printed
+    # Without keep_newlines (headers, the title line), a newline is escaped too.
+    assert not terminal_characters_in(printable(TERMINAL_CHARACTERS))
+    assert "\n" not in printable(TERMINAL_CHARACTERS)
 
 
 def test_dev_files_holding_the_admin_token_are_private(tmp_path: Path) -> None:

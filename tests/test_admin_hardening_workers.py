@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
+import logging
 import os
 import signal
 import socket
@@ -24,7 +26,11 @@ import orjson
 import pytest
 
 from gateway.broker import EmbeddedBroker, free_port
+from gateway.catalog.snapshot import LocalProvider, SnapshotBuilder
+from gateway.catalog.store import Store
 from gateway.config import ConfigError, Role, load_settings
+from gateway.metrics import Metrics
+from gateway.workers import SnapshotExport
 from tests.conftest import (
     ADMIN_TOKEN,
     basic_auth,
@@ -170,6 +176,56 @@ def test_the_same_port_for_ingest_and_admin_is_a_configuration_error() -> None:
     settings.check_role(Role.ADMIN)  # one port only: fine
 
 
+@pytest.mark.parametrize(
+    ("role", "shared", "clash"),
+    [
+        (Role.ALL, "INGEST", "ingest.port"),
+        (Role.ALL, "ADMIN", "admin.port"),
+        (Role.INGEST, "INGEST", "ingest.port"),
+        (Role.INGEST, "ADMIN", None),  # no admin listener in an ingest process
+        (Role.ADMIN, "ADMIN", None),  # the metrics listener runs where ingest does
+    ],
+)
+def test_a_metrics_port_shared_with_another_listener_is_a_configuration_error(
+    role: Role, shared: str, clash: str | None
+) -> None:
+    ports = {"INGEST": "9000", "ADMIN": "9001"}
+    environ = {f"GATEWAY_{name}_PORT": port for name, port in ports.items()}
+    environ |= {"GATEWAY_METRICS_ENABLED": "true", "GATEWAY_METRICS_PORT": ports[shared]}
+    environ["GATEWAY_PLANS_SOURCE"] = "http://admin.internal:9001"  # valid for every role
+    settings = load_settings(None, environ=environ)
+    if clash is None:
+        settings.check_role(role)
+    else:
+        with pytest.raises(ConfigError, match=rf"metrics\.port: the same as {clash}"):
+            settings.check_role(role)
+    disabled = load_settings(None, environ={**environ, "GATEWAY_METRICS_ENABLED": "false"})
+    disabled.check_role(role)  # no metrics listener, no clash
+
+
+def test_serve_with_the_metrics_port_on_the_ingest_port_exits_naming_the_keys(
+    broker: EmbeddedBroker, tmp_path: Path
+) -> None:
+    port = free_port()
+    config = write_config(
+        tmp_path / "gateway.toml",
+        broker,
+        "unused",
+        f'[ingest]\nhost = "127.0.0.1"\nport = {port}\n'
+        f'[metrics]\nenabled = true\nhost = "127.0.0.1"\nport = {port}\n',
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "gateway", "serve", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert "configuration error: metrics.port: the same as ingest.port" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
 async def test_workers_that_cannot_start_stop_the_gateway_with_an_error(
     broker: EmbeddedBroker, tmp_path: Path
 ) -> None:
@@ -202,3 +258,56 @@ async def test_workers_that_cannot_start_stop_the_gateway_with_an_error(
             assert children_of(proc.pid) == set()
     finally:
         holder.close()
+
+
+async def test_snapshot_export_outlives_a_failing_file_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A full disk or a permission error while replacing the workers' snapshot file is logged
+    once, and the export keeps trying until the file is current again."""
+    store = Store(f"sqlite:///{tmp_path / 'catalog.db'}")
+    await store.open()
+    target = tmp_path / "run" / "snapshot.json"
+    target.parent.mkdir()
+    export = SnapshotExport(LocalProvider(SnapshotBuilder(store, Metrics())), target, 0.05)
+
+    def revision_in_file() -> str:
+        return str(orjson.loads(target.read_bytes())["revision"])
+
+    real_replace = os.replace
+    failures = 0
+
+    def disk_full(src: str, dst: str | Path) -> None:
+        nonlocal failures
+        if Path(dst) == target:
+            failures += 1
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_replace(src, dst)
+
+    try:
+        await export.start()
+        first = revision_in_file()
+        monkeypatch.setattr(os, "replace", disk_full)
+        async with store.write():
+            pass  # a catalog change: the next revision
+        _, revision = await store.state()
+        for _ in range(200):
+            if failures >= 5:
+                break
+            await asyncio.sleep(0.05)
+        assert failures >= 5, "the export stopped trying"
+        assert revision_in_file() == first  # the last good file stays in place
+        assert [p.name for p in target.parent.iterdir()] == ["snapshot.json"]  # no temp files
+        failed = [r for r in caplog.records if "not written" in r.getMessage()]
+        assert [r.levelno for r in failed] == [logging.ERROR]
+
+        monkeypatch.setattr(os, "replace", real_replace)
+        for _ in range(200):
+            if revision_in_file() == str(revision):
+                break
+            await asyncio.sleep(0.05)
+        assert revision_in_file() == str(revision)
+    finally:
+        monkeypatch.undo()
+        await export.stop()
+        await store.close()

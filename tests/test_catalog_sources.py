@@ -313,8 +313,12 @@ def test_local_role_ingest_is_a_clear_error(broker: EmbeddedBroker, tmp_path: Pa
     from tests.conftest import gateway_settings
 
     settings = gateway_settings(broker, tmp_path, plans={"source": "local"})
-    with pytest.raises(ConfigError, match=r"plans\.source"):
+    with pytest.raises(ConfigError, match=r"plans\.source") as from_gateway:
         Gateway(settings, Role.INGEST)
+    # One check, one message: the one `gateway serve` prints.
+    with pytest.raises(ConfigError) as from_settings:
+        settings.check_role(Role.INGEST)
+    assert str(from_gateway.value) == str(from_settings.value)
 
 
 async def test_store_reopens_with_data_and_migrations_applied_once(database_url: str) -> None:

@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from gateway.catalog import schema
 from gateway.catalog import validation as v
 from gateway.catalog.http import STORE_KEY, json_body, page_response
-from gateway.catalog.rules import check_rule
+from gateway.catalog.rules import check_rule, recheck
 from gateway.catalog.store import new_id, now_text, row_or_404
 from gateway.errors import BadRequest
 from gateway.http import json_ok
@@ -95,8 +95,8 @@ def _validate_config(kind: str, config: Any) -> dict[str, Any]:
 async def build(
     conn: AsyncConnection, kind: str, config: dict[str, Any], properties: Any
 ) -> tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]]:
-    """(rules, defs, stored properties) of a custom type; 400 for rules that cannot be served
-    (they are inlined into the rules of every event that uses the type)."""
+    """(rules, defs, stored properties) of a custom type, from the catalog as it is (reads
+    only). The caller checks :func:`servable_form` before its write transaction."""
     from gateway.catalog import properties_form as form  # properties_form imports this module
 
     rules: dict[str, Any] = {"type": [kind]}
@@ -119,8 +119,13 @@ async def build(
         rules.update(form.object_schema(specs, None))
         defs.update(form.definitions(specs))
         stored = [{"id": s.id, "required": s.required} for s in specs]
-    await check_rule({**rules, "$defs": defs} if defs else rules, "config")
     return rules, defs, stored
+
+
+def servable_form(rules: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
+    """What is inlined into the rules of every event that uses the type: checked (400 if it
+    cannot be served) as ``config``."""
+    return {**rules, "$defs": defs} if defs else rules
 
 
 def _document(row: Any, workspace_id: str) -> dict[str, Any]:
@@ -173,13 +178,23 @@ async def create(request: web.Request) -> web.Response:
     store = request.app[STORE_KEY]
     type_id = new_id("def")
     now = now_text()
-    async with store.write(snapshot=False) as conn:
+
+    async def name_free(conn: AsyncConnection) -> None:
         taken = await conn.scalar(
             select(schema.custom_types.c.id).where(schema.custom_types.c.name == name)
         )
         if taken is not None:
             raise BadRequest(f"a custom type named {name} already exists")
+
+    async with store.read() as conn:
+        await name_free(conn)
+        rules, defs, _ = await build(conn, kind, config, body.get("properties"))
+    checked = servable_form(rules, defs)
+    await check_rule(checked, "config")  # before the transaction: see rules.py
+    async with store.write(snapshot=False) as conn:
+        await name_free(conn)
         rules, defs, stored = await build(conn, kind, config, body.get("properties"))
+        await recheck(servable_form(rules, defs), checked, "config")
         await conn.execute(
             insert(schema.custom_types).values(
                 id=type_id,
@@ -222,9 +237,15 @@ async def update_type(request: web.Request) -> web.Response:
         raise BadRequest("properties is required for an object custom type")
     store = request.app[STORE_KEY]
     type_id = request.match_info["id"]
+    async with store.read() as conn:
+        await _row(conn, type_id)
+        rules, defs, _ = await build(conn, kind, config, body.get("properties"))
+    checked = servable_form(rules, defs)
+    await check_rule(checked, "config")  # before the transaction: see rules.py
     async with store.write(snapshot=False) as conn:
         row = await _row(conn, type_id)
         rules, defs, stored = await build(conn, kind, config, body.get("properties"))
+        await recheck(servable_form(rules, defs), checked, "config")
         if row.name in defs:
             raise BadRequest(f"custom type {row.name} cannot contain itself")
         values: dict[str, Any] = {

@@ -16,6 +16,7 @@ events and rules) in ``tracking_plan_versions``, so ``?version=N`` returns exact
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import orjson
@@ -27,7 +28,7 @@ from gateway.catalog import properties_form as form
 from gateway.catalog import schema
 from gateway.catalog import validation as v
 from gateway.catalog.http import STORE_KEY, json_body
-from gateway.catalog.rules import check_rule
+from gateway.catalog.rules import check_rule, recheck
 from gateway.catalog.store import new_id, now_text, row_or_404
 from gateway.errors import BadRequest, NotFound
 from gateway.http import json_ok
@@ -328,8 +329,7 @@ async def put_plan_event(
     section: str,
     rules: dict[str, Any],
 ) -> None:
-    """Insert or replace one event's rules in a plan; 400 for rules that cannot be served."""
-    await check_rule(rules)
+    """Insert or replace one event's rules in a plan (checked by the caller: see rules.py)."""
     te = schema.tracking_plan_events
     now = now_text()
     values = {
@@ -347,6 +347,16 @@ async def put_plan_event(
         )
 
 
+async def _rules_from_catalog(
+    conn: AsyncConnection, specs: list[form.PropertySpec], section: str
+) -> dict[str, Any]:
+    """The rules ``specs`` make with the catalog as it is, read before the write transaction
+    (which builds them again) so they are checked outside it; creates nothing."""
+    unresolved = copy.deepcopy(specs)  # resolve() fills the specs in
+    await form.resolve(conn, unresolved, create=False)
+    return form.build_rules(unresolved, section)
+
+
 async def upsert_event_with_rules(request: web.Request) -> web.Response:
     body = await json_body(request)
     kind = v.event_type(body.get("eventType"))
@@ -355,6 +365,7 @@ async def upsert_event_with_rules(request: web.Request) -> web.Response:
     if not isinstance(rules, dict) or not rules:
         raise BadRequest("rules: a non-empty JSON schema object is required")
     section = v.identity_section(body.get("identitySection"), kind)
+    await check_rule(rules)
     store = request.app[STORE_KEY]
     plan_id = request.match_info["plan_id"]
     async with store.write() as conn:
@@ -382,6 +393,10 @@ async def upsert_event_with_properties(request: web.Request) -> web.Response:
     specs = form.parse_by_name(body.get("properties"))
     store = request.app[STORE_KEY]
     plan_id = request.match_info["plan_id"]
+    async with store.read() as conn:
+        await plan_row(conn, plan_id)
+        checked = await _rules_from_catalog(conn, specs, section)
+    await check_rule(checked)
     async with store.write() as conn:
         await plan_row(conn, plan_id)
         await form.resolve(conn, specs)
@@ -392,7 +407,9 @@ async def upsert_event_with_properties(request: web.Request) -> web.Response:
             description=v.optional_text(body.get("description"), "description"),
             category_id=v.optional_id(body.get("categoryId"), "categoryId"),
         )
-        await put_plan_event(conn, plan_id, event_id, section, form.build_rules(specs, section))
+        rules = form.build_rules(specs, section)
+        await recheck(rules, checked)
+        await put_plan_event(conn, plan_id, event_id, section, rules)
         document = await _bump(conn, plan_id, store.workspace_id)
     return json_ok(_without_events(document))
 
@@ -406,16 +423,25 @@ async def upsert_event_with_ids(request: web.Request) -> web.Response:
     specs = form.parse_by_id(body.get("properties"))
     store = request.app[STORE_KEY]
     plan_id = request.match_info["plan_id"]
-    async with store.write() as conn:
+
+    async def section_of_event(conn: AsyncConnection) -> str:
         await plan_row(conn, plan_id)
         event = (
             await conn.execute(select(schema.events).where(schema.events.c.id == event_id))
         ).one_or_none()
         if event is None:
             raise BadRequest(f"event {event_id} does not exist")
-        section = v.identity_section(body.get("identitySection"), event.event_type)
+        return v.identity_section(body.get("identitySection"), event.event_type)
+
+    async with store.read() as conn:
+        checked = await _rules_from_catalog(conn, specs, await section_of_event(conn))
+    await check_rule(checked)
+    async with store.write() as conn:
+        section = await section_of_event(conn)
         await form.resolve(conn, specs)
-        await put_plan_event(conn, plan_id, event_id, section, form.build_rules(specs, section))
+        rules = form.build_rules(specs, section)
+        await recheck(rules, checked)
+        await put_plan_event(conn, plan_id, event_id, section, rules)
         document = await _bump(conn, plan_id, store.workspace_id)
     return json_ok(_without_events(document))
 

@@ -118,8 +118,12 @@ def _unique(specs: list[PropertySpec]) -> None:
         raise BadRequest("properties: each name may appear once per level")
 
 
-async def resolve(conn: AsyncConnection, specs: list[PropertySpec]) -> None:
-    """Give every spec its catalog property: found, created, or (by id) loaded."""
+async def resolve(conn: AsyncConnection, specs: list[PropertySpec], *, create: bool = True) -> None:
+    """Give every spec its catalog property: found, created, or (by id) loaded.
+
+    ``create=False`` creates none (a by-name spec new to the catalog keeps no id): it reads
+    what the rules will be, to check them before the write transaction opens.
+    """
     table = schema.properties
     for spec in specs:
         if spec.id is not None:
@@ -144,7 +148,7 @@ async def resolve(conn: AsyncConnection, specs: list[PropertySpec]) -> None:
                         "already exists with different advanced keywords."
                     )
                 spec.id = row.id
-            else:
+            elif create:
                 spec.id = new_id("prop")
                 now = now_text()
                 await conn.execute(
@@ -161,7 +165,7 @@ async def resolve(conn: AsyncConnection, specs: list[PropertySpec]) -> None:
         if is_custom_type(spec.type):
             spec.defs = await definitions_of(conn, str(spec.type))
         if spec.nested:
-            await resolve(conn, spec.nested)
+            await resolve(conn, spec.nested, create=create)
     _unique(specs)  # by-id specs get their names only now
 
 

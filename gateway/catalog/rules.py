@@ -4,7 +4,8 @@ Every rule a plan event holds travels in the plan snapshot to every ingest repli
 that cannot be written into that document breaks the snapshot for the whole catalog — ingest
 then keeps its old one, so a write key deleted afterwards keeps working — so it is refused with
 400 when it is written, on every path that stores or feeds rules: plan events (``PATCH``,
-``POST``, ``PUT …/events``), catalog properties (``propConfig``) and custom types.
+``POST``, ``PUT …/events``), catalog properties (``propConfig``) and custom types. The check
+runs before the write transaction opens (see :func:`recheck`), never while it holds the lock.
 
 - **Depth.** A rule nests at most :data:`MAX_RULE_DEPTH` JSON objects/arrays. orjson writes
   documents up to 254 levels; the snapshot carries each rule 5 levels down and the plan's
@@ -63,6 +64,16 @@ async def check_rule(rules: Mapping[str, Any], what: str = "rules") -> None:
     error = await asyncio.to_thread(_servable_error, rules)
     if error is not None:
         raise BadRequest(f"{what}: {error}")
+
+
+async def recheck(
+    rules: Mapping[str, Any], checked: Mapping[str, Any], what: str = "rules"
+) -> None:
+    """Inside a write transaction: ``rules``, built again from the catalog, are the ``checked``
+    ones built before it opened — compiling takes long, and the transaction holds SQLite's
+    write lock. Only if the catalog changed in between are they checked (compiled) here."""
+    if rules != checked:
+        await check_rule(rules, what)
 
 
 def _servable_error(rules: Mapping[str, Any]) -> str | None:
