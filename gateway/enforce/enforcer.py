@@ -96,7 +96,9 @@ class Enforcer:
         Runs on the event loop: it looks only at the distinct rules, never at every plan event.
         """
         live = snapshot.rules
-        self._rules = {fp: rule for fp, rule in self._rules.items() if fp in live}
+        # A copy of the items first: the warm-up thread, or a large request processed in a
+        # worker thread, may add a compiled rule meanwhile.
+        self._rules = {fp: rule for fp, rule in list(self._rules.items()) if fp in live}
         self._warming = snapshot
 
     def enforce(
