@@ -135,11 +135,12 @@ def engines(duration_s: float) -> dict[str, Any]:
     return results
 
 
-def _without_formats(schema: Any) -> Any:
+def without_formats(schema: Any) -> Any:
+    """A schema with every ``format`` keyword left out."""
     if isinstance(schema, dict):
-        return {k: _without_formats(v) for k, v in schema.items() if k != "format"}
+        return {k: without_formats(v) for k, v in schema.items() if k != "format"}
     if isinstance(schema, list):
-        return [_without_formats(v) for v in schema]
+        return [without_formats(v) for v in schema]
     return schema
 
 
@@ -148,7 +149,7 @@ def _disagreements_without_formats(
 ) -> int:
     """Verdicts of jsonschema-rs and the reference that differ once formats are left out
     (format checks differ between implementations by design; everything else must agree)."""
-    plain = {key: _without_formats(schema) for key, schema in schemas.items()}
+    plain = {key: without_formats(schema) for key, schema in schemas.items()}
     ours = _pairs({key: _rs(schema) for key, schema in plain.items()}, events)
     theirs = _pairs({key: _reference(schema) for key, schema in plain.items()}, events)
     return sum(a[0](event) != b[0](event) for (a, event), (b, _) in zip(ours, theirs, strict=True))

@@ -22,17 +22,23 @@ FIELDS = {
 }
 
 
-def test_ceiling_quick_produces_numbers(tmp_path: Path) -> None:
-    out = tmp_path / "latest.json"
+def run_quick(scenario: str, out: Path, timeout_s: float) -> subprocess.CompletedProcess[str]:
+    """``python -m bench SCENARIO --quick --out OUT``; fails the test unless it exits 0."""
     done = subprocess.run(
-        [sys.executable, "-m", "bench", "ceiling", "--quick", "--out", str(out)],
+        [sys.executable, "-m", "bench", scenario, "--quick", "--out", str(out)],
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=timeout_s,
         check=False,
     )
     assert done.returncode == 0, done.stderr
+    return done
+
+
+def test_ceiling_quick_produces_numbers(tmp_path: Path) -> None:
+    out = tmp_path / "latest.json"
+    done = run_quick("ceiling", out, timeout_s=120)
     results = orjson.loads(out.read_bytes())
     assert list(results) == ["ceiling"]
     figures = results["ceiling"]

@@ -7,27 +7,18 @@ gateway's engine and the reference agree on every verdict.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import orjson
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.test_bench import run_quick
+
 ENGINES = ("jsonschema-rs", "fastjsonschema", "jsonschema")
 
 
 def test_engines_quick_reports_each_engine(tmp_path: Path) -> None:
     out = tmp_path / "latest.json"
-    done = subprocess.run(
-        [sys.executable, "-m", "bench", "engines", "--quick", "--out", str(out)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
+    done = run_quick("engines", out, timeout_s=300)
     figures = orjson.loads(out.read_bytes())["engines"]
     assert figures["events"] >= 1000
     for engine in ENGINES:

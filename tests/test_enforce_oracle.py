@@ -40,6 +40,7 @@ from jsonschema import Draft4Validator, Draft6Validator, Draft7Validator, valida
 from jsonschema.exceptions import SchemaError, ValidationError
 from jsonschema.protocols import Validator
 
+from bench.engines import without_formats
 from gateway.enforce.compile import DRAFT_04, DRAFT_06, CompiledRule, draft_of
 from gateway.enforce.violations import VIOLATION_TYPES
 
@@ -435,15 +436,17 @@ json_scalars = st.one_of(
     st.sampled_from(NEAR_MISS_STRINGS),
     st.text(max_size=6),
 )
-json_values = st.recursive(
-    json_scalars,
-    lambda inner: st.one_of(
+
+
+def _containers(inner: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    return st.one_of(
         st.lists(inner, max_size=4),
         st.lists(st.sampled_from(ENUM_VALUES), max_size=4),  # duplicates like [1, True, 1.0]
         st.dictionaries(KEYS, inner, max_size=4),
-    ),
-    max_leaves=10,
-)
+    )
+
+
+json_values = st.recursive(json_scalars, _containers, max_leaves=10)
 
 
 FORMAT_EXAMPLES: dict[str, tuple[str, ...]] = {
@@ -752,14 +755,6 @@ _ORACLES: dict[str, Any] = {
 }
 
 
-def _without_formats(schema: Any) -> Any:
-    if isinstance(schema, dict):
-        return {k: _without_formats(v) for k, v in schema.items() if k != "format"}
-    if isinstance(schema, list):
-        return [_without_formats(v) for v in schema]
-    return schema
-
-
 def _oracle(rule: dict[str, Any]) -> Validator | None:
     """The reference validator of a rule, or None if the rule is not a valid schema."""
     cls = _ORACLES[draft_of(rule)]
@@ -800,7 +795,7 @@ def _all_dicts(value: Any) -> Iterator[dict[str, Any]]:
 
 
 def check_oracle(rule: dict[str, Any], events: list[Any]) -> None:
-    rule = _without_formats(rule)
+    rule = without_formats(rule)
     oracle = _oracle(rule)
     compiled = CompiledRule(rule)
     if _draft_04_meta_edge(rule):
