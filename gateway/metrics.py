@@ -1,4 +1,4 @@
-"""Prometheus metrics (DESIGN §8), one registry per gateway instance.
+"""Prometheus metrics (``gateway_…``, listed in the README), one registry per gateway.
 
 Label values are bounded: ``source_id`` comes from the snapshot, ``type`` and ``reason`` from
 fixed vocabularies, ``route`` from the router's templates, never from raw client input.

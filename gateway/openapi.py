@@ -1,6 +1,6 @@
 """The OpenAPI 3.1 description of both ports, served as ``GET /openapi.json`` on each.
 
-One document covers the ingest API (DESIGN §3) and the management API (§7), so either port
+One document covers the ingest API and the management API, so either port
 describes the whole gateway. It is built once, from the same constants the handlers validate
 with (routes, name patterns, event types, config choices, page size), and
 ``tests/test_openapi.py`` checks that its paths are exactly the routes the two apps register
@@ -704,7 +704,8 @@ def _admin_schemas() -> JSON:
                 ),
             },
             ("revision", "sources", "trackingPlans"),
-            description="The plan snapshot ingest replicas load (DESIGN §6).",
+            description="The plan snapshot ingest replicas load: every source with its write keys "
+            "and connected plan, and every connected plan's events and rules.",
         ),
     }
 

@@ -260,7 +260,7 @@ async def consume_all(bootstrap_servers: str, topic: str, timeout_s: float = 30.
         await consumer.stop()
 
 
-# Every Kafka record carries exactly these headers (DESIGN §5).
+# Every Kafka record carries exactly these headers (README: Kafka output).
 HEADER_NAMES = {
     "source-id",
     "event-type",
@@ -352,7 +352,7 @@ async def wait_ready(
 def violation(
     vtype: str, message: str, prop: str, instance_path: str, schema_path: str
 ) -> dict[str, Any]:
-    """One expected violation, in the DESIGN §4 shape."""
+    """One expected violation, in the shape the README documents."""
     return {
         "type": vtype,
         "message": message,

@@ -1,4 +1,4 @@
-"""Durability under failure (DESIGN §9): 200 means in Kafka, and trouble answers 429/503 quickly.
+"""Durability under failure: 200 means in Kafka, and trouble answers 429/503 quickly.
 
 - A paused broker (SIGSTOP) gets every request answered 503/429 with ``Retry-After`` within a
   bounded time, never a hang; once it resumes, requests succeed again and every event that got

@@ -1,4 +1,4 @@
-"""Enforcement end to end (DESIGN §4, §5, §8): HTTP in, the real broker and /metrics out.
+"""Enforcement end to end: HTTP in, the real broker and /metrics out.
 
 A source is connected to a tracking plan through the snapshot file. One batch mixes valid,
 violating, unplanned and additional-property events under a config with drop rules; the test
@@ -40,7 +40,7 @@ Json = dict[str, Any]
 PLAN_ID = "tp_e2e_orders"
 EVENT_NAME = "Order Completed"
 PROPS_SP = "#/properties/properties"
-# Fields normalization may add to an event (DESIGN §3); everything else arrives untouched.
+# Fields normalization may add to an event; everything else arrives untouched.
 NORMALIZED_FIELDS = {
     "messageId",
     "receivedAt",

@@ -416,7 +416,7 @@ def plan_rules(draw: st.DrawFn) -> dict[str, Any]:
     if draft is not None:
         rule["$schema"] = draft
     if draw(st.booleans()):
-        # Custom types may arrive under $defs as well (DESIGN §4).
+        # Custom types may arrive under $defs as well as definitions.
         text = json.dumps(rule).replace('"#/definitions/', '"#/$defs/')
         rule = json.loads(text)
         rule["$defs"] = rule.pop("definitions")

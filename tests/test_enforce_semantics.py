@@ -1,4 +1,4 @@
-"""Enforcement semantics (DESIGN §4), table-driven against ``Enforcer().enforce``.
+"""Enforcement semantics (README: Enforcement), table-driven against ``Enforcer().enforce``.
 
 Each case builds a snapshot with :func:`parse_snapshot`, enforces one event and checks what a
 user observes: the decision (drop reason, every violation with its ajv-style type, message,
@@ -117,7 +117,7 @@ def assert_forwarded(decision: Decision, event: Json, expected: list[Json]) -> N
 
 
 # ---------------------------------------------------------------------------------------------
-# one case per keyword of the DESIGN §4 table
+# one case per keyword of the violation-type table (README: Enforcement)
 
 
 def field_case(keyword: str, field_schema: Json, value: Any, vtype: str, message: str) -> Any:

@@ -1,4 +1,4 @@
-"""Fuzz of the admin API from its own ``/openapi.json`` (schemathesis): DESIGN §7.
+"""Fuzz of the admin API from its own ``/openapi.json`` (schemathesis).
 
 A real admin-role gateway on a SQLite catalog serves its document; schemathesis generates
 requests for every admin operation from it — valid ones (which create, change and delete real

@@ -1,4 +1,4 @@
-"""Property-based fuzz of the ingest routes (DESIGN §3, §9): no input gets a 5xx.
+"""Property-based fuzz of the ingest routes: no input gets a 5xx.
 
 One real gateway (the real broker, a connected tracking plan whose rules use patterns, formats,
 ``required`` and ``additionalProperties``, so enforcement runs on every event) takes random

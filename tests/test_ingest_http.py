@@ -1,4 +1,4 @@
-"""The ingest HTTP API end to end (DESIGN §3, §5): HTTP in, records on the real broker out.
+"""The ingest HTTP API end to end: HTTP in, records on the real broker out.
 
 Every test talks to an in-process gateway over HTTP and checks what a user observes: the status
 and JSON error body, and the records (key, headers, value) that land on the events and

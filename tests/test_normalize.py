@@ -1,4 +1,4 @@
-"""Unit tests of event normalization (DESIGN §3) and the invalid-event check."""
+"""Unit tests of event normalization (Segment spec) and the invalid-event check."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The plan snapshot and its cache (DESIGN §6): hot reload, outages, persistence, providers."""
+"""The plan snapshot and its cache : hot reload, outages, persistence, providers."""
 
 from __future__ import annotations
 

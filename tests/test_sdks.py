@@ -1,9 +1,10 @@
 """The real Segment and RudderStack Python SDKs, unmodified but for ``host``, against the gateway.
 
 Each SDK delivers identify, track, page, screen, group and alias calls; a Kafka consumer then
-finds every one on the events topic, keyed and labelled as DESIGN §5 says, normalized as §3
-says, and otherwise byte-for-byte what the SDK sent. The SDKs are synchronous (``requests``),
-so they run in a worker thread while the in-process gateway keeps serving on the event loop.
+finds every one on the events topic, keyed and labelled as the README's Kafka output section
+says, normalized as its Ingest HTTP API section says, and otherwise byte-for-byte what the SDK
+sent. The SDKs are synchronous (``requests``), so they run in a worker thread while the
+in-process gateway keeps serving on the event loop.
 
 ``sync_mode=True`` makes each SDK call post at once and raise on any non-2xx answer, so a
 failed upload fails the test instead of being swallowed by a background thread. A response
@@ -32,7 +33,7 @@ import segment.analytics.request as segment_request
 from gateway.server import Gateway
 from tests.conftest import SOURCE_ID, WRITE_KEY, consume, headers_of
 
-# Fields the gateway adds in normalization (DESIGN §3); every other field must be untouched.
+# Fields the gateway adds in normalization; every other field must be untouched.
 NORMALIZED_FIELDS = {"receivedAt", "sentAt", "originalTimestamp", "request_ip"}
 NAMED_TYPES = {"track", "page", "screen"}
 CLOCK_SLACK = timedelta(seconds=2)

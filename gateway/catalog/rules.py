@@ -14,7 +14,8 @@ runs before the write transaction opens (see :func:`recheck`), never while it ho
 - **Compilation.** A rule the validation engine cannot compile (an invalid schema, a remote
   ``$ref``) is refused too, with the engine's error: it could never validate anything. A rule
   that reaches the data plane by another way (a snapshot file, an older catalog, a new engine
-  version) still fails only its own event at run time (``Unknown-Violation``, DESIGN §6).
+  version) still fails only its own event at run time: a rule that does not compile is reported as
+  ``Unknown-Violation`` with the compile error for that event, never for the rest of the plan.
 """
 
 from __future__ import annotations

@@ -1,4 +1,10 @@
-"""The plan snapshot built from the catalog (DESIGN §6), and ``GET /internal/v1/snapshot``.
+"""The plan snapshot built from the catalog, and ``GET /internal/v1/snapshot``.
+
+The snapshot is the whole contract between catalog and data plane: one JSON document
+``{"revision", "sources": [{"id", "name", "enabled", "writeKeys", "trackingPlan"?: {"id",
+"version", "config"}}], "trackingPlans": [{"id", "name", "version", "events": [{"name",
+"eventType", "identitySection", "rules"}]}]}``, where ``revision`` changes whenever anything
+else in it does.
 
 The document is read in one transaction, so it is consistent; its ``revision`` is the catalog
 revision, which every relevant write bumps, and the endpoint's ETag is that revision:

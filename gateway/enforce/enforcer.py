@@ -1,4 +1,4 @@
-"""Enforcing a source's tracking plan on one event (DESIGN §4).
+"""Enforcing a source's tracking plan on one event.
 
 Matching: ``track`` matches on (event name, "track"), exactly; identify/page/screen/group match
 on their type with name "". ``alias`` is never validated. Only ``track`` can be unplanned; other

@@ -1,4 +1,4 @@
-"""Connection settings → what happens to an event with violations (DESIGN §4).
+"""Connection settings → what happens to an event with violations (README: Enforcement).
 
 Effective settings = the connection config's ``global`` section shallow-merged with the event
 type's section. Values may be strings or booleans, case-insensitive. A missing (or unrecognised)

@@ -1,10 +1,15 @@
-"""Turning JSON-Schema errors into violations: six types, ajv-style messages (DESIGN §4).
+"""Turning JSON-Schema errors into violations: six types, ajv-style messages.
 
 One violation::
 
     {"type": "Required-Missing", "message": "must have required property 'amount'",
      "property": "amount",
      "meta": {"instancePath": "/properties", "schemaPath": "#/properties/properties/required"}}
+
+The type follows the failed keyword: ``required`` → Required-Missing, ``type`` →
+Datatype-Mismatch, ``additionalProperties`` → Additional-Properties, the bounds, ``pattern``,
+``format``, ``enum``, ``uniqueItems`` and ``if`` → Advance-Rules-Violation (see ADVANCE_KEYWORDS),
+any other keyword → Unknown-Violation; an unmatched ``track`` event is an Unplanned-Event.
 
 ``property`` is the missing or unplanned key for ``required`` / ``additionalProperties``, else
 the last segment of the instance path ("" at the root).

@@ -1,4 +1,4 @@
-"""Normalization of one event, per the Segment spec (DESIGN §3).
+"""Normalization of one event, per the Segment spec.
 
 - ``messageId``: kept (trimmed) or generated (UUIDv4);
 - ``receivedAt``: the server's time for the whole request;

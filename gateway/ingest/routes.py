@@ -1,4 +1,4 @@
-"""The ingest HTTP API (DESIGN §3): Segment/RudderStack-compatible routes.
+"""The ingest HTTP API: Segment/RudderStack-compatible routes (listed in ``ROUTES``).
 
 A 200 ``OK`` means every event of the request is durably in Kafka — forwarded to the events
 topic or quarantined — acknowledged with the producer's ``acks`` (``all`` by default). Anything

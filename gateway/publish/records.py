@@ -1,4 +1,4 @@
-"""Kafka record layout (DESIGN §5): one message per event, keyed for per-user ordering.
+"""Kafka record layout: one message per event, keyed for per-user ordering.
 
 - events topic: value = the normalized event (with any context stamps);
 - quarantine topic: value = ``{"reason", "sourceId", "trackingPlanId", "trackingPlanVersion",
