@@ -253,10 +253,8 @@ def _with_stamps(
     would give; otherwise the event is written again.
     """
     stamps = decision.appended
-    if value is None or decision.rewritten or next(reversed(event)) != "context":
+    if value is None or stamps is None or next(reversed(event)) != "context":
         return orjson.dumps(event)
-    if stamps is None:
-        return value
     # Small pieces are joined first: each concatenation copies the whole event once.
     written = orjson.dumps(stamps)
     if not had_context:

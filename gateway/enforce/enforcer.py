@@ -44,11 +44,10 @@ class Decision:
     # The metrics label for the event: a planned name, the event type, or "(unplanned)".
     event_label: str
     # What stamping did to a forwarded event, so that its JSON written before enforcement can
-    # be reused: ``appended`` holds the keys added at the end of ``context`` (a dict, or a new
-    # ``context`` key) when that is all that changed; ``rewritten`` means the event changed
-    # otherwise (omitted keys, a replaced or already-stamped context) and must be written anew.
+    # be reused: the keys added at the end of ``context`` (a dict, or a new ``context`` key)
+    # when that is all that changed; None when the event changed otherwise (omitted keys, a
+    # replaced or already-stamped context) and must be written anew.
     appended: dict[str, Any] | None = None
-    rewritten: bool = False
 
 
 class Enforcer:
@@ -118,21 +117,15 @@ class Enforcer:
             return None
         event_type: str = event["type"]
         policy = source.tracking_plan.policies[event_type]
-        validated = self._validate(event, event_type, plan, budget)
-        if validated is None:
+        violations, label = self._validate(event, event_type, plan, budget)
+        if violations is None:
             assert budget is not None
             unlisted = [invalid_event_violation(budget.exhausted_message())]
-            label = event.get("event", "") if event_type == "track" else event_type
             return Decision(plan, unlisted, QuarantineReason.INVALID_EVENT, label)
-        violations, label = validated
         reason = policy.drop_reason(violations)
         decision = Decision(plan, violations, reason, label)
         if reason is None:
-            stamps = _stamp(event, plan, violations, policy)
-            if stamps is None:
-                decision.rewritten = True
-            else:
-                decision.appended = stamps
+            decision.appended = _stamp(event, plan, violations, policy)
         return decision
 
     def _validate(
@@ -141,7 +134,8 @@ class Enforcer:
         event_type: str,
         plan: TrackingPlan,
         budget: ViolationBudget | None,
-    ) -> tuple[list[Violation], str] | None:
+    ) -> tuple[list[Violation] | None, str]:
+        """The violations (None: invalid, but over the request's budget) and the metrics label."""
         if event_type == "alias":
             return [], event_type
         name = event.get("event", "") if event_type == "track" else ""
@@ -157,7 +151,7 @@ class Enforcer:
         if budget is None:
             return rule.violations(event), label
         if budget.left <= 0:
-            return None
+            return None, label
         violations = rule.violations(event)
         budget.left -= len(violations)
         return violations, label
