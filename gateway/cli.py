@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
+import gc
 import logging
 import os
 import sys
@@ -162,8 +163,16 @@ def _server() -> Any:
     return gateway.server
 
 
+# Young objects the cyclic garbage collector lets accumulate before a collection (700 by
+# default). A batch request allocates tens of thousands of short-lived objects, freed by
+# reference counting, not by the collector; collecting every 700 of them cost ~9 % of
+# throughput under batch load (bench). Cycles still are collected, only less often.
+GC_YOUNG_THRESHOLD = 20_000
+
+
 def _run(coro: Coroutine[Any, Any, Any]) -> None:
     import uvloop
 
+    gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         runner.run(coro)

@@ -12,9 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from aiokafka.partitioner import DefaultPartitioner
+from hypothesis import given
+from hypothesis import strategies as st
 
 from gateway.metrics import Metrics
-from gateway.publish.producer import KafkaPublisher, Record
+from gateway.publish.producer import KafkaPublisher, Record, partition_for
 from gateway.publish.records import MAX_HEADER_BYTES, MAX_KEY_BYTES, MAX_TEXT_CHARS
 from gateway.server import Gateway
 from tests.conftest import (
@@ -100,3 +103,38 @@ async def test_publisher_quarantines_a_record_kafka_refuses(broker: Any, tmp_pat
     assert "MessageSizeTooLargeError" in doc["violations"][0]["message"]
     assert doc["receivedAt"] == "now"
     assert record.key == b"u1"
+
+
+async def test_records_are_partitioned_by_key_as_kafkas_default_partitioner_does(
+    make_gateway: GatewayFactory,
+) -> None:
+    # The Java client's choice (murmur2 of the key), which aiokafka's default partitioner
+    # reproduces in Python: consumers and joins can rely on a user's events sharing a partition.
+    gateway = await make_gateway(kafka={"topic_partitions": 6})
+    users = [f"user-{i}" for i in range(40)] + ["ü" * 7, ""]
+    batch = [
+        {"type": "track", "userId": user, "anonymousId": "anon", "event": "E", "messageId": f"m{i}"}
+        for i, user in enumerate(users * 2)
+    ]
+    assert await post_json(gateway, "/v1/batch", {"batch": batch}) == (200, "OK")
+    records = await topic(gateway)
+    assert len(records) == len(batch)
+    expected = DefaultPartitioner()
+    for record in records:
+        assert record.partition == expected(record.key, list(range(6)), list(range(6)))
+    used = {r.partition for r in records}
+    assert len(used) > 1  # keys spread over the partitions
+
+
+@given(key=st.binary(max_size=300), count=st.integers(1, 64))
+def test_partition_of_a_key_is_kafkas(key: bytes, count: int) -> None:
+    partitions = list(range(count))
+    assert partition_for(key, partitions, partitions) == DefaultPartitioner()(
+        key, partitions, partitions
+    )
+
+
+def test_records_without_a_key_go_to_an_available_partition() -> None:
+    chosen = {partition_for(None, [0, 1, 2, 3], [1, 3]) for _ in range(200)}
+    assert chosen == {1, 3}
+    assert partition_for(None, [0, 1], []) in (0, 1)

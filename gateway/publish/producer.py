@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ from aiokafka.errors import (
     TopicAlreadyExistsError,
 )
 from aiokafka.helpers import create_ssl_context
+from murmurhash2 import murmurhash2
 
 from gateway.config import KafkaSettings
 from gateway.metrics import Metrics
@@ -55,6 +57,22 @@ REFUSED_ERRORS = (
 MIN_RECORD_BYTES = 1024 * 1024
 # Room for a record's key, headers (both bounded, see records.py) and framing.
 RECORD_MARGIN_BYTES = 4096
+
+
+# The seed of the Java client's murmur2: keys land on the partitions any Kafka client would pick.
+MURMUR2_SEED = 0x9747B28C
+
+
+def partition_for(key: bytes | None, partitions: Sequence[int], available: Sequence[int]) -> int:
+    """The partition of a record, as Kafka's default partitioner picks it.
+
+    A key's partition is its murmur2 hash (positive) modulo the topic's partition count; a record
+    without a key goes to a random available partition. The same choice aiokafka's default
+    partitioner makes, in native code instead of a Python loop over the key's bytes.
+    """
+    if key is None:
+        return random.choice(available or partitions)
+    return partitions[(murmurhash2(key, MURMUR2_SEED) & 0x7FFFFFFF) % len(partitions)]
 
 
 def max_record_bytes(settings: KafkaSettings) -> int:
@@ -237,9 +255,19 @@ class KafkaPublisher:
         """
         refused: list[tuple[Record, KafkaError]] = []
         sent: list[tuple[Record, asyncio.Future[Any]]] = []
+        topics: dict[str, tuple[list[int], list[int]]] = {}
         for r in records:
+            partitions = topics.get(r.topic)
+            if partitions is None:
+                partitions = topics[r.topic] = await self._partitions(producer, r.topic)
             try:
-                future = await producer.send(r.topic, r.value, key=r.key, headers=r.headers)
+                future = await producer.send(
+                    r.topic,
+                    r.value,
+                    key=r.key,
+                    headers=r.headers,
+                    partition=partition_for(r.key, *partitions),
+                )
             except REFUSED_ERRORS as exc:
                 refused.append((r, exc))
             else:
@@ -266,6 +294,13 @@ class KafkaPublisher:
             else:
                 at_delivery.append(r)
         return refused, at_delivery
+
+    @staticmethod
+    async def _partitions(producer: AIOKafkaProducer, topic: str) -> tuple[list[int], list[int]]:
+        """A topic's partitions, and those with a leader (waits for the topic's metadata)."""
+        partitions = sorted(await producer.partitions_for(topic))
+        available = producer.client.cluster.available_partitions_for_topic(topic)
+        return partitions, sorted(available or ())
 
     def _stub_record(self, record: Record, error: KafkaError) -> Record:
         """A quarantine record naming the event of a record Kafka refused."""
