@@ -19,6 +19,7 @@ import orjson
 
 from bench.corpus import Corpus
 from bench.measure import CpuWindow, result, rss_mb
+from gateway.cli import tune_gc
 from gateway.config import IngestSettings, KafkaSettings
 from gateway.enforce.enforcer import Enforcer
 from gateway.ingest.normalize import normalize, request_info
@@ -38,6 +39,7 @@ def _bodies(corpus: Corpus, batches: int) -> list[bytes]:
 
 
 def _run(duration_s: float, bodies: list[bytes], handle: Any) -> dict[str, Any]:
+    tune_gc()  # as `gateway serve` runs
     handle(bodies[0])  # warm up: compile rules, fill caches
     latencies: list[float] = []
     events = requests = 0

@@ -170,9 +170,14 @@ def _server() -> Any:
 GC_YOUNG_THRESHOLD = 20_000
 
 
+def tune_gc() -> None:
+    """The collector's settings of a serving process (the bench's in-process scenarios too)."""
+    gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
+
+
 def _run(coro: Coroutine[Any, Any, Any]) -> None:
     import uvloop
 
-    gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
+    tune_gc()
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         runner.run(coro)

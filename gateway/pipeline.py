@@ -36,6 +36,7 @@ from gateway.publish.records import (
     event_name,
     headers_for,
     quarantine_value,
+    request_headers,
     stub,
 )
 
@@ -94,12 +95,18 @@ class Pipeline:
         """Decide every event's outcome and build its record; fills ``results`` if given."""
         tally = Tally()
         records: list[Record] = []
-        source_id = source.id.encode()
-        enforce = self.enforcer.enforce
         budget = ViolationBudget(self.max_request_violations)
         output_bytes = 0  # of the records built so far
+        enforcement = self.enforcer.for_source(source, snapshot)
         # Only events of a source with a plan are stamped; their context is put last.
-        stamping = source.tracking_plan is not None and snapshot.plan_for(source) is not None
+        stamping = enforcement is not None
+        unjudged = request_headers(source.id, None, None)
+        judged = unjudged
+        if enforcement is not None:
+            judged = request_headers(source.id, enforcement.plan.id, enforcement.plan.version)
+        # The last stamps written, and their JSON: events without violations share one object.
+        last_stamps: dict[str, Any] | None = None
+        last_written = b""
         shared: SharedParts | None = None
         shared_problem: str | None = None
         if info.context is not None or info.integrations is not None:
@@ -120,29 +127,31 @@ class Pipeline:
             tally.received[type_label] += 1
             decision: Decision | None = None
             if problem is None:
-                had_context = "context" in raw
-                started = time.perf_counter()
-                decision = enforce(raw, source, snapshot, budget)
-                tally.validation_s += time.perf_counter() - started
-                if decision is not None and decision.reason is None:
-                    value = _with_stamps(raw, value, decision, had_context)
+                if enforcement is not None:
+                    had_context = "context" in raw
+                    started = time.perf_counter()
+                    decision = enforcement.enforce(raw, budget)
+                    tally.validation_s += time.perf_counter() - started
+                    stamps = decision.appended
+                    if decision.reason is None:
+                        if stamps is not None and stamps is not last_stamps:
+                            last_stamps, last_written = stamps, orjson.dumps(stamps)
+                        value = _with_stamps(raw, value, stamps, last_written, had_context)
                 if value is not None and len(value) > self.max_value_bytes:
                     problem, value = self._too_large(value), None
-            plan_id = plan_version = b""
             violations: list[dict[str, Any]] = []
             reason: QuarantineReason | None = None
             if decision is not None:
-                plan = decision.plan
-                plan_id, plan_version = plan.id.encode(), str(plan.version).encode()
                 violations = decision.violations
                 reason = decision.reason
                 for v in violations:
-                    tally.violations[plan.id, decision.event_label, v["type"]] += 1
+                    tally.violations[decision.plan.id, decision.event_label, v["type"]] += 1
             if problem is not None:
                 reason = QuarantineReason.INVALID_EVENT
                 violations = [invalid_event_violation(problem)]
             key = event_key(raw)
-            headers = headers_for(raw, source_id, plan_id, plan_version, len(violations))
+            shared_headers = unjudged if decision is None else judged
+            headers = headers_for(raw, shared_headers, len(violations))
             if reason is None:
                 assert value is not None  # a forwarded event is always written
                 records.append(Record(self.events_topic, key, value, headers, raw))
@@ -244,19 +253,21 @@ class Pipeline:
 
 
 def _with_stamps(
-    event: dict[str, Any], value: bytes | None, decision: Decision, had_context: bool
+    event: dict[str, Any],
+    value: bytes | None,
+    stamps: dict[str, Any] | None,
+    written: bytes,
+    had_context: bool,
 ) -> bytes:
     """The forwarded event's JSON: ``value`` (written before enforcement) plus the stamps.
 
-    When stamping only appended keys to ``context`` and ``context`` is the event's last key,
-    the JSON is extended at its end by splicing — byte for byte what ``orjson.dumps(event)``
-    would give; otherwise the event is written again.
+    When stamping only appended ``stamps`` (whose JSON is ``written``) to ``context`` and
+    ``context`` is the event's last key, the JSON is extended at its end by splicing — byte for
+    byte what ``orjson.dumps(event)`` would give; otherwise the event is written again.
     """
-    stamps = decision.appended
     if value is None or stamps is None or next(reversed(event)) != "context":
         return orjson.dumps(event)
     # Small pieces are joined first: each concatenation copies the whole event once.
-    written = orjson.dumps(stamps)
     if not had_context:
         return value[:-1] + (b',"context":' + written + b"}")  # a new last key
     if len(event["context"]) > len(stamps):
@@ -297,4 +308,6 @@ def invalid_event_problem(event: dict[str, Any]) -> str | None:
 
 
 def _blank(value: Any) -> bool:
-    return value is None or value == "" or isinstance(value, dict | list | bool)
+    if value.__class__ is str:  # the common case first
+        return not value
+    return value is None or isinstance(value, dict | list | bool)

@@ -22,7 +22,12 @@ from typing import Any, NoReturn
 
 import jsonschema_rs
 
-from gateway.enforce.violations import Violation, unknown_violation, violations_of
+from gateway.enforce.violations import (
+    Violation,
+    has_branches,
+    unknown_violation,
+    violations_of,
+)
 
 DRAFT_04 = "http://json-schema.org/draft-04/schema#"
 DRAFT_06 = "http://json-schema.org/draft-06/schema#"
@@ -171,13 +176,14 @@ def _compile(schema: Mapping[str, Any]) -> tuple[jsonschema_rs.Validator | None,
 class CompiledRule:
     """One rule, compiled once; shared by every plan event whose rules are equal."""
 
-    __slots__ = ("_located", "_validator", "error", "schema")
+    __slots__ = ("_branches", "_located", "_validator", "error", "schema")
 
     def __init__(self, schema: Mapping[str, Any]) -> None:
         self.schema = schema
         self._validator, self.error = _compile(schema)
         # Schema paths already walked for violations (see violations.py), per rule.
         self._located: dict[tuple[Any, ...], Any] = {}
+        self._branches = has_branches(schema)
 
     def is_valid(self, event: Any) -> bool:
         if self._validator is None:
@@ -195,7 +201,11 @@ class CompiledRule:
             return [unknown_violation(self.error or "rule failed to compile")]
         try:
             found = violations_of(
-                self._validator.iter_errors(event), event, self.schema, self._located
+                self._validator.iter_errors(event),
+                event,
+                self.schema,
+                self._located,
+                self._branches,
             )
         except ValueError:
             return [unknown_violation("event nested too deeply to validate")]

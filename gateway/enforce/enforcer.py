@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import gc
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -112,16 +112,48 @@ class Enforcer:
         With a ``budget`` (one per request), an invalid event whose violations the budget can no
         longer pay for is quarantined as ``invalid-event`` without them being collected.
         """
+        enforcement = self.for_source(source, snapshot)
+        return None if enforcement is None else enforcement.enforce(event, budget)
+
+    def for_source(self, source: Source, snapshot: Snapshot) -> Enforcement | None:
+        """What enforcing the source's plan needs, looked up once for a request's events; None
+        when the source has no plan."""
         plan = snapshot.plan_for(source)
         if plan is None or source.tracking_plan is None:
             return None
+        return Enforcement(self, plan, source.tracking_plan.policies)
+
+
+class Enforcement:
+    """One source's plan and policies, bound once per request: :meth:`Enforcer.enforce` without
+    the per-event lookups."""
+
+    __slots__ = ("_clean", "_enforcer", "_policies", "_rules", "plan")
+
+    def __init__(self, enforcer: Enforcer, plan: TrackingPlan, policies: Mapping[str, Policy]):
+        self._enforcer = enforcer
+        self._rules = enforcer._rules
+        self._policies = policies
+        self.plan = plan
+        # The stamps of an event without violations, the same for all of them: one object per
+        # request (by propagateValidationErrors), so the pipeline writes its JSON once. Events
+        # share it, and its empty list, in their contexts: nothing changes a stamped context.
+        ids = {"trackingPlanId": plan.id, "trackingPlanVersion": plan.version}
+        self._clean = (ids, {**ids, "violationErrors": []})
+
+    def enforce(self, event: dict[str, Any], budget: ViolationBudget | None) -> Decision:
+        """See :meth:`Enforcer.enforce`."""
+        plan = self.plan
         event_type: str = event["type"]
-        policy = source.tracking_plan.policies[event_type]
-        violations, label = self._validate(event, event_type, plan, budget)
+        policy = self._policies[event_type]
+        violations, label = self._validate(event, event_type, budget)
         if violations is None:
             assert budget is not None
             unlisted = [invalid_event_violation(budget.exhausted_message())]
             return Decision(plan, unlisted, QuarantineReason.INVALID_EVENT, label)
+        if not violations:
+            stamps = self._clean[policy.propagate_validation_errors]
+            return Decision(plan, violations, None, label, _append(event, stamps))
         reason = policy.drop_reason(violations)
         decision = Decision(plan, violations, reason, label)
         if reason is None:
@@ -129,23 +161,19 @@ class Enforcer:
         return decision
 
     def _validate(
-        self,
-        event: dict[str, Any],
-        event_type: str,
-        plan: TrackingPlan,
-        budget: ViolationBudget | None,
+        self, event: dict[str, Any], event_type: str, budget: ViolationBudget | None
     ) -> tuple[list[Violation] | None, str]:
         """The violations (None: invalid, but over the request's budget) and the metrics label."""
         if event_type == "alias":
             return [], event_type
         name = event.get("event", "") if event_type == "track" else ""
-        planned = plan.event(event_type, name)
+        planned = self.plan.by_key.get((event_type, name))
         if planned is None:
             if event_type == "track":
                 return [unplanned_event_violation(name)], UNPLANNED_LABEL
             return [], event_type
         label = name if event_type == "track" else event_type
-        rule = self.rule(planned)
+        rule = self._rules.get(planned.fingerprint) or self._enforcer.rule(planned)
         if rule.is_valid(event):
             return [], label
         if budget is None:
@@ -204,16 +232,21 @@ def _stamp(
             _bounded_list(stamps, "violationErrors", bounded_violations, remaining)
         else:
             stamps["violationErrors"] = remaining  # the common case, kept cheap
+    appended = _append(event, stamps)
+    return None if omitted else appended
+
+
+def _append(event: dict[str, Any], stamps: dict[str, Any]) -> dict[str, Any] | None:
+    """Put the stamps in the event's context; returns them if they were only appended."""
     context = event.get("context")
     if isinstance(context, dict):
         size = len(context)
         context.update(stamps)
         # A key the context already had keeps its place: then it grew by fewer keys.
-        appended = len(context) == size + len(stamps)
-    else:
-        appended = "context" not in event  # else a non-object context is replaced
-        event["context"] = stamps.copy()
-    return stamps if appended and not omitted else None
+        return stamps if len(context) == size + len(stamps) else None
+    appended = "context" not in event  # else a non-object context is replaced
+    event["context"] = stamps.copy()
+    return stamps if appended else None
 
 
 def _bounded_list(

@@ -18,7 +18,7 @@ the last segment of the instance path ("" at the root).
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import jsonschema_rs
 
@@ -87,9 +87,11 @@ def violations_of(
     event: Any,
     root_schema: Mapping[str, Any],
     located_cache: dict[tuple[Any, ...], Any],
+    conditional: bool = True,
 ) -> list[Violation]:
-    """Classify a rule's errors on ``event``; ``located_cache`` (one per rule) remembers ``if``
-    branches."""
+    """Classify a rule's errors on ``event``; ``located_cache`` (one per rule) remembers where in
+    the rule each error points. ``conditional``: the rule has ``then``/``else`` branches (see
+    :func:`has_branches`); without, no error needs its evaluation path walked."""
     found: list[Violation] = []
     seen_if: set[tuple[str, str]] = set()
     seen_closed: set[tuple[str, str]] = set()
@@ -97,11 +99,11 @@ def violations_of(
         instance_at = error.instance_path
         instance_path = _pointer(instance_at)
         # The engine's schema path is already resolved through local $refs.
-        keyword, value, schema, at_schema, schema_path = _keyword_at(
+        keyword, schema, at_schema, schema_path, kind_of, message = _keyword_at(
             error, root_schema, located_cache
         )
         kind = error.kind
-        if isinstance(kind, jsonschema_rs.ValidationErrorKind.Required):
+        if isinstance(kind, _REQUIRED):
             name = kind.property
             if keyword == "dependencies":
                 kind_of = UNKNOWN_VIOLATION
@@ -109,7 +111,7 @@ def violations_of(
             else:
                 kind_of, message = REQUIRED_MISSING, f"must have required property '{name}'"
             found.append(_violation(kind_of, message, name, instance_path, schema_path))
-        elif isinstance(kind, jsonschema_rs.ValidationErrorKind.AdditionalProperties):
+        elif isinstance(kind, _ADDITIONAL):
             found.extend(_additional(kind.unexpected, instance_path, schema_path))
         elif keyword == "false" and at_schema and at_schema[-1] == "additionalProperties":
             # `additionalProperties: false` beside neither `properties` nor `patternProperties`
@@ -123,13 +125,15 @@ def violations_of(
         else:
             found.append(
                 _violation(
-                    _type_of(keyword),
-                    _message(keyword, value, schema, error),
+                    kind_of,
+                    error.message if message is None else message,
                     _last(instance_at),
                     instance_path,
                     schema_path,
                 )
             )
+        if not conditional:
+            continue
         for if_pointer, branch, consumed in _branches(error, root_schema, located_cache):
             # ajv reports a failed then/else branch also as an `if` error, once per place.
             at = instance_at[:consumed]
@@ -147,6 +151,21 @@ def violations_of(
                 )
             )
     return found
+
+
+def has_branches(schema: Any) -> bool:
+    """Whether a rule has a ``then`` or ``else`` beside an ``if`` anywhere (ajv reports a failed
+    branch also as an ``if`` error, found by walking each error's evaluation path)."""
+    stack = [schema]  # iterative: a rule may be nested deeper than Python's recursion limit
+    while stack:
+        node = stack.pop()
+        if isinstance(node, Mapping):
+            if "if" in node and ("then" in node or "else" in node):
+                return True
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return False
 
 
 def _additional(keys: Iterable[str], instance_path: str, schema_path: str) -> list[Violation]:
@@ -181,24 +200,45 @@ def _type_of(keyword: str) -> str:
     return UNKNOWN_VIOLATION
 
 
+_REQUIRED = jsonschema_rs.ValidationErrorKind.Required
+_ADDITIONAL = jsonschema_rs.ValidationErrorKind.AdditionalProperties
 _PATTERN_FAILURES = (
     jsonschema_rs.ValidationErrorKind.BacktrackLimitExceeded,
     jsonschema_rs.ValidationErrorKind.RegexEngineFailure,
 )
 
 
+class _Located(NamedTuple):
+    """Where an error points in its rule, and what follows from that alone."""
+
+    keyword: str
+    schema: Mapping[str, Any]
+    at_schema: list[Any]
+    schema_path: str  # the JSON Pointer of at_schema, "#/…"
+    kind_of: str  # the violation type
+    message: str | None  # None: the engine's own message (a keyword without ajv wording)
+
+
 def _keyword_at(
     error: jsonschema_rs.ValidationError,
     root: Mapping[str, Any],
     cache: dict[tuple[Any, ...], Any],
-) -> tuple[str, Any, Mapping[str, Any], list[Any], str]:
-    """:func:`_keyword_of` and its schema pointer, remembered per schema path and error kind
-    (an event with thousands of errors has them at a handful of places in the rule)."""
-    key = ("keyword", type(error.kind), *error.schema_path)
-    found = cache.get(key)
+) -> _Located:
+    """:func:`_keyword_of`, its schema pointer, type and message, remembered per schema path
+    and error kind (an event with thousands of errors has them at a handful of places)."""
+    kind = error.kind
+    key = ("keyword", type(kind), *error.schema_path)
+    found: _Located | None = cache.get(key)
     if found is None:
         keyword, value, schema, at_schema = _keyword_of(error, root)
-        found = (keyword, value, schema, at_schema, "#" + _pointer(at_schema))
+        found = _Located(
+            keyword,
+            schema,
+            at_schema,
+            "#" + _pointer(at_schema),
+            _type_of(keyword),
+            _message(keyword, value, schema, kind),
+        )
         if len(cache) < _BRANCH_CACHE_MAX:
             cache[key] = found
     return found
@@ -333,10 +373,9 @@ def _resolve_local(root: Mapping[str, Any], ref: Any) -> tuple[Any, list[Any]] |
     return node, parts
 
 
-def _message(
-    keyword: str, value: Any, schema: Mapping[str, Any], error: jsonschema_rs.ValidationError
-) -> str:
-    if isinstance(error.kind, _PATTERN_FAILURES):
+def _message(keyword: str, value: Any, schema: Mapping[str, Any], kind: Any) -> str | None:
+    """ajv's wording of a failed keyword; None for a keyword ajv words otherwise."""
+    if isinstance(kind, _PATTERN_FAILURES):
         return f'must match pattern "{value}" (not evaluated: too costly for this value)'
     match keyword:
         case "type":
@@ -387,7 +426,7 @@ def _message(
             return f"must NOT have more than {len(schema.get('items', []))} items"
         case "false":
             return "boolean schema is false"
-    return error.message
+    return None
 
 
 def _pointer(path: Sequence[Any]) -> str:
@@ -400,6 +439,5 @@ def _pointer(path: Sequence[Any]) -> str:
     return "/" + text
 
 
-def _last(path: Iterable[Any]) -> str:
-    items = list(path)
-    return str(items[-1]) if items else ""
+def _last(path: Sequence[Any]) -> str:
+    return str(path[-1]) if path else ""

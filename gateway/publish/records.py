@@ -27,7 +27,7 @@ from typing import Any
 
 import orjson
 
-from gateway.outcomes import QuarantineReason
+from gateway.outcomes import EVENT_TYPES, QuarantineReason
 
 MAX_KEY_BYTES = 256
 MAX_HEADER_BYTES = 256
@@ -119,35 +119,57 @@ def _cut_header(encoded: bytes) -> bytes:
     return encoded[:MAX_HEADER_BYTES].decode(errors="ignore").encode()
 
 
-def headers_for(
-    event: Any, source_id: bytes, plan_id: bytes, plan_version: bytes, violations: int
-) -> list[tuple[str, bytes]]:
-    event_type = name = message_id = b""
+Header = tuple[str, bytes]
+_EVENT_TYPE_HEADERS = {t: ("event-type", t.encode()) for t in EVENT_TYPES}
+_COUNT_HEADERS = tuple(("violations", str(n).encode()) for n in range(MAX_VIOLATIONS + 1))
+
+
+def request_headers(
+    source_id: str, plan_id: str | None, plan_version: int | None
+) -> tuple[Header, Header, Header]:
+    """The headers all records of a request share: its source and its plan (or none)."""
+    return (
+        ("source-id", source_id.encode()),
+        ("tracking-plan-id", (plan_id or "").encode()),
+        ("tracking-plan-version", b"" if plan_version is None else str(plan_version).encode()),
+    )
+
+
+def headers_for(event: Any, shared: tuple[Header, Header, Header], violations: int) -> list[Header]:
+    """A record's headers, in a fixed order; ``shared`` comes from :func:`request_headers`."""
+    type_header = ("event-type", b"")
+    name = message_id = b""
     if isinstance(event, dict):
         # Inline rather than a helper per header: this runs for every event.
         value = event.get("type")
-        if isinstance(value, str):
-            event_type = value.encode()
+        known = _EVENT_TYPE_HEADERS.get(value) if isinstance(value, str) else None
+        if known is not None:
+            type_header = known
+        elif isinstance(value, str):
+            type_header = ("event-type", _cut_header(value.encode()))
         value = event.get("event") if value == "track" else event.get("name")
         if isinstance(value, str):
             name = value.encode()
+            if len(name) > MAX_HEADER_BYTES:
+                name = _cut_header(name)
         value = event.get("messageId")
         if isinstance(value, str):
             message_id = value.encode()
-        if (
-            len(event_type) > MAX_HEADER_BYTES
-            or len(name) > MAX_HEADER_BYTES
-            or len(message_id) > MAX_HEADER_BYTES
-        ):
-            event_type, name, message_id = map(_cut_header, (event_type, name, message_id))
+            if len(message_id) > MAX_HEADER_BYTES:
+                message_id = _cut_header(message_id)
+    count = (
+        _COUNT_HEADERS[violations]
+        if violations <= MAX_VIOLATIONS
+        else ("violations", str(violations).encode())
+    )
     return [
-        ("source-id", source_id),
-        ("event-type", event_type),
+        shared[0],
+        type_header,
         ("event-name", name),
         ("message-id", message_id),
-        ("tracking-plan-id", plan_id),
-        ("tracking-plan-version", plan_version),
-        ("violations", str(violations).encode()),
+        shared[1],
+        shared[2],
+        count,
     ]
 
 
