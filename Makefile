@@ -4,7 +4,9 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 
-.PHONY: install run test lint
+JS = tests/js
+
+.PHONY: install run test lint test-deps
 
 $(BIN)/gateway: pyproject.toml
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Python >= 3.11 is required")'
@@ -23,5 +25,16 @@ lint: install
 	$(BIN)/ruff format --check gateway tests bench
 	$(BIN)/mypy
 
-test: lint
+# What the SDK tests need besides Python: the JavaScript SDKs pinned in tests/js (npm), and
+# Debian's Chromium with its chromedriver for the browser SDKs.
+$(JS)/node_modules/.package-lock.json: $(JS)/package.json $(JS)/package-lock.json
+	cd $(JS) && npm ci --no-audit --no-fund --ignore-scripts
+
+/usr/bin/chromedriver:
+	apt-get install -y -q chromium chromium-driver \
+		|| (apt-get update -q && apt-get install -y -q chromium chromium-driver)
+
+test-deps: $(JS)/node_modules/.package-lock.json /usr/bin/chromedriver
+
+test: lint test-deps
 	$(BIN)/pytest

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Union, get_args, get_origin, get_type_hints
+from urllib.parse import urlsplit
 
 ENV_PREFIX = "GATEWAY_"
 # plans.source value: the snapshot is built from this process's own catalog store.
@@ -65,6 +66,9 @@ class IngestSettings:
     trusted_proxies: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
     # Serve /metrics and /openapi.json on the ingest port too (see [metrics] for a separate one).
     serve_metrics_and_openapi: bool = True
+    # The URL browsers reach this port at (e.g. "https://collect.example.com"): where the SDK
+    # settings documents send events. "" = from each request's Host and scheme.
+    public_url: str = ""
 
     def validate(self) -> None:
         _positive("ingest.max_request_bytes", self.max_request_bytes)
@@ -84,6 +88,13 @@ class IngestSettings:
             )
         _networks("ingest.trusted_proxies", self.trusted_proxies)
         _port("ingest.port", self.port)
+        if self.public_url:
+            url = urlsplit(self.public_url)
+            if url.scheme not in ("http", "https") or not url.netloc or url.query or url.fragment:
+                raise ConfigError(
+                    "ingest.public_url: must be an http(s) URL without query or fragment, e.g. "
+                    f'"https://collect.example.com", got {self.public_url!r}'
+                )
 
 
 @dataclass(frozen=True)

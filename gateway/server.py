@@ -33,6 +33,7 @@ from gateway.catalog.store import Store
 from gateway.config import LOCAL_SOURCE, Role, Settings
 from gateway.enforce.enforcer import Enforcer
 from gateway.http import Handler, ReadinessCheck, add_common_routes, make_middleware
+from gateway.ingest.browser import add_browser_routes
 from gateway.ingest.budget import ByteBudget
 from gateway.ingest.client_ip import ClientAddress
 from gateway.ingest.routes import InflightLimit, IngestContext, add_ingest_routes
@@ -225,6 +226,7 @@ class Gateway:
                 metrics=self.metrics,
             ),
         )
+        add_browser_routes(app)
         internals = s.ingest.serve_metrics_and_openapi
         add_common_routes(
             app, self.metrics, self.readiness, self.serving_facts, serve_metrics=internals

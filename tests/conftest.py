@@ -159,6 +159,17 @@ async def gateway(make_gateway: GatewayFactory) -> Gateway:
     return await make_gateway()
 
 
+@pytest.fixture
+async def planned(make_gateway: GatewayFactory, tmp_path: Path) -> Gateway:
+    """A gateway whose test source is connected to a plan with an ``Order Completed`` rule
+    (tests.browser_support.ORDER_RULES): the SDK tests' events are stamped with it."""
+    from tests.browser_support import ORDER_RULES
+    from tests.records_support import gateway_with_plan, plan_snapshot
+
+    snapshot = plan_snapshot(ORDER_RULES, {}, event="Order Completed")
+    return await gateway_with_plan(make_gateway, tmp_path, snapshot)
+
+
 T = TypeVar("T")
 
 

@@ -23,7 +23,7 @@ class ClientAddress:
     def of(self, peer: str | None, forwarded_for: str | None) -> str:
         if not peer:
             return ""
-        if not forwarded_for or not self._is_trusted(peer):
+        if not forwarded_for or not self.trusts(peer):
             return peer
         client = peer
         for hop in reversed(forwarded_for.split(",")):
@@ -31,12 +31,13 @@ class ClientAddress:
             if _address(hop) is None:
                 break  # not written by a proxy: the last trusted hop is the best we know
             client = hop
-            if not self._is_trusted(hop):
+            if not self.trusts(hop):
                 break
         return client
 
-    def _is_trusted(self, address: str) -> bool:
-        ip = _address(address)
+    def trusts(self, address: str | None) -> bool:
+        """Whether ``address`` is one of the trusted proxies (their forwarding headers count)."""
+        ip = _address(address or "")
         return ip is not None and any(ip in net for net in self.trusted)
 
 

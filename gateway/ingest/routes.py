@@ -55,6 +55,8 @@ ROUTES: dict[str, str | None] = {
     "/v1/g": "group",
     "/v1/a": "alias",
     "/v1/b": None,
+    # navigator.sendBeacon (RudderStack's useBeacon): text/plain, the key in the query
+    "/beacon/v1/batch": None,
 }
 
 
@@ -135,7 +137,7 @@ async def read_ingest_request(
     key = write_key_before_body(request)
     if key is not None:
         # Refused before a byte of the body is read: a wrong key costs no memory or time.
-        enabled_source(_current_snapshot(ctx), key)
+        enabled_source(current_snapshot(ctx), key)
     hold.check_room()
     body = await read_body(request, settings.max_request_bytes, hold)
     body_bytes = len(body)
@@ -146,7 +148,7 @@ async def read_ingest_request(
     hold.grow(EVENT_MEMORY_FACTOR * body_bytes - hold.bytes)
     # Taken again after the body is read, so a slow client never keeps a replaced snapshot
     # alive, and a key removed meanwhile is refused.
-    snapshot = _current_snapshot(ctx)
+    snapshot = current_snapshot(ctx)
     source = enabled_source(snapshot, key if key is not None else write_key_in_body(doc))
     ip = ctx.client_address.of(request.remote, request.headers.get("X-Forwarded-For"))
     if forced_type is None:
@@ -166,7 +168,7 @@ async def read_ingest_request(
     return IngestRequest(snapshot, source, events, info)
 
 
-def _current_snapshot(ctx: IngestContext) -> Snapshot:
+def current_snapshot(ctx: IngestContext) -> Snapshot:
     snapshot = ctx.cache.current
     if snapshot is None:
         raise Unavailable("no tracking-plan snapshot loaded yet")
@@ -188,6 +190,14 @@ async def _ingest(
     request: web.Request, ctx: IngestContext, forced_type: str | None, hold: Hold
 ) -> web.Response:
     req = await read_ingest_request(request, ctx, forced_type, hold)
+    await publish_request(ctx, hold, req, forced_type)
+    return web.Response(text="OK")
+
+
+async def publish_request(
+    ctx: IngestContext, hold: Hold, req: IngestRequest, forced_type: str | None
+) -> None:
+    """Decide, publish and count a request's events; returns once Kafka acknowledged them all."""
     source, events = req.source, req.events
     ctx.inflight.acquire(len(events))
     try:
@@ -208,7 +218,6 @@ async def _ingest(
     finally:
         ctx.inflight.release(len(events))
     _count_outcomes(ctx.metrics, source.id, tally)
-    return web.Response(text="OK")
 
 
 async def validate(request: web.Request) -> web.Response:
