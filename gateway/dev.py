@@ -158,6 +158,7 @@ def banner(
         f"-H 'Content-Type: application/json' -d {shlex.quote(payload)}"
     )
     source_id, plan_id = ids
+    js_key, js_url = (orjson.dumps(v).decode() for v in (write_key, f"http://127.0.0.1:{port}"))
     cfg = shlex.quote(str(config))
     admin = f"http://127.0.0.1:{admin_port}"
     auth = shlex.quote(f"Authorization: Bearer {token}")
@@ -173,6 +174,12 @@ def banner(
             "",
             "Send an event:",
             f"  {curl}",
+            "",
+            "Or from a web page (npm packages, nothing loaded from a vendor CDN):",
+            f"  AnalyticsBrowser.load({{ writeKey: {js_key}, cdnURL: {js_url} }})"
+            "  // @segment/analytics-next",
+            f"  new RudderAnalytics().load({js_key}, {js_url}, {{ configUrl: {js_url} }})"
+            "  // @rudderstack/analytics-js",
             "",
             "Watch events arrive (in another terminal):",
             f"  gateway tail --config {cfg}",

@@ -22,7 +22,13 @@ from gateway.catalog.connections import CHOICES, SECTIONS, UNPLANNED_EVENT_SECTI
 from gateway.catalog.plans import PLANS
 from gateway.catalog.sources import MAX_NAME
 from gateway.enforce.violations import VIOLATION_TYPES
-from gateway.ingest.routes import ROUTES, VALIDATE_ROUTE
+from gateway.ingest.browser import (
+    PIXEL_ROUTES,
+    SDK_METRICS_ROUTE,
+    SETTINGS_ROUTE,
+    SOURCE_CONFIG_ROUTES,
+)
+from gateway.ingest.routes import BEACON_ROUTE, ROUTES, VALIDATE_ROUTE
 from gateway.outcomes import EVENT_TYPES, Outcome, QuarantineReason
 from gateway.plans.providers import SNAPSHOT_PATH
 from gateway.plans.snapshot import IDENTITY_SECTIONS
@@ -743,6 +749,7 @@ def _schemas() -> JSON:
 # --- parameters --------------------------------------------------------------------------------
 
 PATH_PARAMETERS: dict[str, str] = {
+    "writeKey": "A source's write key.",
     "plan_id": "Tracking plan id (`tp_…`).",
     "source_id": "Source id (`src_…`).",
     "event_id": "Catalog event id (`ev_…`).",
@@ -874,7 +881,11 @@ def _ingest_paths() -> JSON:
     paths: JSON = {}
     for path, forced in ROUTES.items():
         name = path.rsplit("/", 1)[1]
-        if forced is None:
+        if path == BEACON_ROUTE:
+            canonical, operation_id = True, "beacon"
+            summary = "Send a batch with navigator.sendBeacon (`text/plain`, key in the query)"
+            body = _ref("BatchRequest")
+        elif forced is None:
             canonical = name in ("batch", "import")
             operation_id = name if canonical else "batchShort"
             summary = "Send a batch of calls" if name != "import" else "Import a batch of calls"
@@ -915,6 +926,91 @@ def _ingest_paths() -> JSON:
             body=_ref("BatchRequest"),
         )
     }
+    paths.update(_browser_paths(failures))
+    return paths
+
+
+def _browser_paths(failures: JSON) -> JSON:
+    """The routes browser SDKs need besides the event routes (see gateway.ingest.browser)."""
+    document = {"type": "object", "additionalProperties": True}
+    cacheable = {
+        "ETag": {"schema": {"type": "string"}, "description": "Send back in `If-None-Match`."},
+        "Cache-Control": {"schema": {"type": "string"}, "description": "`max-age=60`"},
+    }
+    not_modified = {"description": "The document has not changed (`If-None-Match`)."}
+    if_none_match = {**IF_NONE_MATCH, "description": "The ETag of the document the caller has."}
+    gif = {
+        "description": "The event is in Kafka; a transparent 1x1 GIF.",
+        "content": {"image/gif": {"schema": {"type": "string", "format": "binary"}}},
+    }
+    paths: JSON = {
+        SETTINGS_ROUTE: {
+            "get": _operation(
+                INGEST,
+                "segmentSettings",
+                "analytics.js settings (its `cdnURL` is this gateway)",
+                {
+                    "200": _ok("Events go to this gateway; SDK metrics off.", document, cacheable),
+                    "304": not_modified,
+                    "400": _error(400),
+                    "404": _error(404),
+                },
+                security=PUBLIC,
+                description="`Segment.io` names this gateway (`ingest.public_url`, else the "
+                "request's host and scheme). 404 for an unknown or disabled key.",
+                parameters=(if_none_match,),
+            )
+        },
+        SDK_METRICS_ROUTE: {
+            "post": _operation(
+                INGEST,
+                "sdkMetrics",
+                "analytics.js metrics: accepted and dropped",
+                {
+                    "200": {
+                        "description": "Dropped.",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    },
+                    "413": _error(413),
+                    "415": _error(415),
+                },
+                security=PUBLIC,
+            )
+        },
+    }
+    for path in SOURCE_CONFIG_ROUTES:
+        paths[path] = {
+            "get": _operation(
+                INGEST,
+                "sourceConfig" + ("Slash" if path.endswith("/") else ""),
+                "RudderStack source config (its `configUrl` is this gateway)",
+                {
+                    "200": _ok(
+                        "No device-mode destinations: every event here.", document, cacheable
+                    ),
+                    "304": not_modified,
+                    "401": _error(401),
+                    "404": _error(404),
+                },
+                security=INGEST_SECURITY,
+                description="The key is the Basic auth username or `writeKey`; the SDK's "
+                "version parameters are ignored. 404 for an unknown or disabled key.",
+                parameters=(WRITE_KEY, if_none_match),
+            )
+        }
+    for path, event_type in PIXEL_ROUTES.items():
+        paths[path] = {
+            "get": _operation(
+                INGEST,
+                f"pixel{event_type.title()}",
+                f"A {event_type} call in the query string (an image pixel)",
+                {"200": gif, **failures},
+                security=INGEST_SECURITY,
+                description="Dotted names nest (`properties.plan=pro`, `context.page.url=…`); "
+                "values stay strings.",
+                parameters=(WRITE_KEY,),
+            )
+        }
     return paths
 
 

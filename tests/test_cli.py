@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import queue
+import re
 import shlex
 import signal
 import socket
@@ -13,6 +14,7 @@ import sys
 import threading
 import time
 import tomllib
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -191,6 +193,15 @@ def test_dev_mode_end_to_end(tmp_path: Path) -> None:
         )
         assert sent.returncode == 0, sent.stderr
         assert sent.stdout.strip() == "OK", (sent.stdout, sent.stderr)
+
+        # The printed browser install: its cdnURL serves the settings of its write key.
+        install = next(s for s in banner if "AnalyticsBrowser.load(" in s)
+        found = re.search(r'writeKey: "([^"]+)", cdnURL: "([^"]+)"', install)
+        assert found, install
+        settings_url = f"{found[2]}/v1/projects/{found[1]}/settings"
+        with urllib.request.urlopen(settings_url, timeout=COMMAND_TIMEOUT_S) as response:
+            segment = orjson.loads(response.read())["integrations"]["Segment.io"]
+        assert f"{segment['protocol']}://{segment['apiHost']}" == found[2] + "/v1"
 
         # The printed tail command, reading from the beginning and stopping after one record.
         tail_line = next(

@@ -21,12 +21,14 @@ from openapi_spec_validator import validate as validate_spec
 
 import gateway
 from gateway.catalog.http import PUBLIC_PATHS
+from gateway.ingest.browser import SDK_METRICS_ROUTE, SETTINGS_ROUTE
 from gateway.server import Gateway
 from tests.conftest import ADMIN_TOKEN, GatewayFactory, basic_auth, ingest_url
 
 BEARER = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
 TAGS = {"ingest", "admin", "catalog", "operations"}
+KEYLESS_INGEST_PATHS = {SETTINGS_ROUTE, SDK_METRICS_ROUTE}
 ORDER_RULES = {
     "$schema": "http://json-schema.org/draft-07/schema#",
     "type": "object",
@@ -133,6 +135,10 @@ async def test_every_operation_is_described(gw: Gateway, document: dict[str, Any
         if path in PUBLIC_PATHS:
             assert op["security"] == [], where
             assert op["tags"] == ["operations"], where
+        elif (method, template(path)) in ingest_only and path in KEYLESS_INGEST_PATHS:
+            # The key is in the path (settings), or there is none (SDK metrics).
+            assert op["tags"] == ["ingest"], where
+            assert op["security"] == [], where
         elif (method, template(path)) in ingest_only:
             assert op["tags"] == ["ingest"], where
             assert {"writeKey": []} in op["security"], where

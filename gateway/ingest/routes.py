@@ -37,6 +37,8 @@ from gateway.validate import report_document
 
 log = logging.getLogger(__name__)
 
+# navigator.sendBeacon (RudderStack's useBeacon) posts text/plain, the key in the query.
+BEACON_ROUTE = "/beacon/v1/batch"
 # Route → forced event type; None marks the batch routes.
 ROUTES: dict[str, str | None] = {
     "/v1/track": "track",
@@ -55,8 +57,7 @@ ROUTES: dict[str, str | None] = {
     "/v1/g": "group",
     "/v1/a": "alias",
     "/v1/b": None,
-    # navigator.sendBeacon (RudderStack's useBeacon): text/plain, the key in the query
-    "/beacon/v1/batch": None,
+    BEACON_ROUTE: None,
 }
 
 
