@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import aiohttp
 import orjson
@@ -197,3 +197,32 @@ async def test_any_pixel_query_is_answered_without_a_server_error(
         assert body == PIXEL_GIF
     else:
         assert headers["Content-Type"].startswith("application/json")
+
+
+header_text = st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7E), max_size=60)
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    key=st.sampled_from([WRITE_KEY, DISABLED_KEY]) | header_text.filter(lambda k: "/" not in k),
+    host=header_text,
+    forwarded=header_text,
+    tag=header_text,
+)
+async def test_any_settings_request_is_answered_without_a_server_error(
+    gateway: Gateway, key: str, host: str, forwarded: str, tag: str
+) -> None:
+    headers = {"X-Forwarded-Host": forwarded, "X-Forwarded-Proto": host, "If-None-Match": tag}
+    if host:
+        headers["Host"] = host
+    settings_path = f"/v1/projects/{quote(key, safe='')}/settings"
+    config_path = "/sourceConfig/?" + urlencode({"writeKey": key})
+    for path, field in ((settings_path, "integrations"), (config_path, "source")):
+        status, _, body = await get(gateway, path, headers)
+        assert status in (200, 304, 400, 401, 404), body
+        if status == 200:
+            assert field in orjson.loads(body)
+        elif status != 304:
+            assert orjson.loads(body)["code"]

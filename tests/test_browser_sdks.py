@@ -28,15 +28,20 @@ from tests.records_support import PLAN_ID
 CALLS = {"identify", "track", "page", "group"}
 DELIVERY_TIMEOUT_S = 30.0
 
-# (page, SDK bundle, mode): every way a browser SDK delivers.
+SEGMENT_SETTINGS = "/v1/projects/{writeKey}/settings"
+SOURCE_CONFIG = "/sourceConfig/"
+SEGMENT_CALLS = {"/v1/i", "/v1/t", "/v1/p", "/v1/g"}
+RUDDER_CALLS = {"/v1/identify", "/v1/track", "/v1/page", "/v1/group"}
+# (page, SDK bundle, mode, the routes it must have used: its settings, then its deliveries).
 CASES = [
-    ("analytics-next.html", "analytics-next", ""),
-    ("analytics-next.html", "analytics-next", "batching"),
-    ("rudderstack.html", "rudderstack-v3", ""),
-    ("rudderstack.html", "rudderstack-v3", "batch"),
-    ("rudderstack.html", "rudderstack-v3", "beacon"),
-    ("rudderstack.html", "rudder-sdk-js", ""),
+    ("analytics-next.html", "analytics-next", "", {SEGMENT_SETTINGS, *SEGMENT_CALLS}),
+    ("analytics-next.html", "analytics-next", "batching", {SEGMENT_SETTINGS, "/v1/b"}),
+    ("rudderstack.html", "rudderstack-v3", "", {SOURCE_CONFIG, *RUDDER_CALLS}),
+    ("rudderstack.html", "rudderstack-v3", "batch", {SOURCE_CONFIG, "/v1/batch"}),
+    ("rudderstack.html", "rudderstack-v3", "beacon", {SOURCE_CONFIG, "/beacon/v1/batch"}),
+    ("rudderstack.html", "rudder-sdk-js", "", {SOURCE_CONFIG, *RUDDER_CALLS}),
 ]
+DELIVERY_ROUTES = {*SEGMENT_CALLS, *RUDDER_CALLS, "/v1/b", "/v1/batch", "/beacon/v1/batch"}
 
 
 @pytest.fixture(scope="module")
@@ -57,9 +62,11 @@ async def site() -> AsyncIterator[str]:
     await runner.cleanup()
 
 
-@pytest.mark.parametrize(("page", "sdk", "mode"), CASES, ids=[f"{s}-{m}" for _, s, m in CASES])
+@pytest.mark.parametrize(
+    ("page", "sdk", "mode", "routes"), CASES, ids=[f"{c[1]}-{c[2]}" for c in CASES]
+)
 async def test_browser_sdk_delivers_every_call(
-    planned: Gateway, site: str, browser: Any, page: str, sdk: str, mode: str
+    planned: Gateway, site: str, browser: Any, page: str, sdk: str, mode: str, routes: set[str]
 ) -> None:
     user = f"u-{uuid.uuid4().hex[:12]}"
     gateway_url = f"http://127.0.0.1:{planned.ingest_port}"
@@ -84,6 +91,21 @@ async def test_browser_sdk_delivers_every_call(
         assert event["context"]["trackingPlanId"] == PLAN_ID
         assert event["context"]["violationErrors"] == []
         assert event["userId"] == user
+    # The SDK loaded its settings from the gateway and delivered the way its mode says.
+    used = _answered_routes(planned)
+    assert routes <= used, used
+    assert not (used & DELIVERY_ROUTES) - routes, used
+
+
+def _answered_routes(gateway: Gateway) -> set[str]:
+    """Routes the gateway answered 200 (or 304) since it started, from its request metrics."""
+    used = set()
+    for metric in gateway.metrics.registry.collect():
+        for sample in metric.samples:
+            counted = sample.name == "gateway_request_duration_seconds_count" and sample.value
+            if counted and sample.labels["status"] in ("200", "304"):
+                used.add(sample.labels["route"])
+    return used
 
 
 def _run_page(driver: Any, url: str) -> Any:
