@@ -22,6 +22,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
+from collections.abc import Iterable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -156,7 +157,7 @@ async def pixel(request: web.Request, event_type: str) -> web.Response:
     )
 
 
-def query_event(pairs: Any) -> dict[str, Any]:
+def query_event(pairs: Iterable[tuple[str, str]]) -> dict[str, Any]:
     """The event a pixel's query string spells: ``a.b=v`` sets ``{"a": {"b": "v"}}``.
 
     Values stay strings, as in the URL; a later name wins over an earlier one, and a name
@@ -179,7 +180,12 @@ def query_event(pairs: Any) -> dict[str, Any]:
 
 async def sdk_metrics(request: web.Request) -> web.Response:
     """analytics.js's own metrics (``{"series": […]}``): read within a small limit, dropped."""
-    await read_body(request, SDK_METRICS_MAX_BYTES)
+    hold = request.app[INGEST_KEY].budget.hold()  # charged like any body while it is read
+    try:
+        hold.check_room()
+        await read_body(request, SDK_METRICS_MAX_BYTES, hold)
+    finally:
+        hold.release()
     return web.Response(text="OK")
 
 
