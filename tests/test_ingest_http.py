@@ -423,6 +423,22 @@ async def test_gzip_body_decompressing_over_request_limit_is_413(
     await assert_nothing_published_before_marker(gw)
 
 
+async def test_gzip_body_declaring_an_inflated_size_over_the_limit_is_413_uninflated(
+    gateway: Gateway,
+) -> None:
+    # The gzip trailer's size field says 2 GiB: refused before inflating. (Inflated, this small
+    # body would fail zlib's length check instead: a 400.)
+    small = gzip.compress(orjson.dumps({"userId": "u1", "event": "Declared"}))
+    lying = small[:-4] + (2**31).to_bytes(4, "little")
+    reply = await post(gateway, "/v1/track", data=lying, headers={"Content-Encoding": "gzip"})
+    assert_error(reply, 413, "payload_too_large")
+    # A trailer within the limit but wrong is still caught, by zlib, after inflating.
+    wrong = small[:-4] + (len(small) + 1).to_bytes(4, "little")
+    reply = await post(gateway, "/v1/track", data=wrong, headers={"Content-Encoding": "gzip"})
+    assert_error(reply, 400, "invalid_json")
+    await assert_nothing_published_before_marker(gateway)
+
+
 @pytest.mark.parametrize(
     "content_type",
     ["text/plain", "text/plain;charset=UTF-8", "application/x-www-form-urlencoded"],

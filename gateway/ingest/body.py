@@ -26,6 +26,8 @@ CHUNK = 64 * 1024
 COMPRESSED = ("gzip", "x-gzip", "deflate")
 # zlib window bits: 47 = gzip or zlib header (auto-detected); 15 = zlib; -15 = raw deflate.
 GZIP_WBITS = 47
+GZIP_MAGIC = b"\x1f\x8b"
+GZIP_MIN_BYTES = 18  # a 10-byte header and an 8-byte trailer (CRC-32, inflated size)
 ZLIB_WBITS = 15
 RAW_DEFLATE_WBITS = -15
 # Output inflated on the event loop (well under a millisecond); the rest in worker threads, in
@@ -84,6 +86,12 @@ async def _inflate(data: bytes, max_bytes: int, encoding: str, hold: Hold | None
     :data:`LOOP_INFLATE_BYTES` (what ordinary SDK batches inflate to), the work runs in a worker
     thread (zlib releases the GIL while it inflates), so the event loop keeps serving others.
     """
+    if data[:2] == GZIP_MAGIC and len(data) >= GZIP_MIN_BYTES:
+        # The gzip trailer states the inflated size (modulo 2**32): a bomb made by any gzip
+        # tool is refused without inflating a byte. A false size costs no more than before:
+        # inflation still stops at the limit, and zlib refuses a trailer that does not match.
+        if int.from_bytes(data[-4:], "little") > max_bytes:
+            raise _too_large(max_bytes, decompressed=True)
     inflater = zlib.decompressobj(GZIP_WBITS if encoding != "deflate" else _deflate_wbits(data))
     out: list[bytes] = []
     size = 0
