@@ -86,12 +86,12 @@ async def _inflate(data: bytes, max_bytes: int, encoding: str, hold: Hold | None
     :data:`LOOP_INFLATE_BYTES` (what ordinary SDK batches inflate to), the work runs in a worker
     thread (zlib releases the GIL while it inflates), so the event loop keeps serving others.
     """
-    if data[:2] == GZIP_MAGIC and len(data) >= GZIP_MIN_BYTES:
-        # The gzip trailer states the inflated size (modulo 2**32): a bomb made by any gzip
-        # tool is refused without inflating a byte. A false size costs no more than before:
-        # inflation still stops at the limit, and zlib refuses a trailer that does not match.
-        if int.from_bytes(data[-4:], "little") > max_bytes:
-            raise _too_large(max_bytes, decompressed=True)
+    # The gzip trailer states the inflated size (modulo 2**32): a bomb made by any gzip tool is
+    # refused without inflating a byte. A false size costs no more than before: inflation still
+    # stops at the limit, and zlib refuses a trailer that does not match.
+    gzip_trailer = data[:2] == GZIP_MAGIC and len(data) >= GZIP_MIN_BYTES
+    if gzip_trailer and int.from_bytes(data[-4:], "little") > max_bytes:
+        raise _too_large(max_bytes, decompressed=True)
     inflater = zlib.decompressobj(GZIP_WBITS if encoding != "deflate" else _deflate_wbits(data))
     out: list[bytes] = []
     size = 0
