@@ -28,6 +28,8 @@ COMPRESSED = ("gzip", "x-gzip", "deflate")
 GZIP_WBITS = 47
 GZIP_MAGIC = b"\x1f\x8b"
 GZIP_MIN_BYTES = 18  # a 10-byte header and an 8-byte trailer (CRC-32, inflated size)
+# Deflate's best case: about 1,032 bytes out per byte in (long runs of one byte).
+MAX_DEFLATE_RATIO = 1032
 ZLIB_WBITS = 15
 RAW_DEFLATE_WBITS = -15
 # Output inflated on the event loop (well under a millisecond); the rest in worker threads, in
@@ -86,11 +88,7 @@ async def _inflate(data: bytes, max_bytes: int, encoding: str, hold: Hold | None
     :data:`LOOP_INFLATE_BYTES` (what ordinary SDK batches inflate to), the work runs in a worker
     thread (zlib releases the GIL while it inflates), so the event loop keeps serving others.
     """
-    # The gzip trailer states the inflated size (modulo 2**32): a bomb made by any gzip tool is
-    # refused without inflating a byte. A false size costs no more than before: inflation still
-    # stops at the limit, and zlib refuses a trailer that does not match.
-    gzip_trailer = data[:2] == GZIP_MAGIC and len(data) >= GZIP_MIN_BYTES
-    if gzip_trailer and int.from_bytes(data[-4:], "little") > max_bytes:
+    if _declares_too_much(data, max_bytes):
         raise _too_large(max_bytes, decompressed=True)
     inflater = zlib.decompressobj(GZIP_WBITS if encoding != "deflate" else _deflate_wbits(data))
     out: list[bytes] = []
@@ -121,6 +119,21 @@ async def _inflate(data: bytes, max_bytes: int, encoding: str, hold: Hold | None
         # missing: the body is not what the client meant to send.
         raise InvalidJson(f"body is not valid {encoding}: the stream is truncated")
     return b"".join(out)
+
+
+def _declares_too_much(data: bytes, max_bytes: int) -> bool:
+    """Whether a gzip body's trailer states an inflated size over ``max_bytes``.
+
+    The trailer's last field is the inflated size (modulo 2**32): a bomb made by any gzip tool
+    is refused without inflating a byte. A size deflate cannot reach from this many bytes is
+    no trailer (a truncated or corrupt body, which inflating then reports as such). A false
+    size costs no more than before: inflation still stops at the limit, and zlib refuses a
+    trailer that does not match what it inflated.
+    """
+    if data[:2] != GZIP_MAGIC or len(data) < GZIP_MIN_BYTES:
+        return False
+    declared = int.from_bytes(data[-4:], "little")
+    return max_bytes < declared <= MAX_DEFLATE_RATIO * len(data)
 
 
 def _inflate_some(inflater: Any, data: bytes, limit: int) -> tuple[list[bytes], bytes]:
