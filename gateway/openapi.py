@@ -932,33 +932,20 @@ def _ingest_paths() -> JSON:
 
 def _browser_paths(failures: JSON) -> JSON:
     """The routes browser SDKs need besides the event routes (see gateway.ingest.browser)."""
-    document = {"type": "object", "additionalProperties": True}
-    cacheable = {
-        "ETag": {"schema": {"type": "string"}, "description": "Send back in `If-None-Match`."},
-        "Cache-Control": {"schema": {"type": "string"}, "description": "`max-age=60`"},
-    }
-    not_modified = {"description": "The document has not changed (`If-None-Match`)."}
-    if_none_match = {**IF_NONE_MATCH, "description": "The ETag of the document the caller has."}
     gif = {
         "description": "The event is in Kafka; a transparent 1x1 GIF.",
         "content": {"image/gif": {"schema": {"type": "string", "format": "binary"}}},
     }
     paths: JSON = {
         SETTINGS_ROUTE: {
-            "get": _operation(
-                INGEST,
+            "get": _settings_operation(
                 "segmentSettings",
                 "analytics.js settings (its `cdnURL` is this gateway)",
-                {
-                    "200": _ok("Events go to this gateway; SDK metrics off.", document, cacheable),
-                    "304": not_modified,
-                    "400": _error(400),
-                    "404": _error(404),
-                },
+                "Events go to this gateway; SDK metrics off.",
+                "`Segment.io` names this gateway (`ingest.public_url`, else the request's host "
+                "and scheme).",
                 security=PUBLIC,
-                description="`Segment.io` names this gateway (`ingest.public_url`, else the "
-                "request's host and scheme). 404 for an unknown or disabled key.",
-                parameters=(if_none_match,),
+                errors=(400, 401, 404),
             )
         },
         SDK_METRICS_ROUTE: {
@@ -980,22 +967,15 @@ def _browser_paths(failures: JSON) -> JSON:
     }
     for path in SOURCE_CONFIG_ROUTES:
         paths[path] = {
-            "get": _operation(
-                INGEST,
+            "get": _settings_operation(
                 "sourceConfig" + ("Slash" if path.endswith("/") else ""),
                 "RudderStack source config (its `configUrl` is this gateway)",
-                {
-                    "200": _ok(
-                        "No device-mode destinations: every event here.", document, cacheable
-                    ),
-                    "304": not_modified,
-                    "401": _error(401),
-                    "404": _error(404),
-                },
+                "No device-mode destinations: every event here.",
+                "The key is the Basic auth username or `writeKey`; the SDK's version parameters "
+                "are ignored.",
                 security=INGEST_SECURITY,
-                description="The key is the Basic auth username or `writeKey`; the SDK's "
-                "version parameters are ignored. 404 for an unknown or disabled key.",
-                parameters=(WRITE_KEY, if_none_match),
+                errors=(401, 404),
+                parameters=(WRITE_KEY,),
             )
         }
     for path, event_type in PIXEL_ROUTES.items():
@@ -1012,6 +992,38 @@ def _browser_paths(failures: JSON) -> JSON:
             )
         }
     return paths
+
+
+def _settings_operation(
+    operation_id: str,
+    summary: str,
+    ok: str,
+    description: str,
+    *,
+    security: list[JSON],
+    errors: tuple[int, ...],
+    parameters: tuple[JSON, ...] = (),
+) -> JSON:
+    """A settings document an SDK loads at start-up: cacheable, revalidated with its ETag."""
+    cacheable = {
+        "ETag": {"schema": {"type": "string"}, "description": "Send back in `If-None-Match`."},
+        "Cache-Control": {"schema": {"type": "string"}, "description": "`max-age=60`"},
+    }
+    responses: JSON = {
+        "200": _ok(ok, {"type": "object", "additionalProperties": True}, cacheable),
+        "304": {"description": "The document has not changed (`If-None-Match`)."},
+    }
+    responses.update({str(code): _error(code) for code in errors})
+    if_none_match = {**IF_NONE_MATCH, "description": "The ETag of the document the caller has."}
+    return _operation(
+        INGEST,
+        operation_id,
+        summary,
+        responses,
+        security=security,
+        description=description + " 401 for an unknown key, 404 for a disabled source.",
+        parameters=(*parameters, if_none_match),
+    )
 
 
 def _source_paths() -> JSON:

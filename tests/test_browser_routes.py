@@ -83,15 +83,16 @@ async def test_a_host_header_that_is_not_a_host_is_refused(gateway: Gateway) -> 
     assert b"ingest.public_url" in body
 
 
-@pytest.mark.parametrize("key", ["wk_nobody", DISABLED_KEY])
-async def test_settings_of_an_unknown_or_disabled_key_are_not_found(
-    gateway: Gateway, key: str
+@pytest.mark.parametrize(("key", "status"), [("wk_nobody", 401), (DISABLED_KEY, 404)])
+async def test_settings_of_an_unknown_key_or_disabled_source_are_refused(
+    gateway: Gateway, key: str, status: int
 ) -> None:
-    status, _, body = await get(gateway, f"/v1/projects/{key}/settings")
-    assert status == 404
-    assert orjson.loads(body)["code"] == "not_found"
-    status, _, _ = await get(gateway, f"/sourceConfig/?writeKey={key}")
-    assert status == 404
+    # As on every ingest route: an unknown key is 401, a disabled source 404.
+    code, _, body = await get(gateway, f"/v1/projects/{key}/settings")
+    assert code == status
+    assert orjson.loads(body)["code"] == ("unauthorized" if status == 401 else "source_disabled")
+    code, _, _ = await get(gateway, f"/sourceConfig/?writeKey={key}")
+    assert code == status
 
 
 @pytest.mark.parametrize(
@@ -145,6 +146,19 @@ async def test_pixel_track_and_page_become_events(gateway: Gateway) -> None:
 async def test_pixel_needs_a_known_key(gateway: Gateway) -> None:
     assert (await get(gateway, "/pixel/v1/track?anonymousId=a&event=E"))[0] == 401
     assert (await get(gateway, "/pixel/v1/track?writeKey=wk_nobody&anonymousId=a"))[0] == 401
+    assert await topic(gateway) == []
+
+
+async def test_pixel_nested_past_what_can_be_written_is_quarantined(gateway: Gateway) -> None:
+    # The worst a query string allows (about 8 KB): thousands of levels, one name.
+    deep = ".".join(["p"] * 3000)
+    query = urlencode({"writeKey": WRITE_KEY, "anonymousId": "a1", "event": "Deep", deep: "x"})
+    status, _, body = await get(gateway, "/pixel/v1/track?" + query)
+    assert (status, body) == (200, PIXEL_GIF)
+    [record] = await topic(gateway, quarantine=True)
+    doc = value_of(record)
+    assert doc["reason"] == "invalid-event"
+    assert doc["event"]["event"] == "Deep"  # a stub naming the event
     assert await topic(gateway) == []
 
 

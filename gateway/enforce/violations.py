@@ -87,7 +87,7 @@ def violations_of(
     event: Any,
     root_schema: Mapping[str, Any],
     located_cache: dict[tuple[Any, ...], Any],
-    conditional: bool = True,
+    conditional: bool,
 ) -> list[Violation]:
     """Classify a rule's errors on ``event``; ``located_cache`` (one per rule) remembers where in
     the rule each error points. ``conditional``: the rule has ``then``/``else`` branches (see

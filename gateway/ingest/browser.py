@@ -12,9 +12,10 @@
 - ``POST /v1/m``: the SDK metrics analytics.js may post under older settings; read and dropped.
 
 Both documents come from the plan snapshot (no database), with an ``ETag`` and a short
-``Cache-Control``; an unknown or disabled key is a 404 (no such project/source). Where events
-should go is ``ingest.public_url`` or, when that is not set, the request's own host and scheme
-(``X-Forwarded-Host`` / ``X-Forwarded-Proto`` believed only from ``ingest.trusted_proxies``).
+``Cache-Control``; an unknown key is a 401 and a disabled source a 404, as on every route.
+Where events should go is ``ingest.public_url`` or, when that is not set, the request's own
+host and scheme (``X-Forwarded-Host`` / ``X-Forwarded-Proto`` believed only from
+``ingest.trusted_proxies``).
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ from urllib.parse import urlsplit
 import orjson
 from aiohttp import web
 
-from gateway.errors import ApiError
 from gateway.http import add_sdk_route
 from gateway.ingest.auth import enabled_source, write_key_before_body
 from gateway.ingest.body import read_body
@@ -39,10 +39,10 @@ from gateway.ingest.routes import (
     INGEST_KEY,
     IngestContext,
     IngestRequest,
+    client_ip,
     current_snapshot,
     publish_request,
 )
-from gateway.plans.snapshot import Source
 
 SETTINGS_ROUTE = "/v1/projects/{writeKey}/settings"
 SOURCE_CONFIG_ROUTES = ("/sourceConfig", "/sourceConfig/")
@@ -58,11 +58,6 @@ PIXEL_GIF = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAA
 _HOST = re.compile(r"(?:[A-Za-z0-9.-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\])(?::[0-9]{1,5})?")
 
 
-class UnknownProject(ApiError):
-    status = 404
-    code = "not_found"
-
-
 def add_browser_routes(app: web.Application) -> None:
     add_sdk_route(app, "GET", SETTINGS_ROUTE, segment_settings)
     for path in SOURCE_CONFIG_ROUTES:
@@ -76,7 +71,7 @@ async def segment_settings(request: web.Request) -> web.Response:
     """The analytics.js settings of the key's source: events to this gateway, metrics off."""
     ctx = request.app[INGEST_KEY]
     write_key = request.match_info["writeKey"]
-    _project_source(ctx, write_key)
+    enabled_source(current_snapshot(ctx), write_key)
     scheme, base = public_base(request, ctx)
     document = {
         "integrations": {
@@ -111,7 +106,7 @@ async def source_config(request: web.Request) -> web.Response:
     write_key = write_key_before_body(request)
     if write_key is None:
         raise Unauthorized("no write key: send it as the Basic auth username or ?writeKey=")
-    source = _project_source(ctx, write_key)
+    source = enabled_source(current_snapshot(ctx), write_key)
     document = {
         "isHosted": False,
         "source": {
@@ -142,13 +137,13 @@ async def pixel(request: web.Request, event_type: str) -> web.Response:
         raise Unauthorized("no write key: send it as ?writeKey=")
     snapshot = current_snapshot(ctx)
     source = enabled_source(snapshot, write_key)
-    ip = ctx.client_address.of(request.remote, request.headers.get("X-Forwarded-For"))
     event = query_event(request.query.items())
     hold = ctx.budget.hold()
     try:
         hold.check_room()
         hold.grow(len(request.query_string))
-        req = IngestRequest(snapshot, source, [event], request_info(request_ip=ip))
+        info = request_info(request_ip=client_ip(ctx, request))
+        req = IngestRequest(snapshot, source, [event], info)
         await publish_request(ctx, hold, req, event_type)
     finally:
         hold.release()
@@ -207,14 +202,6 @@ def public_base(request: web.Request, ctx: IngestContext) -> tuple[str, str]:
 
 def _first(header: str | None) -> str:
     return (header or "").split(",")[0].strip()
-
-
-def _project_source(ctx: IngestContext, write_key: str) -> Source:
-    """The key's source for a settings document: unknown and disabled alike are "not found"."""
-    source = current_snapshot(ctx).source_for_key(write_key)
-    if source is None or not source.enabled:
-        raise UnknownProject("no enabled source has this write key")
-    return source
 
 
 def _cacheable(request: web.Request, ctx: IngestContext, document: Any) -> web.Response:

@@ -151,7 +151,7 @@ async def read_ingest_request(
     # alive, and a key removed meanwhile is refused.
     snapshot = current_snapshot(ctx)
     source = enabled_source(snapshot, key if key is not None else write_key_in_body(doc))
-    ip = ctx.client_address.of(request.remote, request.headers.get("X-Forwarded-For"))
+    ip = client_ip(ctx, request)
     if forced_type is None:
         events = doc.get("batch")
         if not isinstance(events, list):
@@ -167,6 +167,11 @@ async def read_ingest_request(
         events = [doc]
         info = request_info(request_ip=ip)
     return IngestRequest(snapshot, source, events, info)
+
+
+def client_ip(ctx: IngestContext, request: web.Request) -> str:
+    """The client's address for ``request_ip`` (see gateway.ingest.client_ip)."""
+    return ctx.client_address.of(request.remote, request.headers.get("X-Forwarded-For"))
 
 
 def current_snapshot(ctx: IngestContext) -> Snapshot:
