@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from bench import abuse, engines, inprocess, live
+from bench import abuse, engines, inprocess, live, producers
 
 RESULTS = Path(__file__).parent / "results"
 Scenario = tuple[Callable[[float], dict[str, Any]], float, float]
@@ -31,6 +31,7 @@ def scenarios(session: live.Session) -> dict[str, Scenario]:
         "ceiling": (inprocess.ceiling, 10.0, 2.0),
         "naive": (inprocess.naive, 10.0, 2.0),
         "engines": (engines.engines, 10.0, 2.0),
+        "producers": (producers.producers, 10.0, 2.0),
         "batch": (session.batch, 20.0, 4.0),
         "violations": (session.violations, 20.0, 4.0),
         "single": (session.single, 20.0, 4.0),
@@ -77,8 +78,8 @@ def table(results: dict[str, dict[str, Any]]) -> str:
     )
     lines = [head]
     for name, figures in results.items():
-        if name == "engines":
-            continue  # per-engine figures: see engines_table()
+        if name in ("engines", "producers"):
+            continue  # per-engine / per-client figures: see engines_table(), producers_table()
         cells = [
             "-"
             if figures.get(c) is None
@@ -92,6 +93,20 @@ def table(results: dict[str, dict[str, Any]]) -> str:
 
 
 ENGINE_COLUMNS = ("verdict_us", "violations_us", "compile_ms", "disagreements")
+
+
+PRODUCER_COLUMNS = ("loop_us_per_record", "process_us_per_record", "records_per_s")
+
+
+def producers_table(figures: dict[str, Any]) -> str:
+    """Per-record cost of each Kafka client (the ``producers`` scenario)."""
+    lines = ["client".ljust(12) + "".join(c.rjust(23) for c in PRODUCER_COLUMNS)]
+    for name, row in figures.items():
+        if isinstance(row, dict):
+            cells = [f"{row[c]:,}" for c in PRODUCER_COLUMNS]
+            lines.append(name.ljust(12) + "".join(v.rjust(23) for v in cells))
+    lines.append(f"(requests of {figures['records_per_request']} records, 8 at a time)")
+    return "\n".join(lines)
 
 
 def engines_table(figures: dict[str, Any]) -> str:
@@ -146,6 +161,8 @@ def main(argv: list[str] | None = None) -> int:
     print(table(results))
     if "engines" in results:
         print("\n" + engines_table(results["engines"]))
+    if "producers" in results:
+        print("\n" + producers_table(results["producers"]))
     if "abuse" in results:
         print("\nabuse targets:\n" + "\n".join(abuse.verdict(results["abuse"])))
     print(f"\n{meta['cores']} cores, {meta['cpu']}; written to {args.out}")
