@@ -8,6 +8,7 @@ import sys
 import orjson
 
 from gateway.config import LogSettings
+from gateway.publish.producer import LIBRDKAFKA_LOGGER
 
 
 class JsonFormatter(logging.Formatter):
@@ -35,7 +36,8 @@ def setup_logging(settings: LogSettings) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.level.upper())
-    # aiokafka logs every reconnect attempt at ERROR; our own messages say it once, clearly.
-    # At debug level its messages are kept.
+    # aiokafka and librdkafka log every reconnect attempt at ERROR; our own messages say it
+    # once, clearly. At debug level their messages are kept.
     if root.level > logging.DEBUG:
-        logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+        for name in ("aiokafka", LIBRDKAFKA_LOGGER):
+            logging.getLogger(name).setLevel(logging.CRITICAL)

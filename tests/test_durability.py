@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import signal
 import sys
@@ -28,8 +29,13 @@ from typing import Any
 
 import aiohttp
 import orjson
+import pytest
 
 from gateway.broker import EmbeddedBroker, free_port
+from gateway.config import LogSettings
+from gateway.logs import setup_logging
+from gateway.metrics import Metrics
+from gateway.publish.producer import LIBRDKAFKA_LOGGER, KafkaPublisher, KafkaUnavailable, Record
 from gateway.server import Gateway
 from tests.conftest import (
     basic_auth,
@@ -413,3 +419,33 @@ async def test_kafka_unreachable_at_start_answers_503_and_recovers(tmp_path: Pat
         await gw.stop()
         if late_broker is not None:
             await asyncio.to_thread(late_broker.stop)
+
+
+async def test_kafka_unreachable_is_logged_once_per_error_not_per_attempt(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # librdkafka retries a dead broker many times a second and logs each attempt at error
+    # level; at the default log level the operator reads each kind of failure once.
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    setup_logging(LogSettings())
+    root.addHandler(caplog.handler)  # setup_logging replaced the root's handlers
+    settings = gateway_settings(EmbeddedBroker(), tmp_path).kafka  # nothing listens there
+    publisher = KafkaPublisher(settings, Metrics())
+    await publisher.start()
+    try:
+        assert not await publisher.wait_connected(3)
+        with pytest.raises(KafkaUnavailable):
+            await publisher.publish([Record(settings.events_topic, b"k", b"{}", [])], 1)
+    finally:
+        await publisher.stop()
+        root.handlers[:] = handlers
+        root.setLevel(level)
+        for name in ("aiokafka", LIBRDKAFKA_LOGGER):
+            logging.getLogger(name).setLevel(logging.NOTSET)
+    client_errors = [r.getMessage() for r in caplog.records if "Kafka client:" in r.getMessage()]
+    assert any("brokers are down" in m for m in client_errors)
+    assert len(client_errors) == len(set(client_errors)) <= 3, client_errors
+    assert not [r for r in caplog.records if r.name == LIBRDKAFKA_LOGGER]
+    reconnects = [r for r in caplog.records if "not reachable" in r.getMessage()]
+    assert 1 <= len(reconnects) <= 4  # backing off: 0.2 s, 0.4 s, 0.8 s ...

@@ -73,6 +73,9 @@ QUEUE_MAX_KBYTES = 128 * 1024
 QUEUE_MAX_RECORDS = 200_000
 # A record still not delivered after this long is given up (its request answered 503 long ago).
 RECORD_TIMEOUT_MS = 120_000
+# librdkafka's own log lines (one per failed connection attempt, at error level): kept at debug
+# level only (gateway.logs); the client errors that matter are logged once by _on_error.
+LIBRDKAFKA_LOGGER = "gateway.publish.librdkafka"
 
 
 def max_record_bytes(settings: KafkaSettings) -> int:
@@ -141,7 +144,7 @@ def producer_config(settings: KafkaSettings) -> dict[str, Any]:
         "partitioner": "murmur2_random",
         "queue.buffering.max.kbytes": QUEUE_MAX_KBYTES,
         "queue.buffering.max.messages": QUEUE_MAX_RECORDS,
-        "logger": logging.getLogger(__name__ + ".librdkafka"),
+        "logger": logging.getLogger(LIBRDKAFKA_LOGGER),
     }
     if s.security_protocol in ("SSL", "SASL_SSL"):
         config["ssl.endpoint.identification.algorithm"] = (
@@ -192,7 +195,7 @@ class KafkaPublisher:
         self._wake = asyncio.Event()
         self._failing = False
         self._connect_failed = False
-        self._last_error = ""
+        self._errors_told: set[int] = set()  # client error codes logged since Kafka last answered
 
     async def start(self) -> None:
         """Connect in the background: the gateway starts (and reports not ready) without Kafka."""
@@ -220,16 +223,18 @@ class KafkaPublisher:
                     await self._ensure_topics()
             except (KafkaException, AdminError, OSError) as exc:
                 self._connect_failed = True
+                reason = exc.args[0].str() if isinstance(exc, KafkaException) else exc
                 log.warning(
                     "Kafka at %s not reachable (%s); retrying in %.1fs",
                     s.bootstrap_servers,
-                    exc,
+                    reason,
                     backoff,
                 )
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, CONNECT_BACKOFF_MAX_S)
                 continue
             self._connected = True
+            self._errors_told.clear()
             log.info("connected to Kafka at %s", s.bootstrap_servers)
             return
 
@@ -266,15 +271,14 @@ class KafkaPublisher:
 
     def _on_error(self, error: KafkaError) -> None:
         """librdkafka's client-level errors (brokers down, authentication, fatal)."""
-        text = str(error)
         if error.fatal():
             # The idempotent producer cannot go on (e.g. its producer id was fenced): requests
             # fail with 503 until the gateway is restarted, and readiness says so.
-            log.error("Kafka producer failed for good: %s; restart the gateway", text)
+            log.error("Kafka producer failed for good: %s; restart the gateway", error.str())
             self._connected = False
-        elif text != self._last_error:
-            log.warning("Kafka client error: %s", text)
-        self._last_error = text
+        elif error.code() not in self._errors_told:
+            log.warning("Kafka client: %s", error.str())
+            self._errors_told.add(error.code())
 
     async def publish(self, records: Sequence[Record], timeout_s: float) -> None:
         started = time.perf_counter()
@@ -319,6 +323,7 @@ class KafkaPublisher:
         if self._failing:
             log.info("Kafka acknowledges again")
             self._failing = False
+            self._errors_told.clear()
         self.metrics.kafka_produce_duration.observe(time.perf_counter() - started)
 
     async def _send(
