@@ -26,6 +26,7 @@ from gateway.enforce.compile import DRAFT_07
 from gateway.server import Gateway
 
 DEMO_SOURCE = "Demo app"
+NATIVE_SOURCES = "/api/latest/sources"
 DEMO_PLAN = "Demo Plan"
 DEMO_CONFIG = {"global": {"propagateValidationErrors": "true"}}
 DEMO_EVENT = {
@@ -125,10 +126,11 @@ async def ensure_demo(admin_url: str, token: str) -> tuple[str, str, str]:
                     raise RuntimeError(f"{method} {path}: {resp.status} {document}")
                 return document
 
-        sources = (await call("GET", "/sources"))["sources"]
+        sources = (await call("GET", NATIVE_SOURCES))["data"]["sources"]
         source = next((s for s in sources if s["name"] == DEMO_SOURCE), None)
         if source is None:
-            source = await call("POST", "/sources", {"name": DEMO_SOURCE})
+            created = await call("PUT", NATIVE_SOURCES, {"name": DEMO_SOURCE})
+            source = created["data"]["sources"][0]
         plans = (await call("GET", "/catalog/tracking-plans"))["trackingPlans"]
         plan = next((p for p in plans if p["name"] == DEMO_PLAN), None)
         if plan is None:

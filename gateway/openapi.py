@@ -19,8 +19,11 @@ from aiohttp import web
 from gateway import __version__
 from gateway.catalog import validation as v
 from gateway.catalog.connections import CHOICES, SECTIONS, UNPLANNED_EVENT_SECTIONS
+from gateway.catalog.native.document import SECURITY_SCHEMES as NATIVE_SECURITY_SCHEMES
+from gateway.catalog.native.document import TAG as NATIVE
+from gateway.catalog.native.document import native_document
+from gateway.catalog.native.routes import NATIVE_API
 from gateway.catalog.plans import PLANS
-from gateway.catalog.sources import MAX_NAME
 from gateway.enforce.violations import VIOLATION_TYPES
 from gateway.ingest.browser import (
     PIXEL_ROUTES,
@@ -650,15 +653,6 @@ def _page(item: str) -> JSON:
 
 
 def _admin_schemas() -> JSON:
-    source = {
-        "id": {"type": "string"},
-        "name": {"type": "string"},
-        "enabled": {"type": "boolean"},
-        "writeKeys": _array({"type": "string"}, description="Oldest first."),
-        "createdAt": TIME,
-        "updatedAt": TIME,
-    }
-    name: JSON = {"type": "string", "minLength": 1, "maxLength": MAX_NAME}
     snapshot_event = _obj(
         {
             "name": {"type": "string"},
@@ -669,10 +663,6 @@ def _admin_schemas() -> JSON:
         ("name", "eventType", "identitySection", "rules"),
     )
     return {
-        "Source": _obj(source, tuple(source)),
-        "SourceList": _obj({"sources": _array(_ref("Source"))}, ("sources",)),
-        "SourceCreate": _obj({"name": name, "enabled": {"type": "boolean"}}, ("name",)),
-        "SourceUpdate": _obj({"name": name, "enabled": {"type": "boolean"}}, minProperties=1),
         "Snapshot": _obj(
             {
                 "revision": {"type": "string"},
@@ -755,6 +745,7 @@ PATH_PARAMETERS: dict[str, str] = {
     "event_id": "Catalog event id (`ev_…`).",
     "key": "A write key of the source.",
     "id": "The entity's id.",
+    "version": "An API version (an integer) or `latest`.",
 }
 
 
@@ -1024,63 +1015,6 @@ def _settings_operation(
         description=description + " 401 for an unknown key, 404 for a disabled source.",
         parameters=(*parameters, if_none_match),
     )
-
-
-def _source_paths() -> JSON:
-    one = "/sources/{source_id}"
-    return {
-        "/sources": {
-            "post": _admin(
-                ADMIN,
-                "createSource",
-                "Create a source with a new write key",
-                _returns("The source.", "Source"),
-                errors=(400,),
-                body=_ref("SourceCreate"),
-            ),
-            "get": _admin(
-                ADMIN, "listSources", "List sources", _returns("All sources.", "SourceList")
-            ),
-        },
-        one: {
-            "get": _admin(
-                ADMIN, "getSource", "Get a source", _returns("The source.", "Source"), errors=(404,)
-            ),
-            "patch": _admin(
-                ADMIN,
-                "updateSource",
-                "Rename, enable or disable a source",
-                _returns("The source.", "Source"),
-                errors=(400, 404),
-                body=_ref("SourceUpdate"),
-            ),
-            "delete": _admin(
-                ADMIN,
-                "deleteSource",
-                "Delete a source, its write keys and its plan connection",
-                NO_CONTENT,
-                errors=(404,),
-            ),
-        },
-        one + "/write-keys": {
-            "post": _admin(
-                ADMIN,
-                "addWriteKey",
-                "Add a write key (rotation)",
-                _returns("The source, the new key last.", "Source"),
-                errors=(404,),
-            )
-        },
-        one + "/write-keys/{key}": {
-            "delete": _admin(
-                ADMIN,
-                "deleteWriteKey",
-                "Remove a write key",
-                _returns("The source.", "Source"),
-                errors=(404,),
-            )
-        },
-    }
 
 
 def _plan_paths() -> JSON:
@@ -1425,21 +1359,24 @@ A tracking-plan validation gateway. Two ports, one document:
   the Basic auth username (password ignored), `writeKey` in the JSON body, or `?writeKey=`.
   `OPTIONS` on these routes answers CORS preflights; nothing else sends CORS headers.
 - **admin** (default 8081): the management API, compatible with RudderStack's Data Catalog
-  API, plus sources and the plan snapshot. `Authorization: Bearer <token>`, or Basic
+  API; the gateway's own versioned API under `/api/{version}` (sources and write keys); the
+  plan snapshot. `Authorization: Bearer <token>`, `X-API-Token: <token>`, or Basic
   `email:token`.
 
 `/health/*`, `/metrics` and `/openapi.json` are served on both ports without credentials
 (`/metrics` and `/openapi.json` on the ingest port unless `ingest.serve_metrics_and_openapi` is
 false).
-Errors are JSON `{"code", "message"}`; 429 and 503 carry `Retry-After`.
+Errors are JSON `{"code", "message"}` (under `/api`, the envelope's `errorDetails`); 429 and
+503 carry `Retry-After`.
 """
 
 
 @functools.cache
 def _document() -> JSON:
+    native_paths, native_schemas = native_document(NATIVE_API)
     paths = {
         **_ingest_paths(),
-        **_source_paths(),
+        **native_paths,
         **_plan_paths(),
         **_entity_paths(),
         **_operations_paths(),
@@ -1454,7 +1391,13 @@ def _document() -> JSON:
         },
         "tags": [
             {"name": INGEST, "description": "Event ingestion (ingest port)."},
-            {"name": ADMIN, "description": "Sources, write keys and snapshots (admin port)."},
+            {"name": ADMIN, "description": "The plan snapshot (admin port)."},
+            {
+                "name": NATIVE,
+                "description": "The gateway's own API, versioned (admin port): sources and "
+                "write keys. `/api/{version}/…` (an integer or `latest`) or `/api/…` with "
+                "`X-API-Version`; answers in `{action, id, result, data | errorDetails}`.",
+            },
             {
                 "name": CATALOG,
                 "description": "Tracking plans, events, properties, categories and "
@@ -1464,7 +1407,7 @@ def _document() -> JSON:
         ],
         "paths": _with_path_parameters(paths),
         "components": {
-            "schemas": _schemas(),
+            "schemas": {**_schemas(), **native_schemas},
             "responses": _error_responses(),
             "securitySchemes": {
                 "adminBearer": {
@@ -1477,6 +1420,7 @@ def _document() -> JSON:
                     "scheme": "basic",
                     "description": "`email:token`: the password is an `admin.tokens` token.",
                 },
+                **NATIVE_SECURITY_SCHEMES,
                 "writeKey": {
                     "type": "http",
                     "scheme": "basic",

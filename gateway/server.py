@@ -21,6 +21,7 @@ from gateway.catalog.connections import add_connection_routes
 from gateway.catalog.custom_types import add_custom_type_routes
 from gateway.catalog.entities import add_entity_routes
 from gateway.catalog.http import AUTH_KEY, STORE_KEY, require_token
+from gateway.catalog.native.routes import NATIVE_API
 from gateway.catalog.plans import add_plan_routes
 from gateway.catalog.snapshot import (
     SNAPSHOTS_KEY,
@@ -28,7 +29,6 @@ from gateway.catalog.snapshot import (
     SnapshotBuilder,
     add_snapshot_route,
 )
-from gateway.catalog.sources import add_source_routes
 from gateway.catalog.store import Store
 from gateway.config import LOCAL_SOURCE, Role, Settings
 from gateway.enforce.enforcer import Enforcer
@@ -248,7 +248,7 @@ class Gateway:
         assert self.snapshots is not None
         app[SNAPSHOTS_KEY] = self.snapshots
         app[AUTH_KEY] = TokenAuth(self.settings.admin.tokens, self.settings.admin.snapshot_tokens)
-        add_source_routes(app)
+        NATIVE_API.add_routes(app)
         add_plan_routes(app)
         add_entity_routes(app)
         add_custom_type_routes(app)

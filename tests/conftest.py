@@ -330,6 +330,23 @@ class Admin:
         assert status in (200, 204), (method, path, status, document)
         return document
 
+    async def source(self, name: str, *, enabled: bool = True) -> dict[str, Any]:
+        """A new source, made through the native API."""
+        return await create_source(self, name, enabled=enabled)
+
+
+NATIVE_SOURCES = "/api/latest/sources"
+
+
+async def create_source(
+    api: Callable[[str, str, Any], Awaitable[tuple[int, Any]]], name: str, *, enabled: bool = True
+) -> dict[str, Any]:
+    """A new source through the native API (``PUT /api/latest/sources``): its document."""
+    status, envelope = await api("PUT", NATIVE_SOURCES, {"name": name, "enabled": enabled})
+    assert (status, envelope["result"]) == (200, "success"), envelope
+    source: dict[str, Any] = envelope["data"]["sources"][0]
+    return source
+
 
 @pytest.fixture
 async def api(database_url: str, make_gateway: GatewayFactory) -> AsyncIterator[Admin]:

@@ -76,7 +76,7 @@ async def until_status(
 async def test_a_rule_too_deep_for_the_snapshot_is_refused_and_deleted_keys_stop_working(
     api: Admin,
 ) -> None:
-    source = await api.ok("POST", "/sources", {"name": "Deep Source"})
+    source = await api.source("Deep Source")
     key = source["writeKeys"][0]
     async with aiohttp.ClientSession() as http:
         await until_status(http, api.gw, key, 200)
@@ -93,7 +93,7 @@ async def test_a_rule_too_deep_for_the_snapshot_is_refused_and_deleted_keys_stop
 
         status, _ = await api("GET", SNAPSHOT_PATH)
         assert status == 200
-        await api.ok("DELETE", f"/sources/{source['id']}")
+        await api.ok("DELETE", f"/api/latest/sources/{source['id']}")
         await until_status(http, api.gw, key, 401)
 
 
@@ -197,7 +197,7 @@ async def test_every_write_path_that_feeds_rules_refuses_what_cannot_be_served(
 async def test_a_snapshot_that_fails_to_build_is_reported_while_ingest_keeps_serving(
     api: Admin, caplog: pytest.LogCaptureFixture
 ) -> None:
-    source = await api.ok("POST", "/sources", {"name": "Kept Source"})
+    source = await api.source("Kept Source")
     key = source["writeKeys"][0]
     plan = await api.ok("POST", PLANS, {"name": "Corrupt Plan"})
     await api.ok(

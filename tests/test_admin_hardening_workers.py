@@ -33,6 +33,7 @@ from gateway.metrics import Metrics
 from gateway.workers import SnapshotExport
 from tests.conftest import (
     ADMIN_TOKEN,
+    NATIVE_SOURCES,
     basic_auth,
     consume_all,
     snapshot_doc,
@@ -123,19 +124,21 @@ async def test_workers_serve_the_main_process_catalog(
             await wait_ready(http, f"{ingest}/health/ready", proc, timeout_s=60)
             assert len(children_of(proc.pid)) == WORKERS
 
-            async with http.post(
-                f"{admin}/sources", data=orjson.dumps({"name": "Workers"}), headers=BEARER
+            async with http.put(
+                f"{admin}{NATIVE_SOURCES}", data=orjson.dumps({"name": "Workers"}), headers=BEARER
             ) as resp:
                 assert resp.status == 200, await resp.text()
-                source = await resp.json()
+                source = (await resp.json())["data"]["sources"][0]
             key = source["writeKeys"][0]
             await until_status(http, ingest, key, 200)
             for i in range(20):
                 assert await track(http, ingest, key, f"u{i}") == 200
 
             # A deleted source stops working on every worker.
-            async with http.delete(f"{admin}/sources/{source['id']}", headers=BEARER) as resp:
-                assert resp.status == 204
+            async with http.delete(
+                f"{admin}{NATIVE_SOURCES}/{source['id']}", headers=BEARER
+            ) as resp:
+                assert resp.status == 200
             await until_status(http, ingest, key, 401)
 
         proc.send_signal(signal.SIGTERM)

@@ -188,7 +188,7 @@ async def test_plan_errors(api: Admin, method: str, path: str, body: Any, status
 
 async def test_event_type_is_immutable(api: Admin) -> None:
     plan = await api.ok("POST", PLANS, {"name": "Types Plan"})
-    await api.ok("POST", "/sources", {"name": "unused"})
+    await api.source("unused")
     await api.ok(
         "PATCH", f"{PLANS}/{plan['id']}/events", {"name": "Signed Up", "rules": ORDER_RULES}
     )
@@ -218,7 +218,7 @@ CONFIG = {
 async def test_connections(api: Admin) -> None:
     plan = await api.ok("POST", PLANS, {"name": "Connected Plan"})
     other = await api.ok("POST", PLANS, {"name": "Second Plan"})
-    source = await api.ok("POST", "/sources", {"name": "Web"})
+    source = await api.source("Web")
     path = f"{PLANS}/{plan['id']}/sources/{source['id']}"
     created = await api.ok("POST", path, {"config": CONFIG})
     assert created == {"sourceId": source["id"], "trackingPlanId": plan["id"], "config": CONFIG}
@@ -267,14 +267,14 @@ async def test_connections(api: Admin) -> None:
 )
 async def test_connection_config_is_validated(api: Admin, body: dict[str, Any]) -> None:
     plan = await api.ok("POST", PLANS, {"name": "Config Plan"})
-    source = await api.ok("POST", "/sources", {"name": "Web"})
+    source = await api.source("Web")
     status, document = await api("POST", f"{PLANS}/{plan['id']}/sources/{source['id']}", body)
     assert status == 400, document
 
 
 async def test_connection_unknown_plan_or_source(api: Admin) -> None:
     plan = await api.ok("POST", PLANS, {"name": "Lonely Plan"})
-    source = await api.ok("POST", "/sources", {"name": "Web"})
+    source = await api.source("Web")
     status, _ = await api("POST", f"{PLANS}/tp_missing/sources/{source['id']}", {"config": CONFIG})
     assert status == 404
     status, _ = await api("POST", f"{PLANS}/{plan['id']}/sources/src_missing", {"config": CONFIG})
@@ -290,7 +290,7 @@ async def test_catalog_to_enforcement_end_to_end(api: Admin) -> None:
     await api.ok(
         "PATCH", f"{PLANS}/{plan['id']}/events", {"name": "Order Completed", "rules": ORDER_RULES}
     )
-    source = await api.ok("POST", "/sources", {"name": "Shop"})
+    source = await api.source("Shop")
     await api.ok("POST", f"{PLANS}/{plan['id']}/sources/{source['id']}", {"config": CONFIG})
     key = source["writeKeys"][0]
     gw, http = api.gw, api.http

@@ -237,7 +237,7 @@ async def test_properties_form_enforces_end_to_end(api: Admin) -> None:
             ],
         },
     )
-    source = await api.ok("POST", "/sources", {"name": "App"})
+    source = await api.source("App")
     await api.ok(
         "POST",
         f"{PLANS}/{plan['id']}/sources/{source['id']}",

@@ -24,6 +24,7 @@ from gateway.server import Gateway
 from tests.conftest import ADMIN_TOKEN, GatewayFactory, basic_auth, consume, ingest_url
 
 BEARER = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+SOURCES = "/api/latest/sources"
 
 
 def admin_url(gw: Gateway, path: str) -> str:
@@ -56,29 +57,52 @@ async def call(
         return resp.status, orjson.loads(raw) if raw else None
 
 
+async def native(
+    http: aiohttp.ClientSession, gw: Gateway, method: str, path: str, body: Any = None
+) -> tuple[int, Any]:
+    """A call to the native API (``/api/latest`` + path): status and envelope."""
+    return await call(http, method, admin_url(gw, SOURCES + path), body)
+
+
+async def created_source(http: aiohttp.ClientSession, gw: Gateway, name: str) -> dict[str, Any]:
+    status, envelope = await native(http, gw, "PUT", "", {"name": name})
+    assert status == 200, envelope
+    source: dict[str, Any] = envelope["data"]["sources"][0]
+    return source
+
+
 async def test_admin_bodies_are_read_whole_gzip_accepted_oversize_413(
     admin: tuple[Gateway, aiohttp.ClientSession],
 ) -> None:
     gw, http = admin
-    url = admin_url(gw, "/sources")
+    url = admin_url(gw, SOURCES)
     # Megabytes arrive in many chunks; the whole body is read, not what happens to be buffered.
-    big = io.BytesIO(orjson.dumps({"name": "Big", "note": "x" * 2_000_000}))
-    async with http.post(url, data=big, headers=BEARER) as resp:
+    big = io.BytesIO(b'{"name": "Big"' + b" " * 2_000_000 + b"}")
+    async with http.put(url, data=big, headers=BEARER) as resp:
         assert resp.status == 200
-        assert (await resp.json())["name"] == "Big"
+        assert (await resp.json())["data"]["sources"][0]["name"] == "Big"
     zipped = gzip.compress(orjson.dumps({"name": "Zipped"}))
-    status, created = await call(http, "POST", url, zipped, {**BEARER, "Content-Encoding": "gzip"})
-    assert (status, created["name"]) == (200, "Zipped")
-    oversize = io.BytesIO(orjson.dumps({"name": "Huge", "note": "x" * (5 * 1024 * 1024)}))
-    async with http.post(url, data=oversize, headers=BEARER) as resp:
+    status, created = await call(http, "PUT", url, zipped, {**BEARER, "Content-Encoding": "gzip"})
+    assert (status, created["data"]["sources"][0]["name"]) == (200, "Zipped")
+    oversize = io.BytesIO(b'{"name": "Huge"' + b" " * (5 * 1024 * 1024) + b"}")
+    async with http.put(url, data=oversize, headers=BEARER) as resp:
         assert resp.status == 413
-        assert (await resp.json())["code"] == "payload_too_large"
+        envelope = await resp.json()
+        assert (envelope["result"], envelope["action"]) == ("error", "createSource")
+        assert "exceeds the limit" in envelope["errorDetails"]
 
 
 async def test_sources_lifecycle(admin: tuple[Gateway, aiohttp.ClientSession]) -> None:
     gw, http = admin
-    status, web = await call(http, "POST", admin_url(gw, "/sources"), {"name": "Web app"})
+    status, envelope = await native(http, gw, "PUT", "", {"name": "Web app"})
     assert status == 200
+    web = envelope["data"]["sources"][0]
+    assert envelope == {
+        "action": "createSource",
+        "id": web["id"],
+        "result": "success",
+        "data": {"sources": [web]},
+    }
     assert web["id"].startswith("src_")
     assert web["name"] == "Web app"
     assert web["enabled"] is True
@@ -86,61 +110,74 @@ async def test_sources_lifecycle(admin: tuple[Gateway, aiohttp.ClientSession]) -
     assert web["createdAt"] == web["updatedAt"]
     assert web["createdAt"].endswith("Z")
 
-    status, ios = await call(
-        http, "POST", admin_url(gw, "/sources"), {"name": "iOS", "enabled": False}
-    )
+    status, envelope = await native(http, gw, "PUT", "", {"name": "iOS", "enabled": False})
+    ios = envelope["data"]["sources"][0]
     assert (status, ios["enabled"]) == (200, False)
 
-    status, listing = await call(http, "GET", admin_url(gw, "/sources"))
+    status, listing = await native(http, gw, "GET", "")
     assert status == 200
-    assert [s["id"] for s in listing["sources"]] == [web["id"], ios["id"]]
+    assert listing["action"] == "listSources"
+    assert "id" not in listing
+    assert [s["id"] for s in listing["data"]["sources"]] == [web["id"], ios["id"]]
 
-    status, got = await call(http, "GET", admin_url(gw, f"/sources/{web['id']}"))
-    assert (status, got) == (200, web)
+    status, got = await native(http, gw, "GET", f"/{web['id']}")
+    assert (status, got["data"]["sources"], got["id"]) == (200, [web], web["id"])
 
-    status, renamed = await call(
-        http, "PATCH", admin_url(gw, f"/sources/{web['id']}"), {"name": "Website", "enabled": False}
+    status, renamed = await native(
+        http, gw, "POST", f"/{web['id']}", {"name": "Website", "enabled": False}
     )
     assert status == 200
+    renamed = renamed["data"]["sources"][0]
     assert (renamed["name"], renamed["enabled"]) == ("Website", False)
     assert renamed["writeKeys"] == web["writeKeys"]
 
     # Rotation: add a key, then remove the old one.
-    status, rotated = await call(http, "POST", admin_url(gw, f"/sources/{web['id']}/write-keys"))
-    assert status == 200
+    status, rotated = await native(http, gw, "PUT", f"/{web['id']}/write-keys")
+    assert (status, rotated["action"]) == (200, "createWriteKey")
+    rotated = rotated["data"]["sources"][0]
     assert rotated["writeKeys"][0] == web["writeKeys"][0]
     assert len(rotated["writeKeys"]) == 2
     old = web["writeKeys"][0]
-    status, after = await call(
-        http, "DELETE", admin_url(gw, f"/sources/{web['id']}/write-keys/{old}")
-    )
+    status, after = await native(http, gw, "DELETE", f"/{web['id']}/write-keys/{old}")
     assert status == 200
-    assert after["writeKeys"] == rotated["writeKeys"][1:]
+    assert after["data"]["sources"][0]["writeKeys"] == rotated["writeKeys"][1:]
 
-    status, _ = await call(http, "DELETE", admin_url(gw, f"/sources/{web['id']}"))
-    assert status == 204
-    status, body = await call(http, "GET", admin_url(gw, f"/sources/{web['id']}"))
+    status, deleted = await native(http, gw, "DELETE", f"/{web['id']}")
+    assert (status, deleted["action"], deleted["data"]["sources"][0]["id"]) == (
+        200,
+        "deleteSource",
+        web["id"],
+    )
+    status, body = await native(http, gw, "GET", f"/{web['id']}")
     assert status == 404
-    assert body["code"] == "not_found"
-    status, listing = await call(http, "GET", admin_url(gw, "/sources"))
-    assert [s["id"] for s in listing["sources"]] == [ios["id"]]
+    assert body == {
+        "action": "getSource",
+        "id": web["id"],
+        "result": "error",
+        "errorDetails": f"source {web['id']} not found",
+    }
+    status, listing = await native(http, gw, "GET", "")
+    assert [s["id"] for s in listing["data"]["sources"]] == [ios["id"]]
 
 
 @pytest.mark.parametrize(
     ("method", "path", "body", "status"),
     [
-        ("POST", "/sources", {}, 400),
-        ("POST", "/sources", {"name": ""}, 400),
-        ("POST", "/sources", {"name": 5}, 400),
-        ("POST", "/sources", {"name": "x" * 201}, 400),
-        ("POST", "/sources", {"name": "ok", "enabled": "yes"}, 400),
-        ("POST", "/sources", b"not json", 400),
-        ("POST", "/sources", [1, 2], 400),
-        ("GET", "/sources/src_missing", None, 404),
-        ("PATCH", "/sources/src_missing", {"name": "x"}, 404),
-        ("DELETE", "/sources/src_missing", None, 404),
-        ("POST", "/sources/src_missing/write-keys", None, 404),
-        ("DELETE", "/sources/src_missing/write-keys/k", None, 404),
+        ("PUT", "", {}, 400),
+        ("PUT", "", {"name": ""}, 400),
+        ("PUT", "", {"name": "   "}, 400),
+        ("PUT", "", {"name": 5}, 400),
+        ("PUT", "", {"name": "x" * 201}, 400),
+        ("PUT", "", {"name": "ok", "enabled": "yes"}, 400),
+        ("PUT", "", {"name": "ok", "colour": "red"}, 400),
+        ("PUT", "", b"not json", 400),
+        ("PUT", "", b"{not json", 400),
+        ("PUT", "", [1, 2], 400),
+        ("GET", "/src_missing", None, 404),
+        ("POST", "/src_missing", {"name": "x"}, 404),
+        ("DELETE", "/src_missing", None, 404),
+        ("PUT", "/src_missing/write-keys", None, 404),
+        ("DELETE", "/src_missing/write-keys/k", None, 404),
     ],
 )
 async def test_source_errors(
@@ -151,29 +188,28 @@ async def test_source_errors(
     status: int,
 ) -> None:
     gw, http = admin
-    got_status, got = await call(http, method, admin_url(gw, path), body)
+    got_status, got = await native(http, gw, method, path, body)
     assert got_status == status
-    assert set(got) == {"code", "message"}
-    assert got["message"]
+    assert got["result"] == "error"
+    assert set(got) <= {"action", "id", "result", "errorDetails"}
+    assert got["errorDetails"]
 
 
-async def test_patch_needs_a_field_and_unknown_key_is_404(
+async def test_update_needs_a_field_and_unknown_key_is_404(
     admin: tuple[Gateway, aiohttp.ClientSession],
 ) -> None:
     gw, http = admin
-    _, source = await call(http, "POST", admin_url(gw, "/sources"), {"name": "App"})
-    status, body = await call(http, "PATCH", admin_url(gw, f"/sources/{source['id']}"), {})
+    source = await created_source(http, gw, "App")
+    status, body = await native(http, gw, "POST", f"/{source['id']}", {})
     assert status == 400
-    assert "at least one" in body["message"]
-    status, _ = await call(
-        http, "DELETE", admin_url(gw, f"/sources/{source['id']}/write-keys/not-a-key")
-    )
+    assert "at least one" in body["errorDetails"]
+    status, _ = await native(http, gw, "DELETE", f"/{source['id']}/write-keys/not-a-key")
     assert status == 404
 
 
 async def test_auth(admin: tuple[Gateway, aiohttp.ClientSession]) -> None:
     gw, http = admin
-    url = admin_url(gw, "/sources")
+    url = admin_url(gw, "/catalog/tracking-plans")
     for headers in (
         {},
         {"Authorization": "Bearer wrong"},
@@ -199,9 +235,12 @@ async def test_admin_without_tokens_refuses_everything(
 ) -> None:
     gw = await make_gateway(catalog={"database_url": database_url}, plans={"source": "local"})
     async with aiohttp.ClientSession() as http:
-        status, body = await call(http, "GET", admin_url(gw, "/sources"))
+        status, body = await call(http, "GET", admin_url(gw, "/catalog/tracking-plans"))
+        assert status == 401
+        assert "admin.tokens" in body["message"]
+        status, body = await call(http, "GET", admin_url(gw, SOURCES))
     assert status == 401
-    assert "admin.tokens" in body["message"]
+    assert "admin.tokens" in body["errorDetails"]
 
 
 async def test_snapshot_endpoint_etag(admin: tuple[Gateway, aiohttp.ClientSession]) -> None:
@@ -226,7 +265,7 @@ async def test_snapshot_endpoint_etag(admin: tuple[Gateway, aiohttp.ClientSessio
         assert status == 200, path
         async with http.get(url, headers={**BEARER, "If-None-Match": etag}) as resp:
             assert resp.status == 304, path
-    _, source = await call(http, "POST", admin_url(gw, "/sources"), {"name": "App"})
+    source = await created_source(http, gw, "App")
     async with http.get(url, headers={**BEARER, "If-None-Match": etag}) as resp:
         assert resp.status == 200
         second = await resp.json()
@@ -261,15 +300,15 @@ async def wait_for_status(http: aiohttp.ClientSession, gw: Gateway, key: str, wa
 
 async def test_local_provider_feeds_ingest(admin: tuple[Gateway, aiohttp.ClientSession]) -> None:
     gw, http = admin
-    _, source = await call(http, "POST", admin_url(gw, "/sources"), {"name": "App"})
+    source = await created_source(http, gw, "App")
     key = source["writeKeys"][0]
     await wait_for_status(http, gw, key, 200)
     kafka = gw.settings.kafka
     [record] = await consume(kafka.bootstrap_servers, kafka.events_topic, 1)
     assert dict(record.headers)["source-id"] == source["id"].encode()
-    await call(http, "PATCH", admin_url(gw, f"/sources/{source['id']}"), {"enabled": False})
+    await native(http, gw, "POST", f"/{source['id']}", {"enabled": False})
     await wait_for_status(http, gw, key, 404)
-    await call(http, "DELETE", admin_url(gw, f"/sources/{source['id']}"))
+    await native(http, gw, "DELETE", f"/{source['id']}")
     await wait_for_status(http, gw, key, 401)
 
 
@@ -291,7 +330,7 @@ async def test_ingest_replica_reads_the_admin_snapshot_over_http(
     )
     assert ingest_gw.admin_port is None
     async with aiohttp.ClientSession() as http:
-        _, source = await call(http, "POST", admin_url(admin_gw, "/sources"), {"name": "App"})
+        source = await created_source(http, admin_gw, "App")
         await wait_for_status(http, ingest_gw, source["writeKeys"][0], 200)
         async with http.get(ingest_url(ingest_gw, "/health/ready")) as resp:
             assert resp.status == 200

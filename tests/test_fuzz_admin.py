@@ -80,7 +80,7 @@ class Api:
 
 def seed(api: Api) -> dict[str, dict[str, str]]:
     """Entities of every kind; the ids they give each path parameter, by path prefix."""
-    source = api("POST", "/sources", {"name": "Fuzz Source"})
+    source = api("PUT", "/api/latest/sources", {"name": "Fuzz Source"})["data"]["sources"][0]
     plan = api("POST", PLANS, {"name": "Fuzz Plan"})
     api("PATCH", f"{PLANS}/{plan['id']}/events", {"name": "Order Completed", "rules": ORDER_RULES})
     [plan_event] = api("GET", f"{PLANS}/{plan['id']}/events")["data"]
@@ -96,7 +96,7 @@ def seed(api: Api) -> dict[str, dict[str, str]]:
     event = api("POST", "/catalog/events", {"name": "Fuzz Event", "categoryId": category["id"]})
     prop = api("POST", "/catalog/properties", {"name": "fuzz_prop", "type": "string"})
     return {
-        "/sources": {"source_id": source["id"], "key": source["writeKeys"][0]},
+        "/api": {"version": "latest", "source_id": source["id"], "key": source["writeKeys"][0]},
         PLANS: {"plan_id": plan["id"], "event_id": plan_event["id"], "source_id": source["id"]},
         "/catalog/custom-types": {"id": custom_type["id"]},
         "/catalog/categories": {"id": category["id"]},

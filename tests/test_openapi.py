@@ -27,7 +27,7 @@ from tests.conftest import ADMIN_TOKEN, GatewayFactory, basic_auth, ingest_url
 
 BEARER = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
-TAGS = {"ingest", "admin", "catalog", "operations"}
+TAGS = {"ingest", "admin", "catalog", "native", "operations"}
 KEYLESS_INGEST_PATHS = {SETTINGS_ROUTE, SDK_METRICS_ROUTE}
 ORDER_RULES = {
     "$schema": "http://json-schema.org/draft-07/schema#",
@@ -144,6 +144,10 @@ async def test_every_operation_is_described(gw: Gateway, document: dict[str, Any
             assert {"writeKey": []} in op["security"], where
             assert "writeKey" in {p["name"] for p in op["parameters"] if p["in"] == "query"}
             assert "401" in op["responses"], where
+        elif path.startswith("/api/"):
+            assert op["tags"] == ["native"], where
+            assert op["security"] == [{"adminBearer": []}, {"apiToken": []}], where
+            assert "401" in op["responses"], where
         else:
             assert op["tags"][0] in ("admin", "catalog"), where
             assert op["security"] == [{"adminBearer": []}, {"adminBasic": []}], where
@@ -153,7 +157,7 @@ async def test_every_operation_is_described(gw: Gateway, document: dict[str, Any
     assert len(operation_ids) == len(set(operation_ids)), "operationIds must be unique"
     assert schemes["adminBearer"] == {**schemes["adminBearer"], "type": "http", "scheme": "bearer"}
     assert schemes["adminBasic"]["scheme"] == schemes["writeKey"]["scheme"] == "basic"
-    for name in ("Error", "TrackingPlan", "Source", "Connection", "ValidateReport"):
+    for name in ("Error", "TrackingPlan", "Source", "NativeError", "Connection", "ValidateReport"):
         assert name in document["components"]["schemas"]
 
 
@@ -244,6 +248,8 @@ PLANS = "/catalog/tracking-plans"
 PLAN = PLANS + "/{plan_id}"
 EVENTS = PLAN + "/events"
 CONNECTION = PLAN + "/sources/{source_id}"
+NATIVE = "/api/{version}"
+LATEST = {"version": "latest"}
 
 
 async def test_responses_match_the_documented_schemas(
@@ -260,23 +266,27 @@ async def test_responses_match_the_documented_schemas(
         await api("GET", "/health/ready", status, ingest=ingest, headers={})
 
     # Errors share one shape.
-    await api("GET", "/sources", 401, headers={})
+    await api("GET", NATIVE + "/sources", 401, ids=LATEST, headers={})
     await api("GET", PLAN, 404, ids={"plan_id": "tp_missing"})
     await api("POST", PLANS, 400, {"name": "x"}, body_valid=False)
     await api("GET", "/catalog/events", 400, query={"orderBy": "color"})
 
-    # Sources and write keys.
-    source = await api("POST", "/sources", 200, {"name": "Web app"})
-    sid = {"source_id": source["id"]}
-    await api("GET", "/sources", 200)
-    await api("GET", "/sources/{source_id}", 200, ids=sid)
-    await api("PATCH", "/sources/{source_id}", 200, {"enabled": True}, ids=sid)
-    rotated = await api("POST", "/sources/{source_id}/write-keys", 200, ids=sid)
+    # Sources and write keys (the native API, both ways of naming the version).
+    created = await api("PUT", NATIVE + "/sources", 200, {"name": "Web app"}, ids=LATEST)
+    source = created["data"]["sources"][0]
+    sid = {"source_id": source["id"], **LATEST}
+    await api("GET", NATIVE + "/sources", 200, ids={"version": "1"})
+    await api("GET", "/api/sources", 200, headers={**BEARER, "X-API-Version": "1"})
+    await api("GET", "/api/sources", 400, headers={**BEARER, "X-API-Version": "3.14"})
+    await api("GET", NATIVE + "/sources", 404, ids={"version": "3.14"})
+    await api("GET", NATIVE + "/sources/{source_id}", 200, ids=sid)
+    await api("POST", NATIVE + "/sources/{source_id}", 200, {"enabled": True}, ids=sid)
+    rotated = await api("PUT", NATIVE + "/sources/{source_id}/write-keys", 200, ids=sid)
     await api(
         "DELETE",
-        "/sources/{source_id}/write-keys/{key}",
+        NATIVE + "/sources/{source_id}/write-keys/{key}",
         200,
-        ids={**sid, "key": rotated["writeKeys"][-1]},
+        ids={**sid, "key": rotated["data"]["sources"][0]["writeKeys"][-1]},
     )
     write_key = source["writeKeys"][0]
 
@@ -377,5 +387,5 @@ async def test_responses_match_the_documented_schemas(
     await api("DELETE", "/catalog/properties/{id}", 200, ids=pid)
     await api("DELETE", "/catalog/categories/{id}", 200, ids=cat)
     await api("DELETE", PLAN, 200, ids=tp)
-    await api("DELETE", "/sources/{source_id}", 204, ids=sid)
-    await api("GET", "/sources/{source_id}", 404, ids=sid)
+    await api("DELETE", NATIVE + "/sources/{source_id}", 200, ids=sid)
+    await api("GET", NATIVE + "/sources/{source_id}", 404, ids=sid)

@@ -15,7 +15,7 @@ import aiohttp
 import orjson
 
 from gateway.broker import EmbeddedBroker, free_port
-from tests.conftest import ADMIN_TOKEN, basic_auth, consume_all, wait_ready
+from tests.conftest import ADMIN_TOKEN, NATIVE_SOURCES, basic_auth, consume_all, wait_ready
 
 BEARER = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 RULES = {
@@ -82,13 +82,14 @@ async def scenario(http: aiohttp.ClientSession, admin: str, ingest: str) -> None
     )
     # Created disabled and enabled once connected, so no event slips through unvalidated
     # between the two changes.
-    source = await call("POST", "/sources", {"name": "Shop", "enabled": False})
+    created = await call("PUT", NATIVE_SOURCES, {"name": "Shop", "enabled": False})
+    source = created["data"]["sources"][0]
     await call(
         "POST",
         f"/catalog/tracking-plans/{plan['id']}/sources/{source['id']}",
         {"config": {"track": {"allowUnplannedEvents": "false", "anyOtherViolation": "drop"}}},
     )
-    await call("PATCH", f"/sources/{source['id']}", {"enabled": True})
+    await call("POST", f"{NATIVE_SOURCES}/{source['id']}", {"enabled": True})
     key = source["writeKeys"][0]
     # The ingest side sees the catalog within its refresh interval.
     async with asyncio.timeout(20):
@@ -163,7 +164,9 @@ async def test_split_roles_behave_like_all(broker: EmbeddedBroker, tmp_path: Pat
             # The admin serves no ingest API, and the ingest replica no admin API.
             async with http.post(f"http://127.0.0.1:{admin_port}/v1/track", headers=BEARER) as resp:
                 assert resp.status == 404
-            async with http.get(f"http://127.0.0.1:{ingest_port}/sources", headers=BEARER) as resp:
+            async with http.get(
+                f"http://127.0.0.1:{ingest_port}{NATIVE_SOURCES}", headers=BEARER
+            ) as resp:
                 assert resp.status == 404
         for proc in (one, admin_proc, ingest_proc):
             assert proc.poll() is None, "a gateway process died"

@@ -1,8 +1,8 @@
 """Admin API authentication: bearer tokens, each with a scope.
 
-``Authorization: Bearer <token>`` or, as RudderStack's older Tracking Plan API did, Basic
-``email:token`` (the token is the password). Tokens are compared in constant time, by digest so
-their lengths do not leak either, and never logged.
+``Authorization: Bearer <token>``, ``X-API-Token: <token>`` or, as RudderStack's older
+Tracking Plan API did, Basic ``email:token`` (the token is the password). Tokens are compared
+in constant time, by digest so their lengths do not leak either, and never logged.
 
 Two scopes: ``admin.tokens`` may do everything; ``admin.snapshot_tokens`` may only read the plan
 snapshot (``GET /internal/v1/snapshot``) — what an ingest replica needs, so one that is
@@ -19,6 +19,9 @@ from aiohttp import web
 
 from gateway.errors import ApiError, Unauthorized
 from gateway.http import basic_credentials
+
+# The native API's token header (Rudder's convention); accepted on every admin route.
+TOKEN_HEADER = "X-API-Token"
 
 
 class Forbidden(ApiError):
@@ -40,9 +43,11 @@ class TokenAuth:
         """The scope of the request's token; 401 without a known one."""
         if not self._digests:
             raise Unauthorized("the admin API has no tokens configured (admin.tokens)")
-        token = _token_of(request.headers.get("Authorization", ""))
-        if token is None:
-            raise Unauthorized("send Authorization: Bearer <token>")
+        token = request.headers.get(TOKEN_HEADER, "").strip() or _token_of(
+            request.headers.get("Authorization", "")
+        )
+        if not token:
+            raise Unauthorized(f"send Authorization: Bearer <token> or {TOKEN_HEADER}: <token>")
         digest = _digest(token)
         # Compare with every token, without stopping early.
         scopes = {Scope.FULL: False, Scope.SNAPSHOT: False}

@@ -31,8 +31,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.catalog import schema
-from gateway.catalog.sources import all_sources
 from gateway.catalog.store import Store
+from gateway.catalog.store import sources as stored_sources
 from gateway.errors import ApiError
 from gateway.metrics import Metrics
 from gateway.plans.providers import SNAPSHOT_PATH, Fetched, ProviderError
@@ -87,16 +87,16 @@ async def _document(conn: AsyncConnection) -> dict[str, Any]:
             }
         )
     sources = []
-    for source in await all_sources(conn):
-        connection = connected.get(source["id"])
+    for source in await stored_sources.list_all(conn):
+        connection = connected.get(source.id)
         if connection is not None:
             connection["version"] = plans[connection["id"]].version
         sources.append(
             {
-                "id": source["id"],
-                "name": source["name"],
-                "enabled": source["enabled"],
-                "writeKeys": source["writeKeys"],
+                "id": source.id,
+                "name": source.name,
+                "enabled": source.enabled,
+                "writeKeys": source.write_keys,
                 "trackingPlan": connection,
             }
         )

@@ -1,0 +1,8 @@
+"""Every operation of the native API, in one table (served and documented from it)."""
+
+from __future__ import annotations
+
+from gateway.catalog.native import NativeApi
+from gateway.catalog.native.sources import OPERATIONS as SOURCE_OPERATIONS
+
+NATIVE_API = NativeApi(SOURCE_OPERATIONS)
