@@ -19,6 +19,7 @@ from aiohttp import web
 from gateway import __version__
 from gateway.catalog import validation as v
 from gateway.catalog.connections import CHOICES, SECTIONS, UNPLANNED_EVENT_SECTIONS
+from gateway.catalog.http import CATALOG_PREFIX, RUDDERSTACK_BASE
 from gateway.catalog.native.document import SECURITY_SCHEMES as NATIVE_SECURITY_SCHEMES
 from gateway.catalog.native.document import TAG as NATIVE
 from gateway.catalog.native.document import native_document
@@ -1352,6 +1353,18 @@ def _with_path_parameters(paths: JSON) -> JSON:
     return paths
 
 
+def _rudderstack_base_aliases(paths: JSON) -> JSON:
+    """The catalog's paths again under RudderStack's ``/v2`` base path (the same handlers)."""
+    aliases: JSON = {}
+    for path, item in paths.items():
+        if not path.startswith(CATALOG_PREFIX):
+            continue
+        aliases[RUDDERSTACK_BASE + path] = {
+            method: {**op, "operationId": op["operationId"] + "V2"} for method, op in item.items()
+        }
+    return aliases
+
+
 DESCRIPTION = """\
 A tracking-plan validation gateway. Two ports, one document:
 
@@ -1359,9 +1372,9 @@ A tracking-plan validation gateway. Two ports, one document:
   the Basic auth username (password ignored), `writeKey` in the JSON body, or `?writeKey=`.
   `OPTIONS` on these routes answers CORS preflights; nothing else sends CORS headers.
 - **admin** (default 8081): the management API, compatible with RudderStack's Data Catalog
-  API; the gateway's own versioned API under `/api/{version}` (sources and write keys); the
-  plan snapshot. `Authorization: Bearer <token>`, `X-API-Token: <token>`, or Basic
-  `email:token`.
+  API (at `/catalog/…` and, as RudderStack's base URL has it, `/v2/catalog/…`); the gateway's
+  own versioned API under `/api/{version}` (sources and write keys); the plan snapshot.
+  `Authorization: Bearer <token>`, `X-API-Token: <token>`, or Basic `email:token`.
 
 `/health/*`, `/metrics` and `/openapi.json` are served on both ports without credentials
 (`/metrics` and `/openapi.json` on the ingest port unless `ingest.serve_metrics_and_openapi` is
@@ -1381,6 +1394,7 @@ def _document() -> JSON:
         **_entity_paths(),
         **_operations_paths(),
     }
+    paths.update(_rudderstack_base_aliases(paths))
     return {
         "openapi": "3.1.0",
         "info": {

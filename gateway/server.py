@@ -20,7 +20,12 @@ from gateway.catalog.auth import TokenAuth
 from gateway.catalog.connections import add_connection_routes
 from gateway.catalog.custom_types import add_custom_type_routes
 from gateway.catalog.entities import add_entity_routes
-from gateway.catalog.http import AUTH_KEY, STORE_KEY, require_token
+from gateway.catalog.http import (
+    AUTH_KEY,
+    STORE_KEY,
+    add_rudderstack_base_aliases,
+    require_token,
+)
 from gateway.catalog.native.routes import NATIVE_API
 from gateway.catalog.plans import add_plan_routes
 from gateway.catalog.snapshot import (
@@ -253,6 +258,7 @@ class Gateway:
         add_entity_routes(app)
         add_custom_type_routes(app)
         add_connection_routes(app)
+        add_rudderstack_base_aliases(app)
         add_snapshot_route(app)
         add_common_routes(app, self.metrics, self.admin_readiness, self.serving_facts)
         add_openapi_route(app)

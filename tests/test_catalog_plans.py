@@ -358,3 +358,23 @@ async def test_catalog_to_enforcement_end_to_end(api: Admin) -> None:
     ]
     assert quarantined["u3"]["reason"] == "unplanned-event"
     assert quarantined["u3"]["violations"][0]["message"] == "no schema for event: Order Refunded"
+
+
+async def test_catalog_answers_at_rudderstacks_v2_base_path_too(api: Admin) -> None:
+    # Scripts written for https://api.rudderstack.com/v2 work with only the host changed.
+    plan = await api.ok("POST", "/v2/catalog/tracking-plans", {"name": "Base Path Plan"})
+    await api.ok(
+        "PATCH",
+        f"/v2/catalog/tracking-plans/{plan['id']}/events",
+        {"name": "Order Completed", "rules": {"type": "object"}},
+    )
+    at_root = await api.ok("GET", f"/catalog/tracking-plans/{plan['id']}")
+    at_v2 = await api.ok("GET", f"/v2/catalog/tracking-plans/{plan['id']}")
+    assert at_root == at_v2
+    assert (at_v2["version"], [e["name"] for e in at_v2["events"]]) == (2, ["Order Completed"])
+    event = await api.ok("POST", "/catalog/events", {"name": "Cart Viewed"})
+    assert (await api.ok("GET", f"/v2/catalog/events/{event['id']}"))["name"] == "Cart Viewed"
+    status, body = await api("GET", "/v2/catalog/tracking-plans/tp_missing")
+    assert (status, body["code"]) == (404, "not_found")
+    status, _ = await api("GET", "/v2/sources")  # only the catalog has the alias
+    assert status == 404

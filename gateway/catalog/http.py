@@ -22,6 +22,10 @@ MAX_BODY_BYTES = 4 * 1024 * 1024
 # Paths anyone may read: probes, scrapes and the API description.
 PUBLIC_PATHS = frozenset({"/health/live", "/health/ready", "/metrics", "/openapi.json"})
 NATIVE_PREFIX = "/api/"
+# RudderStack's API base URL ends in /v2: its Data Catalog routes are answered there as well,
+# so scripts written for https://api.rudderstack.com/v2 need only a new host.
+CATALOG_PREFIX = "/catalog/"
+RUDDERSTACK_BASE = "/v2"
 
 
 async def json_body(request: web.Request) -> dict[str, Any]:
@@ -61,3 +65,13 @@ async def require_token(request: web.Request, handler: Handler) -> web.StreamRes
         ):
             raise Forbidden(f"this token (admin.snapshot_tokens) may only GET {SNAPSHOT_PATH}")
     return await handler(request)
+
+
+def add_rudderstack_base_aliases(app: web.Application) -> None:
+    """Every ``/catalog/…`` route also at ``/v2/catalog/…``, with the same handler."""
+    for route in list(app.router.routes()):
+        resource = route.resource
+        if resource is None or route.method == "HEAD":
+            continue
+        if resource.canonical.startswith(CATALOG_PREFIX):
+            app.router.add_route(route.method, RUDDERSTACK_BASE + resource.canonical, route.handler)
