@@ -9,7 +9,8 @@ from aiohttp import web
 from sqlalchemy import Table, func, select
 
 from gateway.catalog import validation as v
-from gateway.catalog.auth import Forbidden, Scope, TokenAuth
+from gateway.catalog.auth import TOKEN_IDENTITY, Forbidden, Scope, TokenAuth
+from gateway.catalog.changelog import Change, recording
 from gateway.catalog.store import Store
 from gateway.http import Handler, json_ok
 from gateway.ingest.body import parse_json_object, read_body
@@ -64,7 +65,31 @@ async def require_token(request: web.Request, handler: Handler) -> web.StreamRes
             request.method in ("GET", "HEAD") and request.path == SNAPSHOT_PATH
         ):
             raise Forbidden(f"this token (admin.snapshot_tokens) may only GET {SNAPSHOT_PATH}")
+        resource = request.match_info.route.resource
+        if request.method in MODIFICATIONS and resource is not None:
+            route = resource.canonical.removeprefix(RUDDERSTACK_BASE)
+            if route.startswith(CATALOG_PREFIX):
+                change = Change(
+                    token=request[TOKEN_IDENTITY],
+                    surface="rudderstack",
+                    action=f"{request.method} {route}",
+                    reason=None,
+                    targets=path_ids(request),
+                )
+                with recording(change):
+                    return await handler(request)
     return await handler(request)
+
+
+MODIFICATIONS = ("PUT", "POST", "PATCH", "DELETE")
+
+
+NOT_IDS = frozenset({"version", "key"})  # an API version; a write key (never logged)
+
+
+def path_ids(request: web.Request) -> list[str]:
+    """The ids a request's path names (what a change is about, before any it creates)."""
+    return [value for name, value in request.match_info.items() if name not in NOT_IDS]
 
 
 def add_rudderstack_base_aliases(app: web.Application) -> None:

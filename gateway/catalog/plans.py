@@ -24,8 +24,8 @@ from aiohttp import web
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from gateway.catalog import changelog, schema
 from gateway.catalog import properties_form as form
-from gateway.catalog import schema
 from gateway.catalog import validation as v
 from gateway.catalog.http import STORE_KEY, json_body
 from gateway.catalog.rules import check_rule, recheck
@@ -126,7 +126,9 @@ async def _bump(conn: AsyncConnection, plan_id: str, workspace_id: str, **values
         .where(plans.c.id == plan_id)
         .values(**values, version=plans.c.version + 1, updated_at=now_text())
     )
-    return await _record_version(conn, plan_id, workspace_id)
+    document = await _record_version(conn, plan_id, workspace_id)
+    changelog.plan_moved(plan_id, document["version"] - 1, document["version"])
+    return document
 
 
 async def bump_plans_using(conn: AsyncConnection, event_id: str, workspace_id: str) -> None:
@@ -167,6 +169,7 @@ async def create_plan(request: web.Request) -> web.Response:
             )
         )
         document = await _record_version(conn, plan_id, store.workspace_id)
+        changelog.plan_moved(plan_id, None, 1)
     return json_ok(_without_events(document))
 
 
@@ -230,6 +233,7 @@ async def delete_plan(request: web.Request) -> web.Response:
         await conn.execute(
             delete(schema.tracking_plans).where(schema.tracking_plans.c.id == plan_id)
         )
+        changelog.plan_moved(plan_id, document["version"], None)
     return json_ok(document)
 
 

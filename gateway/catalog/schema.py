@@ -15,6 +15,7 @@ from sqlalchemy import (
     Column,
     Connection,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
     PrimaryKeyConstraint,
@@ -165,14 +166,57 @@ connections = Table(
 )
 
 
+# The change log: one row per write through any management surface, newest last.
+changes = Table(
+    "changes",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", String(TIME), nullable=False),
+    Column("token", String(NAME), nullable=False),  # the token's identity, never the token
+    Column("surface", String(32), nullable=False),
+    Column("action", String(NAME), nullable=False),
+    Column("targets", Text, nullable=False),  # JSON list of the ids the change is about
+    Column("plans", Text, nullable=False),  # JSON list of {"planId", "before", "after"}
+    Column("reason", Text, nullable=True),
+)
+
+# Which change is about which id: the change log's filter by target.
+change_targets = Table(
+    "change_targets",
+    metadata,
+    Column("change_id", Integer, ForeignKey("changes.id", ondelete="CASCADE")),
+    Column("target_id", String(ID)),
+    PrimaryKeyConstraint("change_id", "target_id"),
+    Index("change_targets_by_target", "target_id"),
+)
+
+V1_TABLES = (
+    catalog_state,
+    sources,
+    write_keys,
+    tracking_plans,
+    tracking_plan_versions,
+    categories,
+    events,
+    properties,
+    custom_types,
+    tracking_plan_events,
+    connections,
+)
+
+
 def _v1_initial(conn: Connection) -> None:
     # Creates the tables as defined above. A later migration that changes a table must alter
     # it explicitly and freeze this one's definitions, so old and new databases match.
-    tables = [t for t in metadata.sorted_tables if t is not schema_migrations]
-    metadata.create_all(conn, tables=tables)
+    metadata.create_all(conn, tables=list(V1_TABLES))
+
+
+def _v2_change_log(conn: Connection) -> None:
+    metadata.create_all(conn, tables=[changes, change_targets])
 
 
 # (version, description, migration); append only.
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "initial catalog schema", _v1_initial),
+    (2, "change log", _v2_change_log),
 ]

@@ -32,8 +32,9 @@ from urllib.parse import parse_qsl
 import msgspec
 from aiohttp import web
 
-from gateway.catalog.auth import Forbidden, Scope
-from gateway.catalog.http import AUTH_KEY, MAX_BODY_BYTES, NATIVE_PREFIX, STORE_KEY
+from gateway.catalog.auth import TOKEN_IDENTITY, Forbidden, Scope
+from gateway.catalog.changelog import Change, recording
+from gateway.catalog.http import AUTH_KEY, MAX_BODY_BYTES, NATIVE_PREFIX, STORE_KEY, path_ids
 from gateway.catalog.store import Store
 from gateway.errors import ApiError, BadRequest, NotFound
 from gateway.ingest.body import read_body
@@ -123,7 +124,18 @@ class NativeApi:
                     path=request.match_info,
                     reason=_reason(request),
                 )
-                answer = await version.code(call)
+                if op.method in MODIFICATIONS:
+                    change = Change(
+                        token=request[TOKEN_IDENTITY],
+                        surface="native",
+                        action=op.action,
+                        reason=call.reason,
+                        targets=path_ids(request),
+                    )
+                    with recording(change):
+                        answer = await version.code(call)
+                else:
+                    answer = await version.code(call)
             except ApiError as exc:
                 headers = (
                     {"Retry-After": str(exc.retry_after_s)} if exc.retry_after_s is not None else {}
@@ -165,7 +177,7 @@ def _authorize(request: web.Request) -> None:
 
 def _element_id(request: web.Request) -> str | None:
     """The id the path names (the last path parameter other than the version), if any."""
-    ids = [v for k, v in request.match_info.items() if k != "version"]
+    ids = path_ids(request)
     return ids[-1] if ids else None
 
 

@@ -80,12 +80,14 @@ def native_document(api: NativeApi) -> tuple[JSON, JSON]:
             (API_PREFIX, (VERSION_HEADER_PARAMETER,)),
         ):
             paths.setdefault(prefix + op.path, {})[op.method.lower()] = _operation(
-                op, api.latest, extra, versioned=not extra
+                op, api.latest, extra, schemas, versioned=not extra
             )
     return paths, schemas
 
 
-def _operation(op: Operation, latest: int, extra: tuple[JSON, ...], *, versioned: bool) -> JSON:
+def _operation(
+    op: Operation, latest: int, extra: tuple[JSON, ...], schemas: JSON, *, versioned: bool
+) -> JSON:
     newest, version = op.version_for(latest) or (0, None)
     assert version is not None
     modifies = op.method in MODIFICATIONS
@@ -97,8 +99,19 @@ def _operation(op: Operation, latest: int, extra: tuple[JSON, ...], *, versioned
         f"(documented: {newest}).",
         "parameters": [*extra, PRETTIFY, *((REASON,) if modifies else ())],
     }
-    has_body = version.params is not None
-    if version.params is not None:
+    has_body = version.params is not None and op.method != "GET"
+    if version.params is not None and not has_body:  # a read's parameters are in the query
+        params = schemas[version.params.__name__]
+        operation["parameters"] += [
+            {
+                "name": name,
+                "in": "query",
+                "required": name in params.get("required", ()),
+                "schema": schema,
+            }
+            for name, schema in params["properties"].items()
+        ]
+    elif version.params is not None:
         schema = {"$ref": REF.format(name=version.params.__name__)}
         operation["requestBody"] = {
             "required": True,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from gateway.catalog.native import NativeApi
+from gateway.catalog.native.changes import OPERATIONS as CHANGE_OPERATIONS
 from gateway.catalog.native.sources import OPERATIONS as SOURCE_OPERATIONS
 
-NATIVE_API = NativeApi(SOURCE_OPERATIONS)
+NATIVE_API = NativeApi([*SOURCE_OPERATIONS, *CHANGE_OPERATIONS])

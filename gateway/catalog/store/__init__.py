@@ -20,7 +20,8 @@ from typing import Any
 from sqlalchemy import Table, event, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from gateway.catalog import schema
+from gateway.catalog import changelog, schema
+from gateway.catalog.store.changes import insert_change
 from gateway.errors import NotFound
 from gateway.ingest.normalize import format_timestamp
 
@@ -36,7 +37,9 @@ def new_id(prefix: str) -> str:
     for _ in range(27):
         value, digit = divmod(value, 62)
         chars.append(_ALPHABET[digit])
-    return f"{prefix}_{''.join(reversed(chars))}"
+    minted = f"{prefix}_{''.join(reversed(chars))}"
+    changelog.minted(minted)
+    return minted
 
 
 def new_write_key() -> str:
@@ -108,7 +111,8 @@ class Store:
 
     @asynccontextmanager
     async def write(self, *, snapshot: bool = True) -> AsyncIterator[AsyncConnection]:
-        """A transaction that also bumps the catalog revision (the snapshot's ETag).
+        """A transaction that also bumps the catalog revision (the snapshot's ETag) and, for a
+        change being recorded (gateway.catalog.changelog), writes its change-log row.
 
         ``snapshot=False`` for writes the plan snapshot does not show (categories, properties,
         custom types, unused events): every ingest replica would fetch and rebuild it for
@@ -116,6 +120,10 @@ class Store:
         """
         async with self.engine.begin() as conn:
             yield conn
+            change = changelog.current()
+            if change is not None:  # recorded with the write, in its transaction
+                await insert_change(conn, change, now_text())
+                change.plans.clear()  # a later write of the same request records its own
             if snapshot:
                 await conn.execute(
                     update(schema.catalog_state).values(
