@@ -1,26 +1,30 @@
 """Fuzz of the admin API from its own ``/openapi.json`` (schemathesis).
 
-A real admin-role gateway on a SQLite catalog serves its document; schemathesis generates
-requests for every admin operation from it — valid ones (which create, change and delete real
-catalog entities) and invalid ones — and sends them with a full admin token. Operations on one
-entity run twice: with generated ids (mostly unknown: the 404 paths) and with the ids of
-entities created beforehand (a plan with events, a connected source, a custom type, a
-category, an event, a property), so the handlers behind the 404 are fuzzed too; deletions run
-last. Every response must be no 5xx, carry a status code the document lists for the
-operation, the content type it declares, and a body and headers that match its schemas.
+A real admin-role gateway on a SQLite catalog, and one on PostgreSQL, serves its document;
+schemathesis generates requests for every admin operation from it — valid ones (which create,
+change and delete real catalog entities) and invalid ones — and sends them with a full admin
+token. Operations on one entity run twice: with generated ids (mostly unknown: the 404 paths)
+and with the ids of entities created beforehand (a plan with events, a connected source, a
+custom type, a category, an event, a property), so the handlers behind the 404 are fuzzed
+too; deletions run last. Every response must be no 5xx, carry a status code the document
+lists for the operation, the content type it declares, and a body and headers that match its
+schemas.
 
 ``FUZZ_SCALE=10 .venv/bin/pytest tests/test_fuzz_admin.py`` runs ten times the examples.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import traceback
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 import requests
 import schemathesis
@@ -37,7 +41,13 @@ from schemathesis.specs.openapi.checks import (
 from gateway.broker import EmbeddedBroker
 from gateway.config import Role
 from gateway.openapi import INGEST, OPENAPI_PATH
-from tests.conftest import ADMIN_BEARER, ADMIN_TOKEN, GatewayThread, gateway_settings
+from tests.conftest import (
+    ADMIN_BEARER,
+    ADMIN_TOKEN,
+    PG_ADMIN_URL,
+    GatewayThread,
+    gateway_settings,
+)
 
 SCALE = int(os.environ.get("FUZZ_SCALE", "1"))
 # Examples per operation, mode and kind of ids: ~40 operations, a few ms a request.
@@ -114,11 +124,39 @@ def pinned(path: str, ids: dict[str, dict[str, str]]) -> dict[str, str] | None:
     return {name: ids[prefix][name] for name in names}
 
 
-@pytest.fixture(scope="module")
-def admin_url(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    tmp_path: Path = tmp_path_factory.mktemp("fuzz-admin")
+@pytest.fixture(params=["sqlite", "postgresql"])
+def catalog_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty catalog database: a SQLite file, or a new PostgreSQL database."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'catalog.db'}"
+        return
+    name = f"gw_fuzz_{uuid.uuid4().hex[:12]}"
+    try:
+        asyncio.run(_pg(f'CREATE DATABASE "{name}"'))
+    except (OSError, asyncpg.PostgresError) as exc:
+        pytest.skip(f"PostgreSQL not reachable at {PG_ADMIN_URL}: {exc}")
+    try:
+        yield PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        asyncio.run(_pg(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+async def _pg(statement: str) -> None:
+    connection = await asyncpg.connect(PG_ADMIN_URL, timeout=5)
+    try:
+        await connection.execute(statement)
+    finally:
+        await connection.close()
+
+
+@pytest.fixture
+def admin_url(broker: EmbeddedBroker, catalog_url: str, tmp_path: Path) -> Iterator[str]:
     settings = gateway_settings(
-        broker, tmp_path, admin={"tokens": (ADMIN_TOKEN,)}, plans={"source": "local"}
+        broker,
+        tmp_path,
+        admin={"tokens": (ADMIN_TOKEN,)},
+        plans={"source": "local"},
+        catalog={"database_url": catalog_url},
     )
     thread = GatewayThread(settings, Role.ADMIN)
     try:
