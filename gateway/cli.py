@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from gateway.validate import (
+    from gateway.dry_run import (
         ValidateError,
         choose_source,
         format_report,

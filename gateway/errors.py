@@ -34,6 +34,20 @@ class NotFound(ApiError):
     code = "not_found"
 
 
+class InvalidJson(BadRequest):
+    code = "invalid_json"
+
+
+class PayloadTooLarge(ApiError):
+    status = 413
+    code = "payload_too_large"
+
+
+class UnsupportedEncoding(ApiError):
+    status = 415
+    code = "unsupported_encoding"
+
+
 class Unavailable(ApiError):
     """Something the gateway depends on (Kafka, the catalog database) does not answer."""
 

@@ -17,7 +17,7 @@ import orjson
 from aiohttp import web
 
 from gateway import __version__
-from gateway.catalog import validation as v
+from gateway.catalog import request_rules as v
 from gateway.catalog.connections import CHOICES, SECTIONS, UNPLANNED_EVENT_SECTIONS
 from gateway.catalog.http import CATALOG_PREFIX, RUDDERSTACK_BASE
 from gateway.catalog.native.document import SECURITY_SCHEMES as NATIVE_SECURITY_SCHEMES
@@ -432,7 +432,7 @@ def _catalog_schemas() -> JSON:
             "maxLength": 200,
             "description": "A letter, then letters, digits, `_` and spaces.",
         },
-        "EventType": {"type": "string", "enum": list(v.EVENT_TYPES)},
+        "EventType": {"type": "string", "enum": list(v.PLANNED_EVENT_TYPES)},
         "IdentitySection": {"type": "string", "enum": list(IDENTITY_SECTIONS)},
         "PropertyType": property_type,
         "TrackingPlan": _obj(plan_fields, plan_required),

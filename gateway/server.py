@@ -28,7 +28,7 @@ from gateway.catalog.http import (
 )
 from gateway.catalog.native.routes import NATIVE_API
 from gateway.catalog.plans import add_plan_routes
-from gateway.catalog.snapshot import (
+from gateway.catalog.snapshot_builder import (
     SNAPSHOTS_KEY,
     LocalProvider,
     SnapshotBuilder,
@@ -319,7 +319,7 @@ class Gateway:
             limits,
             handler_args={
                 "access_log": None,
-                # Bodies are inflated by gateway.ingest.body, which enforces the size limit while
+                # Bodies are inflated by gateway.body, which enforces the size limit while
                 # decompressing; aiohttp's own decompression has no limit (a gzip bomb).
                 "auto_decompress": False,
             },

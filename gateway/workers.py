@@ -91,7 +91,7 @@ class _Slot:
 
 async def _supervise(settings: Settings, role: Role, config: str | None, run_dir: Path) -> int:
     # After MULTIPROC_ENV is set (these load prometheus-client).
-    from gateway.catalog.snapshot import LocalProvider
+    from gateway.catalog.snapshot_builder import LocalProvider
     from gateway.server import Gateway
 
     port = settings.ingest.port

@@ -26,7 +26,7 @@ import orjson
 import pytest
 
 from gateway.broker import EmbeddedBroker, free_port
-from gateway.catalog.snapshot import LocalProvider, SnapshotBuilder
+from gateway.catalog.snapshot_builder import LocalProvider, SnapshotBuilder
 from gateway.catalog.store import Store
 from gateway.config import ConfigError, Role, load_settings
 from gateway.metrics import Metrics

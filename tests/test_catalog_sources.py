@@ -15,7 +15,7 @@ import orjson
 import pytest
 
 from gateway.broker import EmbeddedBroker
-from gateway.catalog.snapshot import LocalProvider, SnapshotBuilder, build_snapshot
+from gateway.catalog.snapshot_builder import LocalProvider, SnapshotBuilder, read_snapshot_document
 from gateway.catalog.store import Store
 from gateway.config import Role
 from gateway.metrics import Metrics
@@ -373,6 +373,6 @@ async def test_store_reopens_with_data_and_migrations_applied_once(database_url:
     again = Store(database_url)
     await again.open()  # migrations already applied: nothing to do, nothing lost
     assert await again.state() == (workspace, revision)
-    document = await build_snapshot(again)
+    document = await read_snapshot_document(again)
     assert document == {"revision": str(revision), "sources": [], "trackingPlans": []}
     await again.close()

@@ -57,7 +57,7 @@ def validate_config(config: Any) -> dict[str, Any]:
     return config
 
 
-def _document(row: Any) -> dict[str, Any]:
+def connection_document(row: Any) -> dict[str, Any]:
     return {
         "sourceId": row.source_id,
         "trackingPlanId": row.plan_id,
@@ -129,7 +129,7 @@ async def list_connections(request: web.Request) -> web.Response:
             .where(schema.connections.c.plan_id == plan_id)
             .order_by(schema.connections.c.created_at)
         )
-        return json_ok({"connections": [_document(r) for r in rows]})
+        return json_ok({"connections": [connection_document(r) for r in rows]})
 
 
 async def disconnect(request: web.Request) -> web.Response:

@@ -22,11 +22,13 @@ from aiohttp import web
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from gateway.catalog import properties_form as form
+from gateway.catalog import request_rules as v
 from gateway.catalog import schema
-from gateway.catalog import validation as v
 from gateway.catalog.http import STORE_KEY, json_body, page_response
 from gateway.catalog.rules import check_rule, recheck
 from gateway.catalog.store import new_id, now_text, row_or_404
+from gateway.catalog.type_refs import definitions_of, ref_to
 from gateway.errors import BadRequest
 from gateway.http import json_ok
 
@@ -53,20 +55,6 @@ STRING_FORMATS = {
     "ipv6": "ipv6",
 }
 PATH = "/catalog/custom-types"
-
-
-def ref_to(name: str) -> dict[str, str]:
-    return {"$ref": f"#/$defs/{name}"}
-
-
-async def definitions_of(conn: AsyncConnection, name: str) -> dict[str, Any]:
-    """``{name: rules, **its own defs}`` for a custom type used somewhere else."""
-    row = (
-        await conn.execute(select(schema.custom_types).where(schema.custom_types.c.name == name))
-    ).one_or_none()
-    if row is None:
-        raise BadRequest(f"custom type {name} does not exist")
-    return {name: orjson.loads(row.rules), **orjson.loads(row.defs)}
 
 
 def _validate_config(kind: str, config: Any) -> dict[str, Any]:
@@ -97,8 +85,6 @@ async def build(
 ) -> tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]]:
     """(rules, defs, stored properties) of a custom type, from the catalog as it is (reads
     only). The caller checks :func:`servable_form` before its write transaction."""
-    from gateway.catalog import properties_form as form  # properties_form imports this module
-
     rules: dict[str, Any] = {"type": [kind]}
     defs: dict[str, Any] = {}
     stored: list[dict[str, Any]] = []
@@ -128,7 +114,7 @@ def servable_form(rules: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]
     return {**rules, "$defs": defs} if defs else rules
 
 
-def _document(row: Any, workspace_id: str) -> dict[str, Any]:
+def custom_type_document(row: Any, workspace_id: str) -> dict[str, Any]:
     return {
         "config": orjson.loads(row.config),
         "rules": orjson.loads(row.rules),
@@ -211,18 +197,18 @@ async def create(request: web.Request) -> web.Response:
             )
         )
         row = await _row(conn, type_id)
-    return json_ok(_document(row, store.workspace_id))
+    return json_ok(custom_type_document(row, store.workspace_id))
 
 
 async def list_all(request: web.Request) -> web.Response:
-    return await page_response(request, schema.custom_types, _document)
+    return await page_response(request, schema.custom_types, custom_type_document)
 
 
 async def get(request: web.Request) -> web.Response:
     store = request.app[STORE_KEY]
     async with store.read() as conn:
         row = await _row(conn, request.match_info["id"])
-    return json_ok(_document(row, store.workspace_id))
+    return json_ok(custom_type_document(row, store.workspace_id))
 
 
 async def update_type(request: web.Request) -> web.Response:
@@ -263,7 +249,7 @@ async def update_type(request: web.Request) -> web.Response:
             update(schema.custom_types).where(schema.custom_types.c.id == type_id).values(**values)
         )
         row = await _row(conn, type_id)
-    return json_ok(_document(row, store.workspace_id))
+    return json_ok(custom_type_document(row, store.workspace_id))
 
 
 async def remove(request: web.Request) -> web.Response:
@@ -282,7 +268,7 @@ async def remove(request: web.Request) -> web.Response:
             if other.id != type_id and row.name in orjson.loads(other.defs):
                 raise BadRequest(f"custom type {row.name} is used by custom type {other.name}")
         await conn.execute(delete(schema.custom_types).where(schema.custom_types.c.id == type_id))
-    document = _document(row, store.workspace_id)
+    document = custom_type_document(row, store.workspace_id)
     del document["properties"]
     return json_ok(document)
 

@@ -21,9 +21,8 @@ import orjson
 from aiohttp import web
 from sqlalchemy import delete, insert, select, update
 
+from gateway.catalog import request_rules as v
 from gateway.catalog import schema
-from gateway.catalog import validation as v
-from gateway.catalog.custom_types import definitions_of
 from gateway.catalog.http import STORE_KEY, json_body, page_response
 from gateway.catalog.plans import (
     bump_plans_using,
@@ -34,6 +33,7 @@ from gateway.catalog.plans import (
 )
 from gateway.catalog.rules import check_rule
 from gateway.catalog.store import new_id, now_text, row_or_404
+from gateway.catalog.type_refs import definitions_of
 from gateway.errors import BadRequest
 from gateway.http import json_ok
 

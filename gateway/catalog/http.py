@@ -8,12 +8,12 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy import Table, func, select
 
-from gateway.catalog import validation as v
+from gateway.body import parse_json_object, read_body
+from gateway.catalog import request_rules as v
 from gateway.catalog.auth import TOKEN_IDENTITY, Forbidden, Scope, TokenAuth
 from gateway.catalog.changelog import Change, recording
 from gateway.catalog.store import Store
 from gateway.http import Handler, json_ok
-from gateway.ingest.body import parse_json_object, read_body
 from gateway.plans.providers import SNAPSHOT_PATH
 
 STORE_KEY = web.AppKey("store", Store)

@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.catalog import changelog, schema
 from gateway.catalog import properties_form as form
-from gateway.catalog import validation as v
+from gateway.catalog import request_rules as v
 from gateway.catalog.http import STORE_KEY, json_body
 from gateway.catalog.rules import check_rule, recheck
 from gateway.catalog.store import new_id, now_text, row_or_404

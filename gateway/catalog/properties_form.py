@@ -23,9 +23,9 @@ from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.catalog import schema
-from gateway.catalog.custom_types import definitions_of, ref_to
+from gateway.catalog.request_rules import is_custom_type, prop_config, property_name, property_type
 from gateway.catalog.store import new_id, now_text
-from gateway.catalog.validation import is_custom_type, prop_config, property_name, property_type
+from gateway.catalog.type_refs import definitions_of, ref_to
 from gateway.enforce.compile import DRAFT_07
 from gateway.errors import BadRequest
 

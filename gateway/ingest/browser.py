@@ -30,9 +30,9 @@ from urllib.parse import urlsplit
 import orjson
 from aiohttp import web
 
+from gateway.body import read_body
 from gateway.http import add_sdk_route
 from gateway.ingest.auth import enabled_source, write_key_before_body
-from gateway.ingest.body import read_body
 from gateway.ingest.errors import InvalidRequest, Unauthorized
 from gateway.ingest.normalize import request_info
 from gateway.ingest.routes import (

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-from gateway.errors import ApiError, BadRequest, Unauthorized, Unavailable, error_response
-
-
-class InvalidJson(BadRequest):
-    code = "invalid_json"
+from gateway.errors import (
+    ApiError,
+    BadRequest,
+    InvalidJson,
+    PayloadTooLarge,
+    Unauthorized,
+    Unavailable,
+    UnsupportedEncoding,
+    error_response,
+)
 
 
 class InvalidRequest(BadRequest):
@@ -16,16 +21,6 @@ class InvalidRequest(BadRequest):
 class SourceDisabled(ApiError):
     status = 404
     code = "source_disabled"
-
-
-class PayloadTooLarge(ApiError):
-    status = 413
-    code = "payload_too_large"
-
-
-class UnsupportedEncoding(ApiError):
-    status = 415
-    code = "unsupported_encoding"
 
 
 class Overloaded(ApiError):

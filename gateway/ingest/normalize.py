@@ -20,6 +20,8 @@ from typing import Any
 
 import orjson
 
+from gateway.times import format_timestamp
+
 
 @dataclass(frozen=True, slots=True)
 class RequestInfo:
@@ -31,12 +33,6 @@ class RequestInfo:
     sent_at: Any = None
     context: dict[str, Any] | None = None
     integrations: dict[str, Any] | None = None
-
-
-def format_timestamp(dt: datetime) -> str:
-    """ISO 8601 in UTC with milliseconds, as Segment and RudderStack write times."""
-    # isoformat is about twice as fast as strftime; in UTC it always ends in "+00:00".
-    return dt.astimezone(UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
 def parse_timestamp(value: Any) -> datetime | None:

@@ -15,10 +15,11 @@ from typing import Any
 
 from aiohttp import web
 
+from gateway.body import parse_json_object, read_body
 from gateway.config import IngestSettings
+from gateway.dry_run import report_document
 from gateway.http import add_sdk_route, json_ok
 from gateway.ingest.auth import enabled_source, write_key_before_body, write_key_in_body
-from gateway.ingest.body import parse_json_object, read_body
 from gateway.ingest.budget import ByteBudget, Hold
 from gateway.ingest.client_ip import ClientAddress
 from gateway.ingest.errors import (
@@ -33,7 +34,6 @@ from gateway.pipeline import EventResult, Pipeline, Tally
 from gateway.plans.cache import PlanCache
 from gateway.plans.snapshot import Snapshot, Source
 from gateway.publish.producer import KafkaUnavailable, Publisher, Record
-from gateway.validate import report_document
 
 log = logging.getLogger(__name__)
 

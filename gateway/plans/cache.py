@@ -44,7 +44,7 @@ T = TypeVar("T")
 PERSISTED_NAME = "snapshot.json"
 # Documents at least this large are decoded in a child process (see PlanCache._load).
 CHILD_PARSE_BYTES = 1 << 20
-CHECK_FAILED = 3  # exit code of `python -m gateway.plans.check` for a malformed document
+CHECK_FAILED = 3  # exit code of `python -m gateway.plans.decoder` for a malformed document
 JITTER_RATIO = 0.1
 # A replaced snapshot is released once no request holds it, waiting at most this long.
 RELEASE_POLL_S = 0.05
@@ -198,7 +198,7 @@ class PlanCache:
         return await self.in_background(_build_for_serving, compact), content
 
     async def _check_in_child(self, fetched: Fetched) -> tuple[bytes, bytes]:
-        """:func:`check_document` in ``python -m gateway.plans.check``.
+        """:func:`check_document` in ``python -m gateway.plans.decoder``.
 
         The child is started and fed from the background thread: ``subprocess`` uses vfork,
         which takes microseconds whatever the gateway's size (a fork copies the page tables of
@@ -264,7 +264,7 @@ def _read_with_mtime(path: Path) -> tuple[bytes, float]:
 
 def _start_check(yaml: bool) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "gateway.plans.check", "yaml" if yaml else "json"],
+        [sys.executable, "-m", "gateway.plans.decoder", "yaml" if yaml else "json"],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -303,7 +303,7 @@ def _build_for_serving(compact: bytes) -> Snapshot:
     return snapshot
 
 
-def build_snapshot(fetched: Fetched) -> tuple[Snapshot, bytes]:
+def snapshot_of(fetched: Fetched) -> tuple[Snapshot, bytes]:
     """The snapshot, and the JSON document to persist for it."""
     compact, content = check_document(fetched)
     return snapshot_from_compact(compact), content

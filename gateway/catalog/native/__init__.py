@@ -32,12 +32,12 @@ from urllib.parse import parse_qsl
 import msgspec
 from aiohttp import web
 
+from gateway.body import read_body
 from gateway.catalog.auth import TOKEN_IDENTITY, Forbidden, Scope
 from gateway.catalog.changelog import Change, recording
 from gateway.catalog.http import AUTH_KEY, MAX_BODY_BYTES, NATIVE_PREFIX, STORE_KEY, path_ids
 from gateway.catalog.store import Store
 from gateway.errors import ApiError, BadRequest, NotFound
-from gateway.ingest.body import read_body
 from gateway.plans.providers import SNAPSHOT_PATH
 
 API_PREFIX = NATIVE_PREFIX.rstrip("/")

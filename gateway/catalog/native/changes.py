@@ -20,7 +20,7 @@ from gateway.catalog.native import Answer, Call, Operation, Version
 from gateway.catalog.store import changes as stored
 from gateway.catalog.store.changes import ChangeRecord
 from gateway.errors import BadRequest
-from gateway.ingest.normalize import format_timestamp
+from gateway.times import format_timestamp
 
 MAX_LIMIT = 1000
 Time = Annotated[datetime, msgspec.Meta(tz=True)]

@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from gateway.catalog import changelog, schema
 from gateway.catalog.store.changes import insert_change
 from gateway.errors import NotFound
-from gateway.ingest.normalize import format_timestamp
+from gateway.times import format_timestamp
 
 log = logging.getLogger(__name__)
 

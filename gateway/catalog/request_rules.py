@@ -8,6 +8,7 @@ from typing import Any
 from aiohttp import web
 
 from gateway.errors import BadRequest
+from gateway.outcomes import EVENT_TYPES
 from gateway.plans.snapshot import IDENTITY_SECTIONS
 
 # Plans, events and categories: 3-65 characters, a letter first, then letters, digits and
@@ -15,7 +16,8 @@ from gateway.plans.snapshot import IDENTITY_SECTIONS
 ENTITY_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_, .\-]{2,64}\Z")
 # Properties: a letter first, then letters, digits, `_` and spaces.
 PROPERTY_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_ ]*\Z")
-EVENT_TYPES = ("track", "identify", "group", "page", "screen")
+# The event types a plan has rules for: every type but alias, which carries no payload to check.
+PLANNED_EVENT_TYPES = tuple(t for t in EVENT_TYPES if t != "alias")
 PROPERTY_TYPES = ("string", "integer", "number", "object", "array", "boolean", "null")
 
 PAGE_SIZE = 50
@@ -44,8 +46,8 @@ def event_name(value: Any, event_type: str) -> str:
 def event_type(value: Any, default: str | None = "track") -> str:
     if value is None and default is not None:
         return default
-    if value not in EVENT_TYPES:
-        raise BadRequest(f"eventType must be one of {', '.join(EVENT_TYPES)}")
+    if value not in PLANNED_EVENT_TYPES:
+        raise BadRequest(f"eventType must be one of {', '.join(PLANNED_EVENT_TYPES)}")
     return str(value)
 
 

@@ -1,4 +1,4 @@
-"""``python -m gateway.plans.check json|yaml``: decode and check a snapshot in a child process.
+"""``python -m gateway.plans.decoder json|yaml``: decode and check a snapshot in a child process.
 
 Reads the document on stdin. On success writes the compact form's length on one line, the
 compact form, then the document to persist if it differs from the input (see

@@ -1,26 +1,38 @@
-"""Reading request bodies: any content type, optional gzip/deflate, limits on the decompressed size.
+"""Reading request bodies on both ports: any content type, optional gzip/deflate, limits on the
+decompressed size.
 
 analytics.js posts ``text/plain`` and rudder-sdk-node posts form-encoded gzip, so the body is
 parsed as JSON whatever the ``Content-Type``. A compressed body is read whole first and inflated
 afterwards, so a client that stalls mid-body holds only the compressed bytes it sent; inflation
 stops at ``max_bytes`` of output (a gzip bomb costs at most that much memory).
 
-With a :class:`~gateway.ingest.budget.Hold`, every byte kept — read or inflated — is charged to
-the ingest memory budget as it arrives (a declared ``Content-Length`` is only checked for room);
-the compressed bytes are given back once inflated.
+With a :class:`Hold` (the ingest port's, from its byte budget), every byte kept — read or
+inflated — is charged to the ingest memory budget as it arrives (a declared
+``Content-Length`` is only checked for room); the compressed bytes are given back once
+inflated.
 """
 
 from __future__ import annotations
 
 import asyncio
 import zlib
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 from aiohttp import web
 
-from gateway.ingest.budget import Hold
-from gateway.ingest.errors import InvalidJson, PayloadTooLarge, UnsupportedEncoding
+from gateway.errors import InvalidJson, PayloadTooLarge, UnsupportedEncoding
+
+
+class Hold(Protocol):
+    """What a body read is charged to as it arrives (the ingest port's memory budget)."""
+
+    def check_room(self, n: int) -> None: ...
+
+    def grow(self, n: int) -> None: ...
+
+    def shrink(self, n: int) -> None: ...
+
 
 CHUNK = 64 * 1024
 COMPRESSED = ("gzip", "x-gzip", "deflate")

@@ -19,7 +19,7 @@ from gateway.enforce.enforcer import Enforcer
 from gateway.ingest.normalize import request_info
 from gateway.outcomes import Outcome
 from gateway.pipeline import EventResult, Pipeline
-from gateway.plans.cache import build_snapshot
+from gateway.plans.cache import snapshot_of
 from gateway.plans.providers import Fetched
 from gateway.plans.snapshot import Snapshot, SnapshotError, Source
 
@@ -94,7 +94,7 @@ def load_snapshot(path: Path) -> Snapshot:
     except OSError as exc:
         raise ValidateError(f"cannot read snapshot {path}: {exc.strerror or exc}") from None
     try:
-        snapshot, _ = build_snapshot(
+        snapshot, _ = snapshot_of(
             Fetched(content, "", yaml=path.suffix.lower() in (".yaml", ".yml"))
         )
     except SnapshotError as exc:

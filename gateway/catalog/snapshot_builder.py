@@ -48,17 +48,17 @@ class SnapshotUnavailable(ApiError):
     retry_after_s = 10
 
 
-async def build_snapshot(store: Store) -> dict[str, Any]:
+async def read_snapshot_document(store: Store) -> dict[str, Any]:
     async with store.engine.connect() as conn:
         if not store.is_sqlite:
             # One consistent view across the statements below (SQLite's read transaction
             # already is one).
             conn = await conn.execution_options(isolation_level="REPEATABLE READ")
         async with conn.begin():
-            return await _document(conn)
+            return await _snapshot_document(conn)
 
 
-async def _document(conn: AsyncConnection) -> dict[str, Any]:
+async def _snapshot_document(conn: AsyncConnection) -> dict[str, Any]:
     revision = await conn.scalar(select(schema.catalog_state.c.revision))
     connected = {
         row.source_id: {"id": row.plan_id, "config": orjson.loads(row.config)}
@@ -141,7 +141,7 @@ class SnapshotBuilder:
             if self._failed is not None and self._failed[0] == str(revision):
                 raise SnapshotUnavailable(self._failed[1])
             try:
-                document = await build_snapshot(self.store)
+                document = await read_snapshot_document(self.store)
                 content = await asyncio.to_thread(orjson.dumps, document)
             except SQLAlchemyError as exc:
                 # The database, not its content: the catalog readiness check reports it.

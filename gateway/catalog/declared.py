@@ -1,0 +1,106 @@
+"""Declared routes of the RudderStack-compatible catalog: one declaration per operation.
+
+A :class:`Route` names its method, path, operation id and summary, the types of its body, query
+and answer (msgspec structs), the error statuses it can answer, and its code. From it the route
+is registered — the body decoded strictly from JSON and the query converted from its strings,
+both into their types, any mismatch a 400 ``{"code": "bad_request", "message": "<field>:
+…"}`` — and its part of ``/openapi.json`` is generated (see gateway.openapi). Rules a type
+cannot say (a track event's name, a custom type that must exist) stay in the code, once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+import msgspec
+from aiohttp import web
+
+from gateway.body import read_body
+from gateway.catalog.http import MAX_BODY_BYTES, STORE_KEY
+from gateway.catalog.store import Store
+from gateway.errors import BadRequest, InvalidJson
+
+B = TypeVar("B")
+Q = TypeVar("Q")
+
+
+@dataclass(frozen=True, slots=True)
+class Input(Generic[B, Q]):
+    """What a route's code gets: the store, the path's parameters, the decoded body and query."""
+
+    store: Store
+    path: Mapping[str, str]
+    body: B
+    query: Q
+
+
+Code = Callable[[Input[Any, Any]], Awaitable[Any]]
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str
+    operation_id: str
+    summary: str
+    code: Code
+    body: type[msgspec.Struct] | None = None
+    query: type[msgspec.Struct] | None = None
+    answer: Any = None  # the answer's type; None: 204 without a body
+    answer_description: str = "Done."
+    errors: tuple[int, ...] = ()
+
+
+def add_routes(app: web.Application, routes: Sequence[Route]) -> None:
+    for route in routes:
+        app.router.add_route(route.method, route.path, _handler(route))
+
+
+_ENCODER = msgspec.json.Encoder()
+
+
+def _handler(route: Route) -> Callable[[web.Request], Awaitable[web.Response]]:
+    async def handle(request: web.Request) -> web.Response:
+        body = None
+        if route.body is not None:
+            body = decode_json(await read_body(request, MAX_BODY_BYTES), route.body)
+        query = None if route.query is None else decode_fields(request.query, route.query)
+        answer = await route.code(Input(request.app[STORE_KEY], request.match_info, body, query))
+        if route.answer is None:
+            return web.Response(status=204)
+        return web.Response(body=_ENCODER.encode(answer), content_type="application/json")
+
+    return handle
+
+
+T = TypeVar("T")
+
+
+def decode_json(body: bytes, kind: type[T]) -> T:
+    """``body`` as a ``kind``: 400 naming the field for anything else."""
+    if not body.strip():
+        raise InvalidJson("body is empty; expected a JSON object")
+    try:
+        return msgspec.json.decode(body, type=kind)
+    except msgspec.ValidationError as exc:
+        raise BadRequest(field_error(str(exc))) from None
+    except msgspec.DecodeError as exc:
+        raise InvalidJson(f"body is not valid JSON: {exc}") from None
+
+
+def decode_fields(fields: Mapping[str, str], kind: type[T]) -> T:
+    """Query or form parameters (strings) as a ``kind``, converting numbers and booleans."""
+    try:
+        return msgspec.convert(dict(fields), type=kind, strict=False)
+    except msgspec.ValidationError as exc:
+        raise BadRequest(field_error(str(exc))) from None
+
+
+def field_error(message: str) -> str:
+    """msgspec's "Expected `str`, got `int` - at `$.name`" as "name: expected `str`, got `int`"."""
+    text, _, where = message.partition(" - at `$")
+    where = where.rstrip("`").lstrip(".")
+    text = text[:1].lower() + text[1:]
+    return f"{where}: {text}" if where else text
