@@ -11,14 +11,18 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Sequence
 from typing import Any
 
+import msgspec
 import orjson
 from aiohttp import web
 
 from gateway import __version__
 from gateway.catalog import request_rules as v
 from gateway.catalog.connections import CHOICES, SECTIONS, UNPLANNED_EVENT_SECTIONS
+from gateway.catalog.declared import Route, query_parameters
+from gateway.catalog.entities import ROUTES as ENTITY_ROUTES
 from gateway.catalog.http import CATALOG_PREFIX, RUDDERSTACK_BASE
 from gateway.catalog.native.document import SECURITY_SCHEMES as NATIVE_SECURITY_SCHEMES
 from gateway.catalog.native.document import TAG as NATIVE
@@ -38,6 +42,7 @@ from gateway.plans.providers import SNAPSHOT_PATH
 from gateway.plans.snapshot import IDENTITY_SECTIONS
 
 OPENAPI_PATH = "/openapi.json"
+REF = "#/components/schemas/{name}"
 
 JSON = dict[str, Any]
 
@@ -521,68 +526,6 @@ def _catalog_schemas() -> JSON:
             ("id",),
         ),
         "PlanEventPage": _page("PlanEvent"),
-        "Category": _obj(
-            {**entity, "name": {"type": "string"}, **description, **times, **audit},
-            ("id", "name", "description", "workspaceId", *AUDIT),
-        ),
-        "CategoryCreate": _obj(
-            {"name": _ref("EntityName"), "description": {"type": "string"}}, ("name",)
-        ),
-        "CategoryPage": _page("Category"),
-        "CatalogEvent": _obj({**event_fields, **audit}, (*event_required, *AUDIT)),
-        "CatalogEventWithCategory": _obj(
-            {**event_fields, **audit, "category": _nullable(_ref("Category"))},
-            (*event_required, *AUDIT, "category"),
-        ),
-        "CatalogEventCreate": _obj(
-            {
-                "name": event_name,
-                "eventType": {**_ref("EventType"), "description": "Default: track."},
-                "description": {"type": "string"},
-                "categoryId": {"type": "string", "minLength": 1},
-            },
-        ),
-        "CatalogEventUpdate": _obj(
-            {
-                "name": event_name,
-                "eventType": {**_ref("EventType"), "description": "Cannot change."},
-                "description": {"type": ["string", "null"]},
-                "categoryId": {"type": ["string", "null"]},
-            },
-            minProperties=1,
-        ),
-        "CatalogEventPage": _page("CatalogEvent"),
-        "Property": _obj(
-            {
-                **entity,
-                "name": {"type": "string"},
-                **description,
-                "type": _ref("PropertyType"),
-                "propConfig": {**ANY_OBJECT, "description": "Extra JSON Schema keywords."},
-                **times,
-                **audit,
-            },
-            ("id", "name", "description", "type", "propConfig", "workspaceId", *AUDIT),
-        ),
-        "PropertyCreate": _obj(
-            {
-                "name": _ref("PropertyName"),
-                "type": _ref("PropertyType"),
-                "propConfig": ANY_OBJECT,
-                "description": {"type": "string"},
-            },
-            ("name", "type"),
-        ),
-        "PropertyUpdate": _obj(
-            {
-                "name": _ref("PropertyName"),
-                "type": _ref("PropertyType"),
-                "propConfig": ANY_OBJECT,
-                "description": {"type": ["string", "null"]},
-            },
-            minProperties=1,
-        ),
-        "PropertyPage": _page("Property"),
         **_custom_type_schemas(audit),
     }
 
@@ -1161,58 +1104,7 @@ def _plan_paths() -> JSON:
     }
 
 
-def _entity_paths() -> JSON:
-    def collection(plural: str, noun: str, nouns: str, schema: str, plural_title: str) -> JSON:
-        base = f"/catalog/{plural}"
-        detail = "CatalogEventWithCategory" if schema == "CatalogEvent" else schema
-        item: JSON = {
-            "get": _admin(
-                CATALOG,
-                f"get{schema}",
-                f"Get a {noun}",
-                _returns(f"The {noun}.", detail),
-                errors=(404,),
-            ),
-        }
-        if schema != "Category":
-            item["put"] = _admin(
-                CATALOG,
-                f"update{schema}",
-                f"Update a {noun}",
-                _returns(f"The {noun}.", schema),
-                errors=(400, 404),
-                body=_ref(f"{schema}Update"),
-            )
-        item["delete"] = _admin(
-            CATALOG,
-            f"delete{schema}",
-            f"Delete a {noun}",
-            _returns(f"The deleted {noun}.", schema),
-            # An event that a tracking plan uses cannot be deleted.
-            errors=(400, 404) if schema == "CatalogEvent" else (404,),
-        )
-        return {
-            base: {
-                "post": _admin(
-                    CATALOG,
-                    f"create{schema}",
-                    f"Create a {noun}",
-                    _returns(f"The {noun}.", schema),
-                    errors=(400,),
-                    body=_ref(f"{schema}Create"),
-                ),
-                "get": _admin(
-                    CATALOG,
-                    f"list{plural_title}",
-                    f"List {nouns}",
-                    _returns(f"A page of {nouns}.", f"{schema}Page"),
-                    errors=(400,),
-                    parameters=(PAGE, ORDER_BY),
-                ),
-            },
-            base + "/{id}": item,
-        }
-
+def _custom_type_paths() -> JSON:
     custom_types: JSON = {
         "/catalog/custom-types": {
             "post": _admin(
@@ -1229,7 +1121,7 @@ def _entity_paths() -> JSON:
                 "List custom types",
                 _returns("A page of custom types.", "CustomTypePage"),
                 errors=(400,),
-                parameters=(PAGE,),
+                parameters=(PAGE, ORDER_BY),
             ),
         },
         "/catalog/custom-types/{id}": {
@@ -1257,12 +1149,39 @@ def _entity_paths() -> JSON:
             ),
         },
     }
-    return {
-        **custom_types,
-        **collection("categories", "category", "categories", "Category", "Categories"),
-        **collection("events", "catalog event", "catalog events", "CatalogEvent", "CatalogEvents"),
-        **collection("properties", "property", "properties", "Property", "Properties"),
-    }
+    return custom_types
+
+
+def _declared_paths(routes: Sequence[Route]) -> tuple[JSON, JSON]:
+    """(paths, component schemas) of declared catalog routes, from their types."""
+    types = list({t: None for r in routes for t in (r.body, r.query, r.answer) if t is not None})
+    refs, schemas = msgspec.json.schema_components(types, ref_template=REF)
+    ref_of = dict(zip(types, refs, strict=True))
+    paths: JSON = {}
+    queries = set()
+    for r in routes:
+        ok = (
+            (200, _ok(r.answer_description or r.summary + ".", ref_of[r.answer]))
+            if r.answer is not None
+            else NO_CONTENT
+        )
+        extra: JSON = {}
+        if r.query is not None:
+            query = _component_name(ref_of[r.query])
+            queries.add(query)
+            extra["parameters"] = tuple(query_parameters(schemas[query]))
+        if r.body is not None:
+            extra["body"] = ref_of[r.body]
+        paths.setdefault(r.path, {})[r.method.lower()] = _admin(
+            CATALOG, r.operation_id, r.summary, ok, errors=r.errors, **extra
+        )
+    for name in queries:  # a query's fields are parameters, not a schema anyone refers to
+        del schemas[name]
+    return paths, schemas
+
+
+def _component_name(ref: JSON) -> str:
+    return str(ref["$ref"]).rsplit("/", 1)[1]
 
 
 def _operations_paths() -> JSON:
@@ -1387,11 +1306,13 @@ Errors are JSON `{"code", "message"}` (under `/api`, the envelope's `errorDetail
 @functools.cache
 def _document() -> JSON:
     native_paths, native_schemas = native_document(NATIVE_API)
+    entity_paths, entity_schemas = _declared_paths(ENTITY_ROUTES)
     paths = {
         **_ingest_paths(),
         **native_paths,
         **_plan_paths(),
-        **_entity_paths(),
+        **_custom_type_paths(),
+        **entity_paths,
         **_operations_paths(),
     }
     paths.update(_rudderstack_base_aliases(paths))
@@ -1421,7 +1342,7 @@ def _document() -> JSON:
         ],
         "paths": _with_path_parameters(paths),
         "components": {
-            "schemas": {**_schemas(), **native_schemas},
+            "schemas": {**_schemas(), **entity_schemas, **native_schemas},
             "responses": _error_responses(),
             "securitySchemes": {
                 "adminBearer": {

@@ -19,7 +19,8 @@ from aiohttp import web
 from gateway.catalog.auth import TokenAuth
 from gateway.catalog.connections import add_connection_routes
 from gateway.catalog.custom_types import add_custom_type_routes
-from gateway.catalog.entities import add_entity_routes
+from gateway.catalog.declared import add_routes
+from gateway.catalog.entities import ROUTES as ENTITY_ROUTES
 from gateway.catalog.http import (
     AUTH_KEY,
     STORE_KEY,
@@ -255,7 +256,7 @@ class Gateway:
         app[AUTH_KEY] = TokenAuth(self.settings.admin.tokens, self.settings.admin.snapshot_tokens)
         NATIVE_API.add_routes(app)
         add_plan_routes(app)
-        add_entity_routes(app)
+        add_routes(app, ENTITY_ROUTES)
         add_custom_type_routes(app)
         add_connection_routes(app)
         add_rudderstack_base_aliases(app)

@@ -134,3 +134,18 @@ def test_dev_files_holding_the_admin_token_are_private(tmp_path: Path) -> None:
             assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
     finally:
         os.umask(old_umask)
+
+
+async def test_nul_characters_are_a_400_on_both_databases(api: Admin) -> None:
+    # PostgreSQL can neither store U+0000 in text nor compare with it (that was a 500).
+    for method, path, body in (
+        ("POST", "/catalog/categories", {"name": "Abc", "description": "a\u0000b"}),
+        ("POST", PLANS, {"name": "Abc", "description": "a\u0000b"}),
+        ("PUT", "/api/latest/sources", {"name": "a\u0000b"}),
+        ("GET", "/catalog/events/ev_%00", None),
+        ("GET", "/api/latest/changes?target=%00", None),
+    ):
+        status, document = await api(method, path, body)
+        assert status == 400, (path, status, document)
+        assert "NUL" in str(document), document
+    assert (await api.ok("GET", "/catalog/categories"))["total"] == 0

@@ -49,7 +49,7 @@ class Route:
     body: type[msgspec.Struct] | None = None
     query: type[msgspec.Struct] | None = None
     answer: Any = None  # the answer's type; None: 204 without a body
-    answer_description: str = "Done."
+    answer_description: str = ""  # default: the summary
     errors: tuple[int, ...] = ()
 
 
@@ -91,16 +91,34 @@ def decode_json(body: bytes, kind: type[T]) -> T:
 
 
 def decode_fields(fields: Mapping[str, str], kind: type[T]) -> T:
-    """Query or form parameters (strings) as a ``kind``, converting numbers and booleans."""
+    """Query or form parameters (strings) as a ``kind``, converting numbers and booleans.
+
+    An integer must be written as one, in plain decimal digits: not ``1.0``, ``+1``, `` 1`` or
+    ``01``, which a lax conversion would take."""
     try:
-        return msgspec.convert(dict(fields), type=kind, strict=False)
+        value = msgspec.convert(dict(fields), type=kind, strict=False)
     except msgspec.ValidationError as exc:
         raise BadRequest(field_error(str(exc))) from None
+    for field in msgspec.structs.fields(kind):  # type: ignore[arg-type]
+        got = getattr(value, field.name)
+        raw = fields.get(field.encode_name)
+        if raw is not None and type(got) is int and raw != str(got):
+            raise BadRequest(f"{field.encode_name}: expected an integer, got {raw!r}")
+    return value
 
 
 def field_error(message: str) -> str:
-    """msgspec's "Expected `str`, got `int` - at `$.name`" as "name: expected `str`, got `int`"."""
+    """msgspec's "Expected `str`, got `int` - at `$.name`" as "name: expected str, got int"."""
     text, _, where = message.partition(" - at `$")
     where = where.rstrip("`").lstrip(".")
-    text = text[:1].lower() + text[1:]
+    text = (text[:1].lower() + text[1:]).replace("`", "")
     return f"{where}: {text}" if where else text
+
+
+def query_parameters(schema: dict[str, Any]) -> list[dict[str, Any]]:
+    """The OpenAPI query parameters of a struct's JSON schema, one per field."""
+    required = set(schema.get("required", ()))
+    return [
+        {"name": name, "in": "query", "required": name in required, "schema": field}
+        for name, field in schema["properties"].items()
+    ]

@@ -1,4 +1,4 @@
-"""Catalog events, properties and categories (RudderStack Data Catalog API).
+"""Catalog events, properties and categories (RudderStack Data Catalog API), declared.
 
     POST /catalog/{events|properties|categories}           create
     GET  /catalog/{events|properties|categories}           {"data", "total", "currentPage",
@@ -15,136 +15,300 @@ version, so their history stays true.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
+import msgspec
 import orjson
-from aiohttp import web
-from sqlalchemy import delete, insert, select, update
+from msgspec import UNSET, UnsetType
+from sqlalchemy import Table, delete, func, insert, select, update
 
 from gateway.catalog import request_rules as v
 from gateway.catalog import schema
-from gateway.catalog.http import STORE_KEY, json_body, page_response
-from gateway.catalog.plans import (
-    bump_plans_using,
-    ensure_category,
-    event_fields,
-    event_named,
-    insert_event,
-)
+from gateway.catalog.declared import Input, Route
+from gateway.catalog.plans import bump_plans_using, ensure_category, event_named, insert_event
 from gateway.catalog.rules import check_rule
 from gateway.catalog.store import new_id, now_text, row_or_404
 from gateway.catalog.type_refs import definitions_of
 from gateway.errors import BadRequest
-from gateway.http import json_ok
 
-Document = Callable[[Any, str], dict[str, Any]]
+# --- types -----------------------------------------------------------------------------------
+
+T = TypeVar("T")
+
+EntityName = Annotated[
+    str,
+    msgspec.Meta(
+        pattern=v.ENTITY_NAME.pattern,
+        description="3 to 65 characters: a letter, then letters, digits and `_ , - .` or spaces.",
+    ),
+]
+PropertyName = Annotated[
+    str,
+    msgspec.Meta(
+        pattern=v.PROPERTY_NAME.pattern,
+        max_length=200,
+        description="A letter, then letters, digits, `_` and spaces.",
+    ),
+]
+EventType = Literal["track", "identify", "page", "screen", "group"]
+Id = Annotated[str, msgspec.Meta(min_length=1, pattern=r"\S")]
+EventName = Annotated[
+    str,
+    msgspec.Meta(
+        description="Track events are named (3 to 65 characters); every other type uses the "
+        "empty name."
+    ),
+]
+PropertyType = Annotated[
+    str | list[str],
+    msgspec.Meta(
+        description='A type, several (a list), "" for any type, or a custom type\'s name.'
+    ),
+]
+Keywords = Annotated[dict[str, Any], msgspec.Meta(description="Extra JSON Schema keywords.")]
+Time = Annotated[str, msgspec.Meta(description="ISO 8601, UTC.")]
 
 
-# --- shared ------------------------------------------------------------------------------------
-
-
-def _audit(document: dict[str, Any]) -> dict[str, Any]:
+class Audited(msgspec.Struct, rename="camel", kw_only=True):
     # This gateway has tokens, not users: there is no author to name.
-    return {**document, "createdBy": None, "updatedBy": None}
+    created_by: None = None
+    updated_by: None = None
 
 
-# --- categories --------------------------------------------------------------------------------
+class Category(Audited, kw_only=True):
+    id: str
+    name: str
+    description: str | None
+    workspace_id: str
+    created_at: Time
+    updated_at: Time
 
 
-def category_fields(row: Any, workspace_id: str) -> dict[str, Any]:
-    return _audit(
-        {
-            "id": row.id,
-            "name": row.name,
-            "description": row.description,
-            "workspaceId": workspace_id,
-            "createdAt": row.created_at,
-            "updatedAt": row.updated_at,
-        }
+class CategoryCreate(msgspec.Struct):
+    name: EntityName
+    description: str | None = None
+
+
+class CatalogEvent(Audited, kw_only=True):
+    id: str
+    name: str
+    description: str | None
+    event_type: str
+    category_id: str | None
+    workspace_id: str
+    created_at: Time
+    updated_at: Time
+
+
+class CatalogEventWithCategory(CatalogEvent, kw_only=True):
+    category: Category | None
+
+
+class CatalogEventCreate(msgspec.Struct, rename="camel"):
+    name: EventName | None = None
+    event_type: EventType = "track"
+    description: str | None = None
+    category_id: Id | None = None
+
+
+class CatalogEventUpdate(msgspec.Struct, rename="camel"):
+    """At least one of name, description, categoryId; ``eventType`` cannot change."""
+
+    name: EventName | UnsetType | None = UNSET
+    event_type: EventType | UnsetType = UNSET
+    description: str | UnsetType | None = UNSET
+    category_id: Id | UnsetType | None = UNSET
+
+
+class Property(Audited, kw_only=True):
+    id: str
+    name: str
+    description: str | None
+    type: PropertyType
+    prop_config: Keywords
+    workspace_id: str
+    created_at: Time
+    updated_at: Time
+
+
+class PropertyCreate(msgspec.Struct, rename="camel"):
+    name: PropertyName
+    type: PropertyType
+    prop_config: Keywords | None = None
+    description: str | None = None
+
+
+class PropertyUpdate(msgspec.Struct, rename="camel"):
+    """At least one field."""
+
+    name: PropertyName | UnsetType = UNSET
+    type: PropertyType | UnsetType = UNSET
+    prop_config: Keywords | UnsetType | None = UNSET
+    description: str | UnsetType | None = UNSET
+
+
+class PageQuery(msgspec.Struct, rename="camel"):
+    page: Annotated[int, msgspec.Meta(ge=1, le=v.MAX_PAGES)] = 1
+    order_by: (
+        Annotated[
+            str,
+            msgspec.Meta(
+                pattern=r"^(name|createdAt|updatedAt)(:([aA][sS][cC]|[dD][eE][sS][cC]))?$",
+                description="`name`, `createdAt` or `updatedAt`, optionally with `:asc` or "
+                "`:desc` (default `createdAt:asc`).",
+            ),
+        ]
+        | None
+    ) = None
+
+
+class Page(msgspec.Struct, Generic[T], rename="camel"):
+    """One page of a listing: 50 items at most, oldest first unless ``orderBy`` says."""
+
+    data: list[T]
+    total: int
+    current_page: int
+    page_size: int
+
+
+# --- rows ------------------------------------------------------------------------------------
+
+
+def _category(row: Any, workspace_id: str) -> Category:
+    return Category(
+        id=row.id,
+        name=row.name,
+        description=row.description,
+        workspace_id=workspace_id,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
     )
 
 
-async def create_category(request: web.Request) -> web.Response:
-    body = await json_body(request)
-    name = v.entity_name(body.get("name"), "category")
-    description = v.optional_text(body.get("description"), "description")
-    store = request.app[STORE_KEY]
+def _event(row: Any, workspace_id: str) -> CatalogEvent:
+    return CatalogEvent(
+        id=row.id,
+        name=row.name,
+        description=row.description,
+        event_type=row.event_type,
+        category_id=row.category_id,
+        workspace_id=workspace_id,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+def _property(row: Any, workspace_id: str) -> Property:
+    return Property(
+        id=row.id,
+        name=row.name,
+        description=row.description,
+        type=orjson.loads(row.type),
+        prop_config=orjson.loads(row.prop_config) if row.prop_config else {},
+        workspace_id=workspace_id,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+async def _list(
+    call: Input[None, PageQuery], table: Table, shape: Callable[[Any, str], T]
+) -> Page[T]:
+    """A page of a whole table, in ``orderBy`` order (ids break ties)."""
+    query = call.query
+    field, _, direction = (query.order_by or "createdAt").partition(":")
+    column = table.c[v.ORDER_FIELDS[field]]
+    order = column.desc() if direction.lower() == "desc" else column.asc()
+    async with call.store.read() as conn:
+        total = await conn.scalar(select(func.count()).select_from(table))
+        rows = await conn.execute(
+            select(table)
+            .order_by(order, table.c.id)
+            .limit(v.PAGE_SIZE)
+            .offset((query.page - 1) * v.PAGE_SIZE)
+        )
+        data = [shape(r, call.store.workspace_id) for r in rows]
+    return Page(data, int(total or 0), query.page, v.PAGE_SIZE)
+
+
+# --- categories ------------------------------------------------------------------------------
+
+
+async def create_category(call: Input[CategoryCreate, None]) -> Category:
+    body = call.body
     now = now_text()
     category_id = new_id("cat")
-    async with store.write(snapshot=False) as conn:
+    async with call.store.write(snapshot=False) as conn:
         taken = await conn.scalar(
-            select(schema.categories.c.id).where(schema.categories.c.name == name)
+            select(schema.categories.c.id).where(schema.categories.c.name == body.name)
         )
         if taken is not None:
-            raise BadRequest(f"a category named {name!r} already exists")
+            raise BadRequest(f"a category named {body.name!r} already exists")
         await conn.execute(
             insert(schema.categories).values(
-                id=category_id, name=name, description=description, created_at=now, updated_at=now
+                id=category_id,
+                name=body.name,
+                description=body.description,
+                created_at=now,
+                updated_at=now,
             )
         )
         row = await row_or_404(conn, schema.categories, category_id, "category")
-    return json_ok(category_fields(row, store.workspace_id))
+    return _category(row, call.store.workspace_id)
 
 
-async def list_categories(request: web.Request) -> web.Response:
-    return await page_response(request, schema.categories, category_fields)
+async def list_categories(call: Input[None, PageQuery]) -> Page[Category]:
+    return await _list(call, schema.categories, _category)
 
 
-async def get_category(request: web.Request) -> web.Response:
-    store = request.app[STORE_KEY]
-    async with store.read() as conn:
-        row = await row_or_404(conn, schema.categories, request.match_info["id"], "category")
-    return json_ok(category_fields(row, store.workspace_id))
+async def get_category(call: Input[None, None]) -> Category:
+    async with call.store.read() as conn:
+        row = await row_or_404(conn, schema.categories, call.path["id"], "category")
+    return _category(row, call.store.workspace_id)
 
 
-async def delete_category(request: web.Request) -> web.Response:
-    store = request.app[STORE_KEY]
-    category_id = request.match_info["id"]
-    async with store.write(snapshot=False) as conn:
+async def delete_category(call: Input[None, None]) -> Category:
+    category_id = call.path["id"]
+    async with call.store.write(snapshot=False) as conn:
         row = await row_or_404(conn, schema.categories, category_id, "category")
         events = schema.events
         await conn.execute(
             update(events).where(events.c.category_id == category_id).values(category_id=None)
         )
         await conn.execute(delete(schema.categories).where(schema.categories.c.id == category_id))
-    return json_ok(category_fields(row, store.workspace_id))
+    return _category(row, call.store.workspace_id)
 
 
-# --- events ------------------------------------------------------------------------------------
+# --- events ----------------------------------------------------------------------------------
 
 
-def catalog_event_fields(row: Any, workspace_id: str) -> dict[str, Any]:
-    return _audit(event_fields(row, workspace_id))
-
-
-async def create_event(request: web.Request) -> web.Response:
-    body = await json_body(request)
-    kind = v.event_type(body.get("eventType"))
-    name = v.event_name(body.get("name"), kind)
-    description = v.optional_text(body.get("description"), "description")
-    category_id = v.optional_id(body.get("categoryId"), "categoryId")
-    store = request.app[STORE_KEY]
-    events = schema.events
-    async with store.write(snapshot=False) as conn:
-        if await event_named(conn, name, kind) is not None:
+async def create_event(call: Input[CatalogEventCreate, None]) -> CatalogEvent:
+    body = call.body
+    name = v.event_name(body.name, body.event_type)
+    async with call.store.write(snapshot=False) as conn:
+        if await event_named(conn, name, body.event_type) is not None:
             raise BadRequest(f"an event named {name!r} already exists")
-        if category_id is not None:
-            await ensure_category(conn, category_id)
+        if body.category_id is not None:
+            await ensure_category(conn, body.category_id)
         event_id = await insert_event(
-            conn, name=name, event_type=kind, description=description, category_id=category_id
+            conn,
+            name=name,
+            event_type=body.event_type,
+            description=body.description,
+            category_id=body.category_id,
         )
-        row = await row_or_404(conn, events, event_id, "event")
-    return json_ok(catalog_event_fields(row, store.workspace_id))
+        row = await row_or_404(conn, schema.events, event_id, "event")
+    return _event(row, call.store.workspace_id)
 
 
-async def list_events(request: web.Request) -> web.Response:
-    return await page_response(request, schema.events, catalog_event_fields)
+async def list_events(call: Input[None, PageQuery]) -> Page[CatalogEvent]:
+    return await _list(call, schema.events, _event)
 
 
-async def get_event(request: web.Request) -> web.Response:
-    store = request.app[STORE_KEY]
-    async with store.read() as conn:
-        row = await row_or_404(conn, schema.events, request.match_info["id"], "event")
+async def get_event(call: Input[None, None]) -> CatalogEventWithCategory:
+    workspace_id = call.store.workspace_id
+    async with call.store.read() as conn:
+        row = await row_or_404(conn, schema.events, call.path["id"], "event")
         category = None
         if row.category_id is not None:
             found = await conn.execute(
@@ -152,47 +316,46 @@ async def get_event(request: web.Request) -> web.Response:
             )
             category_row = found.one_or_none()
             if category_row is not None:
-                category = category_fields(category_row, store.workspace_id)
-    return json_ok({**catalog_event_fields(row, store.workspace_id), "category": category})
+                category = _category(category_row, workspace_id)
+    event = _event(row, workspace_id)
+    return CatalogEventWithCategory(**msgspec.structs.asdict(event), category=category)
 
 
-async def update_event(request: web.Request) -> web.Response:
-    body = await json_body(request)
-    store = request.app[STORE_KEY]
-    event_id = request.match_info["id"]
+async def update_event(call: Input[CatalogEventUpdate, None]) -> CatalogEvent:
+    body = call.body
+    event_id = call.path["id"]
     events = schema.events
-    async with store.write() as conn:
+    async with call.store.write() as conn:
         row = await row_or_404(conn, events, event_id, "event")
-        if "eventType" in body and body["eventType"] != row.event_type:
+        if body.event_type is not UNSET and body.event_type != row.event_type:
             raise BadRequest("an event's type cannot be changed")
         values: dict[str, Any] = {}
-        if "name" in body:
-            values["name"] = v.event_name(body["name"], row.event_type)
+        if body.name is not UNSET:
+            values["name"] = v.event_name(body.name, row.event_type)
             if (
                 await event_named(conn, values["name"], row.event_type, other_than=event_id)
                 is not None
             ):
                 raise BadRequest(f"an event named {values['name']!r} already exists")
-        if "description" in body:
-            values["description"] = v.optional_text(body["description"], "description")
-        if "categoryId" in body:
-            values["category_id"] = v.optional_id(body["categoryId"], "categoryId")
-            if values["category_id"] is not None:
-                await ensure_category(conn, values["category_id"])
+        if body.description is not UNSET:
+            values["description"] = body.description
+        if body.category_id is not UNSET:
+            values["category_id"] = body.category_id
+            if body.category_id is not None:
+                await ensure_category(conn, body.category_id)
         if not values:
             raise BadRequest("send at least one of name, description, categoryId")
         await conn.execute(
             update(events).where(events.c.id == event_id).values(**values, updated_at=now_text())
         )
-        await bump_plans_using(conn, event_id, store.workspace_id)
+        await bump_plans_using(conn, event_id, call.store.workspace_id)
         row = await row_or_404(conn, events, event_id, "event")
-    return json_ok(catalog_event_fields(row, store.workspace_id))
+    return _event(row, call.store.workspace_id)
 
 
-async def delete_event(request: web.Request) -> web.Response:
-    store = request.app[STORE_KEY]
-    event_id = request.match_info["id"]
-    async with store.write(snapshot=False) as conn:
+async def delete_event(call: Input[None, None]) -> CatalogEvent:
+    event_id = call.path["id"]
+    async with call.store.write(snapshot=False) as conn:
         row = await row_or_404(conn, schema.events, event_id, "event")
         te = schema.tracking_plan_events
         used = await conn.scalar(select(te.c.plan_id).where(te.c.event_id == event_id).limit(1))
@@ -201,48 +364,28 @@ async def delete_event(request: web.Request) -> web.Response:
                 f"event {event_id} is used by tracking plan {used}; remove it from the plan first"
             )
         await conn.execute(delete(schema.events).where(schema.events.c.id == event_id))
-    return json_ok(catalog_event_fields(row, store.workspace_id))
+    return _event(row, call.store.workspace_id)
 
 
-# --- properties --------------------------------------------------------------------------------
+# --- properties ------------------------------------------------------------------------------
 
 
-def property_fields(row: Any, workspace_id: str) -> dict[str, Any]:
-    return _audit(
-        {
-            "id": row.id,
-            "name": row.name,
-            "description": row.description,
-            "type": orjson.loads(row.type),
-            "propConfig": orjson.loads(row.prop_config) if row.prop_config else {},
-            "workspaceId": workspace_id,
-            "createdAt": row.created_at,
-            "updatedAt": row.updated_at,
-        }
-    )
-
-
-async def create_property(request: web.Request) -> web.Response:
-    body = await json_body(request)
-    name = v.property_name(body.get("name"))
-    if "type" not in body:
-        raise BadRequest("type is required")
-    kind = v.property_type(body["type"])
-    config = v.prop_config(body.get("propConfig"))
+async def create_property(call: Input[PropertyCreate, None]) -> Property:
+    body = call.body
+    kind = v.property_type(body.type)
+    config = body.prop_config or {}
     # Its keywords go into the rules of every event that uses the property.
     await check_rule(config, "propConfig")
-    description = v.optional_text(body.get("description"), "description")
-    store = request.app[STORE_KEY]
     now = now_text()
     property_id = new_id("prop")
-    async with store.write(snapshot=False) as conn:
+    async with call.store.write(snapshot=False) as conn:
         if v.is_custom_type(kind):
             await definitions_of(conn, str(kind))
         await conn.execute(
             insert(schema.properties).values(
                 id=property_id,
-                name=name,
-                description=description,
+                name=body.name,
+                description=body.description,
                 type=orjson.dumps(kind).decode(),
                 prop_config=orjson.dumps(config).decode(),
                 created_at=now,
@@ -250,39 +393,37 @@ async def create_property(request: web.Request) -> web.Response:
             )
         )
         row = await row_or_404(conn, schema.properties, property_id, "property")
-    return json_ok(property_fields(row, store.workspace_id))
+    return _property(row, call.store.workspace_id)
 
 
-async def list_properties(request: web.Request) -> web.Response:
-    return await page_response(request, schema.properties, property_fields)
+async def list_properties(call: Input[None, PageQuery]) -> Page[Property]:
+    return await _list(call, schema.properties, _property)
 
 
-async def get_property(request: web.Request) -> web.Response:
-    store = request.app[STORE_KEY]
-    async with store.read() as conn:
-        row = await row_or_404(conn, schema.properties, request.match_info["id"], "property")
-    return json_ok(property_fields(row, store.workspace_id))
+async def get_property(call: Input[None, None]) -> Property:
+    async with call.store.read() as conn:
+        row = await row_or_404(conn, schema.properties, call.path["id"], "property")
+    return _property(row, call.store.workspace_id)
 
 
-async def update_property(request: web.Request) -> web.Response:
-    body = await json_body(request)
+async def update_property(call: Input[PropertyUpdate, None]) -> Property:
+    body = call.body
     values: dict[str, Any] = {}
-    if "name" in body:
-        values["name"] = v.property_name(body["name"])
-    if "description" in body:
-        values["description"] = v.optional_text(body["description"], "description")
-    new_type = v.property_type(body["type"]) if "type" in body else None
+    if body.name is not UNSET:
+        values["name"] = body.name
+    if body.description is not UNSET:
+        values["description"] = body.description
+    new_type = v.property_type(body.type) if body.type is not UNSET else None
     if new_type is not None:
         values["type"] = orjson.dumps(new_type).decode()
-    if "propConfig" in body:
-        config = v.prop_config(body["propConfig"])
+    if body.prop_config is not UNSET:
+        config = body.prop_config or {}
         await check_rule(config, "propConfig")
         values["prop_config"] = orjson.dumps(config).decode()
     if not values:
         raise BadRequest("send at least one of name, description, type, propConfig")
-    store = request.app[STORE_KEY]
-    property_id = request.match_info["id"]
-    async with store.write(snapshot=False) as conn:
+    property_id = call.path["id"]
+    async with call.store.write(snapshot=False) as conn:
         await row_or_404(conn, schema.properties, property_id, "property")
         if v.is_custom_type(new_type):
             await definitions_of(conn, str(new_type))
@@ -292,31 +433,158 @@ async def update_property(request: web.Request) -> web.Response:
             .values(**values, updated_at=now_text())
         )
         row = await row_or_404(conn, schema.properties, property_id, "property")
-    return json_ok(property_fields(row, store.workspace_id))
+    return _property(row, call.store.workspace_id)
 
 
-async def delete_property(request: web.Request) -> web.Response:
-    store = request.app[STORE_KEY]
-    property_id = request.match_info["id"]
-    async with store.write(snapshot=False) as conn:
+async def delete_property(call: Input[None, None]) -> Property:
+    property_id = call.path["id"]
+    async with call.store.write(snapshot=False) as conn:
         row = await row_or_404(conn, schema.properties, property_id, "property")
         await conn.execute(delete(schema.properties).where(schema.properties.c.id == property_id))
-    return json_ok(property_fields(row, store.workspace_id))
+    return _property(row, call.store.workspace_id)
 
 
-def add_entity_routes(app: web.Application) -> None:
-    r = app.router
-    r.add_post("/catalog/categories", create_category)
-    r.add_get("/catalog/categories", list_categories)
-    r.add_get("/catalog/categories/{id}", get_category)
-    r.add_delete("/catalog/categories/{id}", delete_category)
-    r.add_post("/catalog/events", create_event)
-    r.add_get("/catalog/events", list_events)
-    r.add_get("/catalog/events/{id}", get_event)
-    r.add_put("/catalog/events/{id}", update_event)
-    r.add_delete("/catalog/events/{id}", delete_event)
-    r.add_post("/catalog/properties", create_property)
-    r.add_get("/catalog/properties", list_properties)
-    r.add_get("/catalog/properties/{id}", get_property)
-    r.add_put("/catalog/properties/{id}", update_property)
-    r.add_delete("/catalog/properties/{id}", delete_property)
+# --- routes ----------------------------------------------------------------------------------
+
+CATEGORIES, EVENTS, PROPERTIES = "/catalog/categories", "/catalog/events", "/catalog/properties"
+ONE = "/{id}"
+ROUTES = [
+    Route(
+        "POST",
+        CATEGORIES,
+        "createCategory",
+        "Create a category",
+        create_category,
+        body=CategoryCreate,
+        answer=Category,
+        errors=(400,),
+    ),
+    Route(
+        "GET",
+        CATEGORIES,
+        "listCategories",
+        "List categories",
+        list_categories,
+        query=PageQuery,
+        answer=Page[Category],
+        errors=(400,),
+    ),
+    Route(
+        "GET",
+        CATEGORIES + ONE,
+        "getCategory",
+        "Get a category",
+        get_category,
+        answer=Category,
+        errors=(404,),
+    ),
+    Route(
+        "DELETE",
+        CATEGORIES + ONE,
+        "deleteCategory",
+        "Delete a category",
+        delete_category,
+        answer=Category,
+        answer_description="The deleted category.",
+        errors=(404,),
+    ),
+    Route(
+        "POST",
+        EVENTS,
+        "createCatalogEvent",
+        "Create a catalog event",
+        create_event,
+        body=CatalogEventCreate,
+        answer=CatalogEvent,
+        errors=(400,),
+    ),
+    Route(
+        "GET",
+        EVENTS,
+        "listCatalogEvents",
+        "List catalog events",
+        list_events,
+        query=PageQuery,
+        answer=Page[CatalogEvent],
+        errors=(400,),
+    ),
+    Route(
+        "GET",
+        EVENTS + ONE,
+        "getCatalogEvent",
+        "Get a catalog event",
+        get_event,
+        answer=CatalogEventWithCategory,
+        errors=(404,),
+    ),
+    Route(
+        "PUT",
+        EVENTS + ONE,
+        "updateCatalogEvent",
+        "Update a catalog event",
+        update_event,
+        body=CatalogEventUpdate,
+        answer=CatalogEvent,
+        errors=(400, 404),
+    ),
+    # An event that a tracking plan uses cannot be deleted (400).
+    Route(
+        "DELETE",
+        EVENTS + ONE,
+        "deleteCatalogEvent",
+        "Delete a catalog event",
+        delete_event,
+        answer=CatalogEvent,
+        answer_description="The deleted event.",
+        errors=(400, 404),
+    ),
+    Route(
+        "POST",
+        PROPERTIES,
+        "createProperty",
+        "Create a property",
+        create_property,
+        body=PropertyCreate,
+        answer=Property,
+        errors=(400,),
+    ),
+    Route(
+        "GET",
+        PROPERTIES,
+        "listProperties",
+        "List properties",
+        list_properties,
+        query=PageQuery,
+        answer=Page[Property],
+        errors=(400,),
+    ),
+    Route(
+        "GET",
+        PROPERTIES + ONE,
+        "getProperty",
+        "Get a property",
+        get_property,
+        answer=Property,
+        errors=(404,),
+    ),
+    Route(
+        "PUT",
+        PROPERTIES + ONE,
+        "updateProperty",
+        "Update a property",
+        update_property,
+        body=PropertyUpdate,
+        answer=Property,
+        errors=(400, 404),
+    ),
+    Route(
+        "DELETE",
+        PROPERTIES + ONE,
+        "deleteProperty",
+        "Delete a property",
+        delete_property,
+        answer=Property,
+        answer_description="The deleted property.",
+        errors=(404,),
+    ),
+]

@@ -35,6 +35,7 @@ from aiohttp import web
 from gateway.body import read_body
 from gateway.catalog.auth import TOKEN_IDENTITY, Forbidden, Scope
 from gateway.catalog.changelog import Change, recording
+from gateway.catalog.declared import decode_fields, decode_json
 from gateway.catalog.http import AUTH_KEY, MAX_BODY_BYTES, NATIVE_PREFIX, STORE_KEY, path_ids
 from gateway.catalog.store import Store
 from gateway.errors import ApiError, BadRequest, NotFound
@@ -201,31 +202,19 @@ async def _params(request: web.Request, kind: type[msgspec.Struct] | None) -> An
     body = b""
     if request.method in ("PUT", "POST") and request.can_read_body:
         body = await read_body(request, MAX_BODY_BYTES)
-    try:
-        if request.content_type == "application/json" or body.lstrip()[:1] == b"{":
-            return msgspec.json.decode(body or b"{}", type=kind)
-        fields = {k: v for k, v in request.query.items() if k not in GENERAL_PARAMETERS}
-        if body:
-            try:
-                text = body.decode("utf-8")
-            except UnicodeDecodeError:
-                raise BadRequest("form parameters must be UTF-8") from None
-            fields.update(parse_qsl(text, keep_blank_values=True, max_num_fields=100))
-        return msgspec.convert(fields, type=kind, strict=False)
-    except msgspec.ValidationError as exc:
-        raise BadRequest(_field_error(str(exc))) from None
-    except msgspec.DecodeError as exc:
-        raise BadRequest(f"body is not valid JSON: {exc}") from None
-    except ValueError as exc:  # parse_qsl: too many fields
-        raise BadRequest(f"form parameters: {exc}") from None
-
-
-def _field_error(message: str) -> str:
-    """msgspec's "Expected `str`, got `int` - at `$.name`" as "name: expected `str`, got `int`"."""
-    text, _, where = message.partition(" - at `$")
-    where = where.rstrip("`").lstrip(".")
-    text = text[:1].lower() + text[1:]
-    return f"{where}: {text}" if where else text
+    if request.content_type == "application/json" or body.lstrip()[:1] == b"{":
+        return decode_json(body or b"{}", kind)
+    fields = {k: v for k, v in request.query.items() if k not in GENERAL_PARAMETERS}
+    if body:
+        try:
+            fields.update(
+                parse_qsl(body.decode("utf-8"), keep_blank_values=True, max_num_fields=100)
+            )
+        except UnicodeDecodeError:
+            raise BadRequest("form parameters must be UTF-8") from None
+        except ValueError as exc:  # too many fields
+            raise BadRequest(f"form parameters: {exc}") from None
+    return decode_fields(fields, kind)
 
 
 _ENCODER = msgspec.json.Encoder()

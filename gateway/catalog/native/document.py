@@ -7,6 +7,7 @@ from typing import Any
 import msgspec
 
 from gateway.catalog.auth import TOKEN_HEADER
+from gateway.catalog.declared import query_parameters
 from gateway.catalog.native import API_PREFIX, MODIFICATIONS, VERSION_HEADER, NativeApi, Operation
 
 JSON = dict[str, Any]
@@ -101,16 +102,7 @@ def _operation(
     }
     has_body = version.params is not None and op.method != "GET"
     if version.params is not None and not has_body:  # a read's parameters are in the query
-        params = schemas[version.params.__name__]
-        operation["parameters"] += [
-            {
-                "name": name,
-                "in": "query",
-                "required": name in params.get("required", ()),
-                "schema": schema,
-            }
-            for name, schema in params["properties"].items()
-        ]
+        operation["parameters"] += query_parameters(schemas[version.params.__name__])
     elif version.params is not None:
         schema = {"$ref": REF.format(name=version.params.__name__)}
         operation["requestBody"] = {

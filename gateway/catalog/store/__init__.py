@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from gateway.catalog import changelog, schema
 from gateway.catalog.store.changes import insert_change
-from gateway.errors import NotFound
+from gateway.errors import BadRequest, NotFound
 from gateway.times import format_timestamp
 
 log = logging.getLogger(__name__)
@@ -72,6 +72,7 @@ class Store:
         self.workspace_id = ""  # read (or created) by open()
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+        event.listen(self.engine.sync_engine, "before_cursor_execute", _refuse_nul)
 
     async def open(self) -> None:
         """Apply pending migrations and make sure the state row exists."""
@@ -157,6 +158,21 @@ async def row_or_404(conn: AsyncConnection, table: Table, row_id: str, what: str
     if row is None:
         raise NotFound(f"{what} {row_id} not found")
     return row
+
+
+class NulCharacter(BadRequest):
+    """PostgreSQL cannot store U+0000 in text, nor compare with it; neither database is asked
+    to, so both answer alike."""
+
+
+def _refuse_nul(
+    _conn: Any, _cursor: Any, _statement: str, parameters: Any, _context: Any, _many: bool
+) -> None:
+    rows = parameters if isinstance(parameters, list) else [parameters]
+    for row in rows:
+        values = row.values() if isinstance(row, dict) else row
+        if any(isinstance(value, str) and "\x00" in value for value in values or ()):
+            raise NulCharacter("text may not contain the NUL character (U+0000)")
 
 
 def _ensure_sqlite_dir(database_url: str) -> None:
