@@ -20,7 +20,7 @@ from aiohttp import web
 
 from gateway import __version__
 from gateway.catalog import request_rules as v
-from gateway.catalog.connections import CHOICES, SECTIONS, UNPLANNED_EVENT_SECTIONS
+from gateway.catalog.connections import ROUTES as CONNECTION_ROUTES
 from gateway.catalog.declared import Route, query_parameters
 from gateway.catalog.entities import ROUTES as ENTITY_ROUTES
 from gateway.catalog.http import CATALOG_PREFIX, RUDDERSTACK_BASE
@@ -95,10 +95,6 @@ def _error(status: int) -> JSON:
 def _pattern(compiled: re.Pattern[str]) -> str:
     """A Python pattern as ECMA-262, the regex dialect of JSON Schema (no ``\\Z``)."""
     return compiled.pattern.removesuffix(r"\Z") + "$"
-
-
-def _any_case(word: str) -> str:
-    return "".join(f"[{c.upper()}{c.lower()}]" if c.isalpha() else re.escape(c) for c in word)
 
 
 # --- errors ------------------------------------------------------------------------------------
@@ -322,45 +318,6 @@ def _event_schemas() -> JSON:
             ("events", "forwarded", "quarantined", "results"),
             description="What would happen to each event of the request; nothing is published.",
         ),
-    }
-
-
-def _config_schemas() -> JSON:
-    def setting(choices: tuple[str, ...]) -> JSON:
-        text: JSON = {
-            "type": "string",
-            "pattern": "^(?:" + "|".join(_any_case(c) for c in choices) + ")$",
-            "description": f"One of {', '.join(choices)} (case-insensitive).",
-        }
-        return {"anyOf": [text, {"type": "boolean"}]} if set(choices) == {"true", "false"} else text
-
-    def section(name: str) -> JSON:
-        settings = {
-            key: setting(choices)
-            for key, choices in CHOICES.items()
-            if key != "allowUnplannedEvents" or name in UNPLANNED_EVENT_SECTIONS
-        }
-        return _obj(settings, minProperties=1, additionalProperties=False)
-
-    return {
-        "ConnectionConfig": _obj(
-            {name: section(name) for name in SECTIONS},
-            minProperties=1,
-            additionalProperties=False,
-            description="Enforcement settings: an event's settings are `global` shallow-merged "
-            "with its type's section. A section present must hold at least one setting.",
-        ),
-        "ConnectionRequest": _obj({"config": _ref("ConnectionConfig")}, ("config",)),
-        "Connection": _obj(
-            {
-                "sourceId": {"type": "string"},
-                "trackingPlanId": {"type": "string"},
-                "config": _ref("ConnectionConfig"),
-            },
-            ("sourceId", "trackingPlanId", "config"),
-        ),
-        "ConnectionConfigResponse": _obj({"config": _ref("ConnectionConfig")}, ("config",)),
-        "ConnectionList": _obj({"connections": _array(_ref("Connection"))}, ("connections",)),
     }
 
 
@@ -674,7 +631,6 @@ def _schemas() -> JSON:
             "the admin port `snapshotBuild`) and, on the ingest port, `snapshotRevision`.",
         ),
         **_event_schemas(),
-        **_config_schemas(),
         **_catalog_schemas(),
         **_admin_schemas(),
     }
@@ -965,7 +921,6 @@ def _plan_paths() -> JSON:
     plan = PLANS + "/{plan_id}"
     events = plan + "/events"
     upsert_ok = _returns("The plan (new version, without events).", "TrackingPlan")
-    connection = plan + "/sources/{source_id}"
     return {
         PLANS: {
             "post": _admin(
@@ -1065,42 +1020,6 @@ def _plan_paths() -> JSON:
                 errors=(404,),
             ),
         },
-        plan + "/sources": {
-            "get": _admin(
-                CATALOG,
-                "listConnections",
-                "List the sources connected to a plan",
-                _returns("The connections.", "ConnectionList"),
-                errors=(404,),
-            )
-        },
-        connection: {
-            "post": _admin(
-                CATALOG,
-                "connectSource",
-                "Connect a source to a plan, with its enforcement config",
-                _returns("The connection.", "Connection"),
-                errors=(400, 404),
-                body=_ref("ConnectionRequest"),
-                description="A source is connected to at most one plan; an unknown source is a "
-                "400.",
-            ),
-            "put": _admin(
-                CATALOG,
-                "updateConnection",
-                "Replace a connection's enforcement config",
-                _returns("The new config.", "ConnectionConfigResponse"),
-                errors=(400, 404),
-                body=_ref("ConnectionRequest"),
-            ),
-            "delete": _admin(
-                CATALOG,
-                "disconnectSource",
-                "Disconnect a source from a plan",
-                NO_CONTENT,
-                errors=(400, 404),
-            ),
-        },
     }
 
 
@@ -1172,6 +1091,8 @@ def _declared_paths(routes: Sequence[Route]) -> tuple[JSON, JSON]:
             extra["parameters"] = tuple(query_parameters(schemas[query]))
         if r.body is not None:
             extra["body"] = ref_of[r.body]
+        if r.description:
+            extra["description"] = r.description
         paths.setdefault(r.path, {})[r.method.lower()] = _admin(
             CATALOG, r.operation_id, r.summary, ok, errors=r.errors, **extra
         )
@@ -1306,7 +1227,7 @@ Errors are JSON `{"code", "message"}` (under `/api`, the envelope's `errorDetail
 @functools.cache
 def _document() -> JSON:
     native_paths, native_schemas = native_document(NATIVE_API)
-    entity_paths, entity_schemas = _declared_paths(ENTITY_ROUTES)
+    entity_paths, entity_schemas = _declared_paths([*ENTITY_ROUTES, *CONNECTION_ROUTES])
     paths = {
         **_ingest_paths(),
         **native_paths,

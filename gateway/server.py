@@ -17,7 +17,7 @@ from typing import Any
 from aiohttp import web
 
 from gateway.catalog.auth import TokenAuth
-from gateway.catalog.connections import add_connection_routes
+from gateway.catalog.connections import ROUTES as CONNECTION_ROUTES
 from gateway.catalog.custom_types import add_custom_type_routes
 from gateway.catalog.declared import add_routes
 from gateway.catalog.entities import ROUTES as ENTITY_ROUTES
@@ -258,7 +258,7 @@ class Gateway:
         add_plan_routes(app)
         add_routes(app, ENTITY_ROUTES)
         add_custom_type_routes(app)
-        add_connection_routes(app)
+        add_routes(app, CONNECTION_ROUTES)
         add_rudderstack_base_aliases(app)
         add_snapshot_route(app)
         add_common_routes(app, self.metrics, self.admin_readiness, self.serving_facts)

@@ -1,4 +1,4 @@
-"""Tracking plan ↔ source connections and their enforcement config (Data Catalog API).
+"""Tracking plan ↔ source connections and their enforcement config (Data Catalog API), declared.
 
     POST   /catalog/tracking-plans/{id}/sources/{sourceId}   {"config": {...}}  connect
     PUT    /catalog/tracking-plans/{id}/sources/{sourceId}   {"config": {...}}  update config
@@ -7,25 +7,25 @@
 
 Config sections ``global track identify page screen group``; each present section must hold at
 least one setting. ``allowUnplannedEvents`` belongs to ``track`` and ``global`` only. Values are
-strings or booleans; ``unplannedProperties`` also accepts ``omit`` (beyond RudderStack).
-A source is connected to at most one plan.
+strings (any case) or booleans; ``unplannedProperties`` also accepts ``omit`` (beyond
+RudderStack). A source is connected to at most one plan.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
+import msgspec
 import orjson
-from aiohttp import web
+from msgspec import UNSET, UnsetType
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.catalog import schema
-from gateway.catalog.http import STORE_KEY, json_body
+from gateway.catalog.declared import Input, Route
 from gateway.catalog.plans import PLANS, plan_row
 from gateway.catalog.store import now_text
 from gateway.errors import BadRequest
-from gateway.http import json_ok
 
 SECTIONS = ("global", "track", "identify", "page", "screen", "group")
 CHOICES: dict[str, tuple[str, ...]] = {
@@ -37,32 +37,73 @@ CHOICES: dict[str, tuple[str, ...]] = {
 UNPLANNED_EVENT_SECTIONS = ("global", "track")
 
 
-def validate_config(config: Any) -> dict[str, Any]:
-    if not isinstance(config, dict) or not config:
+def _any_case(word: str) -> str:
+    return "".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else c for c in word)
+
+
+def _setting(choices: tuple[str, ...]) -> Any:
+    text = Annotated[
+        str,
+        msgspec.Meta(
+            pattern="^(?:" + "|".join(_any_case(c) for c in choices) + ")$",
+            description=f"One of {', '.join(choices)} (case-insensitive).",
+        ),
+    ]
+    return text | bool if set(choices) == {"true", "false"} else text
+
+
+def _section(name: str) -> type[msgspec.Struct]:
+    settings = [
+        (key, _setting(choices) | UnsetType, UNSET)
+        for key, choices in CHOICES.items()
+        if key != "allowUnplannedEvents" or name in UNPLANNED_EVENT_SECTIONS
+    ]
+    return msgspec.defstruct(
+        f"{name.title()}Settings", settings, forbid_unknown_fields=True, omit_defaults=True
+    )
+
+
+# What no struct type says: a section present, and the config, hold at least one entry.
+AT_LEAST_ONE = msgspec.Meta(extra_json_schema={"minProperties": 1})
+ConnectionConfig = msgspec.defstruct(
+    "ConnectionConfig",
+    [(name, Annotated[_section(name), AT_LEAST_ONE] | UnsetType, UNSET) for name in SECTIONS],
+    forbid_unknown_fields=True,
+    omit_defaults=True,
+)
+ConnectionConfig.__doc__ = (
+    "Enforcement settings: an event's settings are `global` shallow-merged with its type's "
+    "section. A section present must hold at least one setting."
+)
+
+
+class ConnectionRequest(msgspec.Struct):
+    config: Annotated[ConnectionConfig, AT_LEAST_ONE]  # type: ignore[valid-type]
+
+
+class Connection(msgspec.Struct, rename="camel"):
+    source_id: str
+    tracking_plan_id: str
+    config: dict[str, Any]
+
+
+class ConnectionConfigAnswer(msgspec.Struct):
+    config: dict[str, Any]
+
+
+class ConnectionList(msgspec.Struct):
+    connections: list[Connection]
+
+
+def _config(body: ConnectionRequest) -> dict[str, Any]:
+    """The config as stored: what was sent, checked (a type cannot say "at least one")."""
+    config: dict[str, Any] = msgspec.to_builtins(body.config)
+    if not config:
         raise BadRequest("config: a non-empty object is required")
     for section, settings in config.items():
-        if section not in SECTIONS:
-            raise BadRequest(f"config.{section}: unknown section; use {', '.join(SECTIONS)}")
-        if not isinstance(settings, dict) or not settings:
+        if not settings:
             raise BadRequest(f"config.{section}: must be an object with at least one setting")
-        for key, value in settings.items():
-            allowed = CHOICES.get(key)
-            if allowed is None:
-                raise BadRequest(f"config.{section}.{key}: unknown setting")
-            if key == "allowUnplannedEvents" and section not in UNPLANNED_EVENT_SECTIONS:
-                raise BadRequest(f"config.{section}.{key}: applies to track and global only")
-            text = str(value).lower() if isinstance(value, bool | str) else None
-            if text not in allowed:
-                raise BadRequest(f"config.{section}.{key}: must be one of {', '.join(allowed)}")
     return config
-
-
-def connection_document(row: Any) -> dict[str, Any]:
-    return {
-        "sourceId": row.source_id,
-        "trackingPlanId": row.plan_id,
-        "config": orjson.loads(row.config),
-    }
 
 
 async def _check(conn: AsyncConnection, plan_id: str, source_id: str) -> Any:
@@ -78,12 +119,11 @@ async def _check(conn: AsyncConnection, plan_id: str, source_id: str) -> Any:
     ).one_or_none()
 
 
-async def connect(request: web.Request) -> web.Response:
-    body = await json_body(request)
-    config = validate_config(body.get("config"))
-    plan_id, source_id = request.match_info["plan_id"], request.match_info["source_id"]
+async def connect(call: Input[ConnectionRequest, None]) -> Connection:
+    config = _config(call.body)
+    plan_id, source_id = call.path["plan_id"], call.path["source_id"]
     now = now_text()
-    async with request.app[STORE_KEY].write() as conn:
+    async with call.store.write() as conn:
         existing = await _check(conn, plan_id, source_id)
         if existing is not None:
             if existing.plan_id == plan_id:
@@ -101,14 +141,13 @@ async def connect(request: web.Request) -> web.Response:
                 updated_at=now,
             )
         )
-    return json_ok({"sourceId": source_id, "trackingPlanId": plan_id, "config": config})
+    return Connection(source_id, plan_id, config)
 
 
-async def update_config(request: web.Request) -> web.Response:
-    body = await json_body(request)
-    config = validate_config(body.get("config"))
-    plan_id, source_id = request.match_info["plan_id"], request.match_info["source_id"]
-    async with request.app[STORE_KEY].write() as conn:
+async def update_config(call: Input[ConnectionRequest, None]) -> ConnectionConfigAnswer:
+    config = _config(call.body)
+    plan_id, source_id = call.path["plan_id"], call.path["source_id"]
+    async with call.store.write() as conn:
         existing = await _check(conn, plan_id, source_id)
         if existing is None or existing.plan_id != plan_id:
             raise BadRequest("source is not connected to tracking plan")
@@ -117,36 +156,75 @@ async def update_config(request: web.Request) -> web.Response:
             .where(schema.connections.c.source_id == source_id)
             .values(config=orjson.dumps(config).decode(), updated_at=now_text())
         )
-    return json_ok({"config": config})
+    return ConnectionConfigAnswer(config)
 
 
-async def list_connections(request: web.Request) -> web.Response:
-    plan_id = request.match_info["plan_id"]
-    async with request.app[STORE_KEY].read() as conn:
+async def list_connections(call: Input[None, None]) -> ConnectionList:
+    plan_id = call.path["plan_id"]
+    async with call.store.read() as conn:
         await plan_row(conn, plan_id)
         rows = await conn.execute(
             select(schema.connections)
             .where(schema.connections.c.plan_id == plan_id)
             .order_by(schema.connections.c.created_at)
         )
-        return json_ok({"connections": [connection_document(r) for r in rows]})
+        return ConnectionList(
+            [Connection(r.source_id, r.plan_id, orjson.loads(r.config)) for r in rows]
+        )
 
 
-async def disconnect(request: web.Request) -> web.Response:
-    plan_id, source_id = request.match_info["plan_id"], request.match_info["source_id"]
-    async with request.app[STORE_KEY].write() as conn:
+async def disconnect(call: Input[None, None]) -> None:
+    plan_id, source_id = call.path["plan_id"], call.path["source_id"]
+    async with call.store.write() as conn:
         existing = await _check(conn, plan_id, source_id)
         if existing is None or existing.plan_id != plan_id:
             raise BadRequest("source already disconnected from tracking plan")
         await conn.execute(
             delete(schema.connections).where(schema.connections.c.source_id == source_id)
         )
-    return web.Response(status=204)
 
 
-def add_connection_routes(app: web.Application) -> None:
-    path = PLANS + "/{plan_id}/sources/{source_id}"
-    app.router.add_post(path, connect)
-    app.router.add_put(path, update_config)
-    app.router.add_delete(path, disconnect)
-    app.router.add_get(PLANS + "/{plan_id}/sources", list_connections)
+ONE = PLANS + "/{plan_id}/sources/{source_id}"
+ROUTES = [
+    Route(
+        "GET",
+        PLANS + "/{plan_id}/sources",
+        "listConnections",
+        "List the sources connected to a plan",
+        list_connections,
+        answer=ConnectionList,
+        answer_description="The connections.",
+        errors=(404,),
+    ),
+    Route(
+        "POST",
+        ONE,
+        "connectSource",
+        "Connect a source to a plan, with its enforcement config",
+        connect,
+        body=ConnectionRequest,
+        answer=Connection,
+        answer_description="The connection.",
+        errors=(400, 404),
+        description="A source is connected to at most one plan; an unknown source is a 400.",
+    ),
+    Route(
+        "PUT",
+        ONE,
+        "updateConnection",
+        "Replace a connection's enforcement config",
+        update_config,
+        body=ConnectionRequest,
+        answer=ConnectionConfigAnswer,
+        answer_description="The new config.",
+        errors=(400, 404),
+    ),
+    Route(
+        "DELETE",
+        ONE,
+        "disconnectSource",
+        "Disconnect a source from a plan",
+        disconnect,
+        errors=(400, 404),
+    ),
+]

@@ -51,6 +51,7 @@ class Route:
     answer: Any = None  # the answer's type; None: 204 without a body
     answer_description: str = ""  # default: the summary
     errors: tuple[int, ...] = ()
+    description: str = ""
 
 
 def add_routes(app: web.Application, routes: Sequence[Route]) -> None:
