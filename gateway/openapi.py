@@ -21,6 +21,7 @@ from aiohttp import web
 from gateway import __version__
 from gateway.catalog import request_rules as v
 from gateway.catalog.connections import ROUTES as CONNECTION_ROUTES
+from gateway.catalog.custom_types import ROUTES as CUSTOM_TYPE_ROUTES
 from gateway.catalog.declared import Route, query_parameters
 from gateway.catalog.entities import ROUTES as ENTITY_ROUTES
 from gateway.catalog.http import CATALOG_PREFIX, RUDDERSTACK_BASE
@@ -321,13 +322,9 @@ def _event_schemas() -> JSON:
     }
 
 
-AUDIT = ("createdBy", "updatedBy")
-
-
 def _catalog_schemas() -> JSON:
     entity = {"id": {"type": "string"}, "workspaceId": {"type": "string"}}
     times = {"createdAt": TIME, "updatedAt": TIME}
-    audit = {name: {"type": ["string", "null"]} for name in AUDIT}
     description = {"description": {"type": ["string", "null"]}}
     event_name: JSON = {
         "anyOf": [_ref("EntityName"), {"const": ""}],
@@ -483,61 +480,6 @@ def _catalog_schemas() -> JSON:
             ("id",),
         ),
         "PlanEventPage": _page("PlanEvent"),
-        **_custom_type_schemas(audit),
-    }
-
-
-def _custom_type_schemas(audit: JSON) -> JSON:
-    kind = {"type": "string", "enum": list(v.PROPERTY_TYPES)}
-    config = {
-        **ANY_OBJECT,
-        "description": "string: enum minLength maxLength pattern format; number/integer: enum "
-        "minimum maximum exclusiveMinimum exclusiveMaximum multipleOf; array: itemTypes "
-        "(types, or one custom type); others: {}.",
-    }
-    members = _array(
-        _obj({"id": {"type": "string"}, "required": {"type": "boolean"}}, ("id",)), minItems=1
-    )
-    fields: JSON = {
-        "config": config,
-        "rules": {**ANY_OBJECT, "description": "The JSON schema built from type and config."},
-        "defs": _array({"type": "string"}),
-        "itemDefinitions": _array(ANY_OBJECT),
-        "id": {"type": "string"},
-        "name": {"type": "string"},
-        "type": kind,
-        "dataType": kind,
-        "version": {"type": "integer", "minimum": 1},
-        "description": {"type": "string"},
-        "workspaceId": {"type": "string"},
-        "createdAt": {"type": "string"},
-        "updatedAt": {"type": "string"},
-        **audit,
-    }
-    required = ("config", "rules", "defs", "id", "name", "type", "version", "workspaceId")
-    return {
-        "CustomType": _obj({**fields, "properties": _array(ANY_OBJECT)}, (*required, "properties")),
-        "CustomTypeDeleted": _obj(fields, required),
-        "CustomTypeCreate": _obj(
-            {
-                "name": {"type": "string", "pattern": _pattern(v.CUSTOM_TYPE_NAME)},
-                "description": {"type": "string"},
-                "type": kind,
-                "config": config,
-                "properties": members,
-            },
-            ("name", "type", "config"),
-        ),
-        "CustomTypeUpdate": _obj(
-            {
-                "type": kind,
-                "config": config,
-                "properties": members,
-                "description": {"type": "string"},
-            },
-            ("type", "config"),
-        ),
-        "CustomTypePage": _page("CustomType"),
     }
 
 
@@ -663,15 +605,6 @@ PAGE = _query(
     "page",
     {"type": "integer", "minimum": 1, "maximum": v.MAX_PAGES, "default": 1},
     f"Page number ({v.PAGE_SIZE} items a page, at most {v.MAX_PAGES} pages).",
-)
-ORDER_BY = _query(
-    "orderBy",
-    {
-        "type": "string",
-        "pattern": "^(?:" + "|".join(v.ORDER_FIELDS) + ")(?::(?:[Aa][Ss][Cc]|[Dd][Ee][Ss][Cc]))?$",
-        "default": "createdAt:asc",
-    },
-    f"`field[:asc|desc]`, field one of {', '.join(v.ORDER_FIELDS)}.",
 )
 VERSION = _query(
     "version",
@@ -1023,54 +956,6 @@ def _plan_paths() -> JSON:
     }
 
 
-def _custom_type_paths() -> JSON:
-    custom_types: JSON = {
-        "/catalog/custom-types": {
-            "post": _admin(
-                CATALOG,
-                "createCustomType",
-                "Create a custom type",
-                _returns("The custom type.", "CustomType"),
-                errors=(400,),
-                body=_ref("CustomTypeCreate"),
-            ),
-            "get": _admin(
-                CATALOG,
-                "listCustomTypes",
-                "List custom types",
-                _returns("A page of custom types.", "CustomTypePage"),
-                errors=(400,),
-                parameters=(PAGE, ORDER_BY),
-            ),
-        },
-        "/catalog/custom-types/{id}": {
-            "get": _admin(
-                CATALOG,
-                "getCustomType",
-                "Get a custom type",
-                _returns("The custom type.", "CustomType"),
-                errors=(404,),
-            ),
-            "put": _admin(
-                CATALOG,
-                "updateCustomType",
-                "Update a custom type (a new version)",
-                _returns("The custom type.", "CustomType"),
-                errors=(400, 404),
-                body=_ref("CustomTypeUpdate"),
-            ),
-            "delete": _admin(
-                CATALOG,
-                "deleteCustomType",
-                "Delete a custom type no property or custom type uses",
-                _returns("The deleted custom type.", "CustomTypeDeleted"),
-                errors=(400, 404),
-            ),
-        },
-    }
-    return custom_types
-
-
 def _declared_paths(routes: Sequence[Route]) -> tuple[JSON, JSON]:
     """(paths, component schemas) of declared catalog routes, from their types."""
     types = list({t: None for r in routes for t in (r.body, r.query, r.answer) if t is not None})
@@ -1227,12 +1112,13 @@ Errors are JSON `{"code", "message"}` (under `/api`, the envelope's `errorDetail
 @functools.cache
 def _document() -> JSON:
     native_paths, native_schemas = native_document(NATIVE_API)
-    entity_paths, entity_schemas = _declared_paths([*ENTITY_ROUTES, *CONNECTION_ROUTES])
+    entity_paths, entity_schemas = _declared_paths(
+        [*ENTITY_ROUTES, *CONNECTION_ROUTES, *CUSTOM_TYPE_ROUTES]
+    )
     paths = {
         **_ingest_paths(),
         **native_paths,
         **_plan_paths(),
-        **_custom_type_paths(),
         **entity_paths,
         **_operations_paths(),
     }

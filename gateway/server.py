@@ -18,13 +18,14 @@ from aiohttp import web
 
 from gateway.catalog.auth import TokenAuth
 from gateway.catalog.connections import ROUTES as CONNECTION_ROUTES
-from gateway.catalog.custom_types import add_custom_type_routes
+from gateway.catalog.custom_types import ROUTES as CUSTOM_TYPE_ROUTES
 from gateway.catalog.declared import add_routes
 from gateway.catalog.entities import ROUTES as ENTITY_ROUTES
 from gateway.catalog.http import (
     AUTH_KEY,
     STORE_KEY,
     add_rudderstack_base_aliases,
+    record_catalog_changes,
     require_token,
 )
 from gateway.catalog.native.routes import NATIVE_API
@@ -249,7 +250,9 @@ class Gateway:
 
     def build_admin_app(self) -> web.Application:
         assert self.store is not None
-        app = web.Application(middlewares=[make_middleware(self.metrics, ()), require_token])
+        app = web.Application(
+            middlewares=[make_middleware(self.metrics, ()), require_token, record_catalog_changes]
+        )
         app[STORE_KEY] = self.store
         assert self.snapshots is not None
         app[SNAPSHOTS_KEY] = self.snapshots
@@ -257,7 +260,7 @@ class Gateway:
         NATIVE_API.add_routes(app)
         add_plan_routes(app)
         add_routes(app, ENTITY_ROUTES)
-        add_custom_type_routes(app)
+        add_routes(app, CUSTOM_TYPE_ROUTES)
         add_routes(app, CONNECTION_ROUTES)
         add_rudderstack_base_aliases(app)
         add_snapshot_route(app)

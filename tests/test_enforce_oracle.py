@@ -31,7 +31,7 @@ import json
 import random
 import re
 from collections.abc import Iterator
-from decimal import Decimal
+from decimal import Decimal, localcontext
 from typing import Any
 
 from hypothesis import HealthCheck, example, given, settings
@@ -693,11 +693,15 @@ def _decimal_multiple_of(
     if isinstance(instance, int) and isinstance(divisor, int):
         multiple = instance % divisor == 0
     else:
-        try:
-            quotient = Decimal(repr(instance)) / Decimal(repr(divisor))
-            multiple = quotient == quotient.to_integral_value()
-        except ArithmeticError:
-            multiple = False
+        dividend, by = Decimal(repr(instance)), Decimal(repr(divisor))
+        # Exactly: with digits enough for the whole quotient (exponents reach ±324), not the
+        # default 28, which rounds -1e308 / 3 to an integer.
+        with localcontext() as context:
+            context.prec = 2 * (len(repr(instance)) + len(repr(divisor))) + 700
+            try:
+                multiple = dividend % by == 0
+            except ArithmeticError:
+                multiple = False
     if not multiple:
         yield ValidationError(f"{instance!r} is not a multiple of {divisor}")
 
@@ -851,6 +855,7 @@ def _wrap(sub: Any, draft: str | None = None, **root: Any) -> dict[str, Any]:
 @example((_wrap({"pattern": "[$]"}), [{"properties": "$"}, {"properties": "a"}]))
 @example((_wrap({"multipleOf": 0.01}), [{"properties": 19.01}, {"properties": 19.015}]))
 @example((_wrap({"multipleOf": 3}), [{"properties": 1e20}, {"properties": 2**60 + 1}]))
+@example((_wrap({"multipleOf": 3}), [{"properties": 1e308}, {"properties": -1e308}]))
 @example((_wrap({"multipleOf": 0.01}), [{"properties": 1e308}, {"properties": -1e308}]))
 @example((_wrap({"multipleOf": 0.5}), [{"properties": 10**400}, {"properties": -(10**400)}]))
 # Agreed, kept as guards: equal JSON values in uniqueItems, an unsatisfiable `required`,

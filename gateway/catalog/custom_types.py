@@ -15,22 +15,22 @@ definitions, so a plan event's rules can inline them under ``$defs`` — never f
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, Literal
 
+import msgspec
 import orjson
-from aiohttp import web
+from msgspec import UNSET, UnsetType
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.catalog import properties_form as form
 from gateway.catalog import request_rules as v
 from gateway.catalog import schema
-from gateway.catalog.http import STORE_KEY, json_body, page_response
+from gateway.catalog.declared import Audited, Input, Page, PageQuery, Route, list_page
 from gateway.catalog.rules import check_rule, recheck
 from gateway.catalog.store import new_id, now_text, row_or_404
 from gateway.catalog.type_refs import definitions_of, ref_to
 from gateway.errors import BadRequest
-from gateway.http import json_ok
 
 TYPES = v.PROPERTY_TYPES
 NUMBER_KEYS = {"enum", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf"}
@@ -114,79 +114,134 @@ def servable_form(rules: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]
     return {**rules, "$defs": defs} if defs else rules
 
 
-def custom_type_document(row: Any, workspace_id: str) -> dict[str, Any]:
-    return {
-        "config": orjson.loads(row.config),
-        "rules": orjson.loads(row.rules),
-        "defs": sorted(orjson.loads(row.defs)),
-        "itemDefinitions": [],
-        "id": row.id,
-        "name": row.name,
-        "type": row.type,
-        "dataType": row.type,
-        "version": row.version,
-        "description": row.description or "",
-        "workspaceId": workspace_id,
-        "createdBy": None,
-        "updatedBy": None,
-        "createdAt": row.created_at,
-        "updatedAt": row.updated_at,
-        "properties": orjson.loads(row.properties),
-    }
+PropertyTypeName = Literal["string", "integer", "number", "object", "array", "boolean", "null"]
+CustomTypeName = Annotated[
+    str,
+    msgspec.Meta(
+        pattern=v.CUSTOM_TYPE_NAME.pattern,
+        description="2 to 65 characters: a capital letter, then letters, digits, `_` and `-`.",
+    ),
+]
+Config = Annotated[
+    dict[str, Any],
+    msgspec.Meta(
+        description="string: enum minLength maxLength pattern format; number/integer: enum "
+        "minimum maximum exclusiveMinimum exclusiveMaximum multipleOf; array: itemTypes "
+        "(types, or one custom type); others: {}."
+    ),
+]
+Members = Annotated[
+    list[dict[str, Any]],
+    msgspec.Meta(
+        min_length=1,
+        description='An object type\'s catalog properties: `{"id", "required"?}` each.',
+        extra_json_schema={
+            "items": {
+                "type": "object",
+                "properties": {"id": {"type": "string"}, "required": {"type": "boolean"}},
+                "required": ["id"],
+            }
+        },
+    ),
+]
 
 
-def _kind(body: dict[str, Any]) -> str:
-    kind = body.get("type")
-    if kind not in TYPES:
-        raise BadRequest(f"type must be one of {', '.join(TYPES)}")
-    return str(kind)
+class CustomTypeCreate(msgspec.Struct):
+    name: CustomTypeName
+    type: PropertyTypeName
+    config: Config
+    description: str | None = None
+    properties: Members | None = None
+
+
+class CustomTypeUpdate(msgspec.Struct):
+    """A new version: ``type`` and ``config`` again, ``properties`` for an object type."""
+
+    type: PropertyTypeName
+    config: Config
+    properties: Members | None = None
+    description: str | UnsetType | None = UNSET
+
+
+class CustomTypeDeleted(Audited, kw_only=True):
+    config: dict[str, Any]
+    rules: Annotated[
+        dict[str, Any], msgspec.Meta(description="The JSON schema built from type and config.")
+    ]
+    defs: list[str]
+    item_definitions: list[Any]
+    id: str
+    name: str
+    type: str
+    data_type: str
+    version: int
+    description: str
+    workspace_id: str
+    created_at: str
+    updated_at: str
+
+
+class CustomType(CustomTypeDeleted, kw_only=True):
+    properties: list[dict[str, Any]]
+
+
+def _deleted(row: Any, workspace_id: str) -> CustomTypeDeleted:
+    return CustomTypeDeleted(
+        config=orjson.loads(row.config),
+        rules=orjson.loads(row.rules),
+        defs=sorted(orjson.loads(row.defs)),
+        item_definitions=[],
+        id=row.id,
+        name=row.name,
+        type=row.type,
+        data_type=row.type,
+        version=row.version,
+        description=row.description or "",
+        workspace_id=workspace_id,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+def _custom_type(row: Any, workspace_id: str) -> CustomType:
+    deleted = _deleted(row, workspace_id)
+    return CustomType(**msgspec.structs.asdict(deleted), properties=orjson.loads(row.properties))
 
 
 async def _row(conn: AsyncConnection, type_id: str) -> Any:
     return await row_or_404(conn, schema.custom_types, type_id, "custom type")
 
 
-async def create(request: web.Request) -> web.Response:
-    body = await json_body(request)
-    name = body.get("name")
-    if not isinstance(name, str) or not v.CUSTOM_TYPE_NAME.match(name):
-        raise BadRequest(
-            "name must be 2 to 65 characters, start with a capital letter and contain only "
-            "letters, numbers, underscores and dashes"
-        )
-    kind = _kind(body)
-    if "config" not in body:
-        raise BadRequest("config is required (an empty object accepts any value)")
-    config = _validate_config(kind, body["config"])
-    if kind == "object" and "properties" not in body:
+async def create(call: Input[CustomTypeCreate, None]) -> CustomType:
+    body = call.body
+    config = _validate_config(body.type, body.config)
+    if body.type == "object" and body.properties is None:
         raise BadRequest("properties is required for an object custom type")
-    description = v.optional_text(body.get("description"), "description")
-    store = request.app[STORE_KEY]
     type_id = new_id("def")
     now = now_text()
 
     async def name_free(conn: AsyncConnection) -> None:
         taken = await conn.scalar(
-            select(schema.custom_types.c.id).where(schema.custom_types.c.name == name)
+            select(schema.custom_types.c.id).where(schema.custom_types.c.name == body.name)
         )
         if taken is not None:
-            raise BadRequest(f"a custom type named {name} already exists")
+            raise BadRequest(f"a custom type named {body.name} already exists")
 
-    async with store.read() as conn:
+    async with call.store.read() as conn:
         await name_free(conn)
-        rules, defs, _ = await build(conn, kind, config, body.get("properties"))
+        rules, defs, _ = await build(conn, body.type, config, body.properties)
     checked = servable_form(rules, defs)
     await check_rule(checked, "config")  # before the transaction: see rules.py
-    async with store.write(snapshot=False) as conn:
+    async with call.store.write(snapshot=False) as conn:
         await name_free(conn)
-        rules, defs, stored = await build(conn, kind, config, body.get("properties"))
+        rules, defs, stored = await build(conn, body.type, config, body.properties)
         await recheck(servable_form(rules, defs), checked, "config")
         await conn.execute(
             insert(schema.custom_types).values(
                 id=type_id,
-                name=name,
-                description=description,
-                type=kind,
+                name=body.name,
+                description=body.description,
+                type=body.type,
                 config=orjson.dumps(config).decode(),
                 properties=orjson.dumps(stored).decode(),
                 rules=orjson.dumps(rules).decode(),
@@ -197,45 +252,40 @@ async def create(request: web.Request) -> web.Response:
             )
         )
         row = await _row(conn, type_id)
-    return json_ok(custom_type_document(row, store.workspace_id))
+    return _custom_type(row, call.store.workspace_id)
 
 
-async def list_all(request: web.Request) -> web.Response:
-    return await page_response(request, schema.custom_types, custom_type_document)
+async def list_all(call: Input[None, PageQuery]) -> Page[CustomType]:
+    return await list_page(call, schema.custom_types, _custom_type)
 
 
-async def get(request: web.Request) -> web.Response:
-    store = request.app[STORE_KEY]
-    async with store.read() as conn:
-        row = await _row(conn, request.match_info["id"])
-    return json_ok(custom_type_document(row, store.workspace_id))
+async def get(call: Input[None, None]) -> CustomType:
+    async with call.store.read() as conn:
+        row = await _row(conn, call.path["id"])
+    return _custom_type(row, call.store.workspace_id)
 
 
-async def update_type(request: web.Request) -> web.Response:
+async def update_type(call: Input[CustomTypeUpdate, None]) -> CustomType:
     """A new version. Plans built earlier keep the rules they were built with until their
     event is upserted again (rules are inlined into plan events, never looked up at run time)."""
-    body = await json_body(request)
-    kind = _kind(body)
-    if "config" not in body:
-        raise BadRequest("config is required")
-    config = _validate_config(kind, body["config"])
-    if kind == "object" and "properties" not in body:
+    body = call.body
+    config = _validate_config(body.type, body.config)
+    if body.type == "object" and body.properties is None:
         raise BadRequest("properties is required for an object custom type")
-    store = request.app[STORE_KEY]
-    type_id = request.match_info["id"]
-    async with store.read() as conn:
+    type_id = call.path["id"]
+    async with call.store.read() as conn:
         await _row(conn, type_id)
-        rules, defs, _ = await build(conn, kind, config, body.get("properties"))
+        rules, defs, _ = await build(conn, body.type, config, body.properties)
     checked = servable_form(rules, defs)
     await check_rule(checked, "config")  # before the transaction: see rules.py
-    async with store.write(snapshot=False) as conn:
+    async with call.store.write(snapshot=False) as conn:
         row = await _row(conn, type_id)
-        rules, defs, stored = await build(conn, kind, config, body.get("properties"))
+        rules, defs, stored = await build(conn, body.type, config, body.properties)
         await recheck(servable_form(rules, defs), checked, "config")
         if row.name in defs:
             raise BadRequest(f"custom type {row.name} cannot contain itself")
         values: dict[str, Any] = {
-            "type": kind,
+            "type": body.type,
             "config": orjson.dumps(config).decode(),
             "properties": orjson.dumps(stored).decode(),
             "rules": orjson.dumps(rules).decode(),
@@ -243,19 +293,18 @@ async def update_type(request: web.Request) -> web.Response:
             "version": row.version + 1,
             "updated_at": now_text(),
         }
-        if "description" in body:
-            values["description"] = v.optional_text(body["description"], "description")
+        if body.description is not UNSET:
+            values["description"] = body.description
         await conn.execute(
             update(schema.custom_types).where(schema.custom_types.c.id == type_id).values(**values)
         )
         row = await _row(conn, type_id)
-    return json_ok(custom_type_document(row, store.workspace_id))
+    return _custom_type(row, call.store.workspace_id)
 
 
-async def remove(request: web.Request) -> web.Response:
-    store = request.app[STORE_KEY]
-    type_id = request.match_info["id"]
-    async with store.write(snapshot=False) as conn:
+async def remove(call: Input[None, None]) -> CustomTypeDeleted:
+    type_id = call.path["id"]
+    async with call.store.write(snapshot=False) as conn:
         row = await _row(conn, type_id)
         used_by = await conn.scalar(
             select(schema.properties.c.name).where(
@@ -268,14 +317,61 @@ async def remove(request: web.Request) -> web.Response:
             if other.id != type_id and row.name in orjson.loads(other.defs):
                 raise BadRequest(f"custom type {row.name} is used by custom type {other.name}")
         await conn.execute(delete(schema.custom_types).where(schema.custom_types.c.id == type_id))
-    document = custom_type_document(row, store.workspace_id)
-    del document["properties"]
-    return json_ok(document)
+    return _deleted(row, call.store.workspace_id)
 
 
-def add_custom_type_routes(app: web.Application) -> None:
-    app.router.add_post(PATH, create)
-    app.router.add_get(PATH, list_all)
-    app.router.add_get(PATH + "/{id}", get)
-    app.router.add_put(PATH + "/{id}", update_type)
-    app.router.add_delete(PATH + "/{id}", remove)
+ROUTES = [
+    Route(
+        "POST",
+        PATH,
+        "createCustomType",
+        "Create a custom type",
+        create,
+        body=CustomTypeCreate,
+        answer=CustomType,
+        answer_description="The custom type.",
+        errors=(400,),
+    ),
+    Route(
+        "GET",
+        PATH,
+        "listCustomTypes",
+        "List custom types",
+        list_all,
+        query=PageQuery,
+        answer=Page[CustomType],
+        answer_description="A page of custom types.",
+        errors=(400,),
+    ),
+    Route(
+        "GET",
+        PATH + "/{id}",
+        "getCustomType",
+        "Get a custom type",
+        get,
+        answer=CustomType,
+        answer_description="The custom type.",
+        errors=(404,),
+    ),
+    Route(
+        "PUT",
+        PATH + "/{id}",
+        "updateCustomType",
+        "Update a custom type (a new version)",
+        update_type,
+        body=CustomTypeUpdate,
+        answer=CustomType,
+        answer_description="The custom type.",
+        errors=(400, 404),
+    ),
+    Route(
+        "DELETE",
+        PATH + "/{id}",
+        "deleteCustomType",
+        "Delete a custom type no property or custom type uses",
+        remove,
+        answer=CustomTypeDeleted,
+        answer_description="The deleted custom type.",
+        errors=(400, 404),
+    ),
+]

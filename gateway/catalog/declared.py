@@ -12,18 +12,21 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 
 import msgspec
 from aiohttp import web
+from sqlalchemy import Table, func, select
 
 from gateway.body import read_body
+from gateway.catalog import request_rules as v
 from gateway.catalog.http import MAX_BODY_BYTES, STORE_KEY
 from gateway.catalog.store import Store
 from gateway.errors import BadRequest, InvalidJson
 
 B = TypeVar("B")
 Q = TypeVar("Q")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +57,62 @@ class Route:
     description: str = ""
 
 
+# --- what listings share ---------------------------------------------------------------------
+
+
+class Audited(msgspec.Struct, rename="camel", kw_only=True):
+    # This gateway has tokens, not users: there is no author to name.
+    created_by: None = None
+    updated_by: None = None
+
+
+class PageQuery(msgspec.Struct, rename="camel"):
+    page: Annotated[int, msgspec.Meta(ge=1, le=v.MAX_PAGES)] = 1
+    order_by: (
+        Annotated[
+            str,
+            msgspec.Meta(
+                pattern=r"^(name|createdAt|updatedAt)(:([aA][sS][cC]|[dD][eE][sS][cC]))?$",
+                description="`name`, `createdAt` or `updatedAt`, optionally with `:asc` or "
+                "`:desc` (default `createdAt:asc`).",
+            ),
+        ]
+        | None
+    ) = None
+
+
+class Page(msgspec.Struct, Generic[T], rename="camel"):
+    """One page of a listing: 50 items at most, oldest first unless ``orderBy`` says."""
+
+    data: list[T]
+    total: int
+    current_page: int
+    page_size: int
+
+
+async def list_page(
+    call: Input[None, PageQuery], table: Table, shape: Callable[[Any, str], T]
+) -> Page[T]:
+    """A page of a whole table, in ``orderBy`` order (ids break ties)."""
+    query = call.query
+    field, _, direction = (query.order_by or "createdAt").partition(":")
+    column = table.c[v.ORDER_FIELDS[field]]
+    order = column.desc() if direction.lower() == "desc" else column.asc()
+    async with call.store.read() as conn:
+        total = await conn.scalar(select(func.count()).select_from(table))
+        rows = await conn.execute(
+            select(table)
+            .order_by(order, table.c.id)
+            .limit(v.PAGE_SIZE)
+            .offset((query.page - 1) * v.PAGE_SIZE)
+        )
+        data = [shape(r, call.store.workspace_id) for r in rows]
+    return Page(data, int(total or 0), query.page, v.PAGE_SIZE)
+
+
+# --- registration ------------------------------------------------------------------------------
+
+
 def add_routes(app: web.Application, routes: Sequence[Route]) -> None:
     for route in routes:
         app.router.add_route(route.method, route.path, _handler(route))
@@ -74,9 +133,6 @@ def _handler(route: Route) -> Callable[[web.Request], Awaitable[web.Response]]:
         return web.Response(body=_ENCODER.encode(answer), content_type="application/json")
 
     return handle
-
-
-T = TypeVar("T")
 
 
 def decode_json(body: bytes, kind: type[T]) -> T:

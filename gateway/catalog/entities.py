@@ -14,17 +14,16 @@ version, so their history stays true.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Annotated, Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
 import orjson
 from msgspec import UNSET, UnsetType
-from sqlalchemy import Table, delete, func, insert, select, update
+from sqlalchemy import delete, insert, select, update
 
 from gateway.catalog import request_rules as v
 from gateway.catalog import schema
-from gateway.catalog.declared import Input, Route
+from gateway.catalog.declared import Audited, Input, Page, PageQuery, Route, list_page
 from gateway.catalog.plans import bump_plans_using, ensure_category, event_named, insert_event
 from gateway.catalog.rules import check_rule
 from gateway.catalog.store import new_id, now_text, row_or_404
@@ -67,12 +66,6 @@ PropertyType = Annotated[
 ]
 Keywords = Annotated[dict[str, Any], msgspec.Meta(description="Extra JSON Schema keywords.")]
 Time = Annotated[str, msgspec.Meta(description="ISO 8601, UTC.")]
-
-
-class Audited(msgspec.Struct, rename="camel", kw_only=True):
-    # This gateway has tokens, not users: there is no author to name.
-    created_by: None = None
-    updated_by: None = None
 
 
 class Category(Audited, kw_only=True):
@@ -147,30 +140,6 @@ class PropertyUpdate(msgspec.Struct, rename="camel"):
     description: str | UnsetType | None = UNSET
 
 
-class PageQuery(msgspec.Struct, rename="camel"):
-    page: Annotated[int, msgspec.Meta(ge=1, le=v.MAX_PAGES)] = 1
-    order_by: (
-        Annotated[
-            str,
-            msgspec.Meta(
-                pattern=r"^(name|createdAt|updatedAt)(:([aA][sS][cC]|[dD][eE][sS][cC]))?$",
-                description="`name`, `createdAt` or `updatedAt`, optionally with `:asc` or "
-                "`:desc` (default `createdAt:asc`).",
-            ),
-        ]
-        | None
-    ) = None
-
-
-class Page(msgspec.Struct, Generic[T], rename="camel"):
-    """One page of a listing: 50 items at most, oldest first unless ``orderBy`` says."""
-
-    data: list[T]
-    total: int
-    current_page: int
-    page_size: int
-
-
 # --- rows ------------------------------------------------------------------------------------
 
 
@@ -211,26 +180,6 @@ def _property(row: Any, workspace_id: str) -> Property:
     )
 
 
-async def _list(
-    call: Input[None, PageQuery], table: Table, shape: Callable[[Any, str], T]
-) -> Page[T]:
-    """A page of a whole table, in ``orderBy`` order (ids break ties)."""
-    query = call.query
-    field, _, direction = (query.order_by or "createdAt").partition(":")
-    column = table.c[v.ORDER_FIELDS[field]]
-    order = column.desc() if direction.lower() == "desc" else column.asc()
-    async with call.store.read() as conn:
-        total = await conn.scalar(select(func.count()).select_from(table))
-        rows = await conn.execute(
-            select(table)
-            .order_by(order, table.c.id)
-            .limit(v.PAGE_SIZE)
-            .offset((query.page - 1) * v.PAGE_SIZE)
-        )
-        data = [shape(r, call.store.workspace_id) for r in rows]
-    return Page(data, int(total or 0), query.page, v.PAGE_SIZE)
-
-
 # --- categories ------------------------------------------------------------------------------
 
 
@@ -258,7 +207,7 @@ async def create_category(call: Input[CategoryCreate, None]) -> Category:
 
 
 async def list_categories(call: Input[None, PageQuery]) -> Page[Category]:
-    return await _list(call, schema.categories, _category)
+    return await list_page(call, schema.categories, _category)
 
 
 async def get_category(call: Input[None, None]) -> Category:
@@ -302,7 +251,7 @@ async def create_event(call: Input[CatalogEventCreate, None]) -> CatalogEvent:
 
 
 async def list_events(call: Input[None, PageQuery]) -> Page[CatalogEvent]:
-    return await _list(call, schema.events, _event)
+    return await list_page(call, schema.events, _event)
 
 
 async def get_event(call: Input[None, None]) -> CatalogEventWithCategory:
@@ -397,7 +346,7 @@ async def create_property(call: Input[PropertyCreate, None]) -> Property:
 
 
 async def list_properties(call: Input[None, PageQuery]) -> Page[Property]:
-    return await _list(call, schema.properties, _property)
+    return await list_page(call, schema.properties, _property)
 
 
 async def get_property(call: Input[None, None]) -> Property:

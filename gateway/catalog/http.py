@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
-from sqlalchemy import Table, func, select
 
 from gateway.body import parse_json_object, read_body
-from gateway.catalog import request_rules as v
 from gateway.catalog.auth import TOKEN_IDENTITY, Forbidden, Scope, TokenAuth
 from gateway.catalog.changelog import Change, recording
 from gateway.catalog.store import Store
-from gateway.http import Handler, json_ok
+from gateway.http import Handler
 from gateway.plans.providers import SNAPSHOT_PATH
 
 STORE_KEY = web.AppKey("store", Store)
@@ -34,27 +31,6 @@ async def json_body(request: web.Request) -> dict[str, Any]:
     return parse_json_object(await read_body(request, MAX_BODY_BYTES))
 
 
-async def page_response(
-    request: web.Request, table: Table, document: Callable[[Any, str], dict[str, Any]]
-) -> web.Response:
-    """A ``{"data", "total", "currentPage", "pageSize"}`` page of a whole table, honouring
-    ``?page=N`` and ``?orderBy=field[:asc|:desc]``."""
-    store = request.app[STORE_KEY]
-    page = v.page_of(request)
-    column, descending = v.order_of(request)
-    order = table.c[column].desc() if descending else table.c[column].asc()
-    async with store.read() as conn:
-        total = await conn.scalar(select(func.count()).select_from(table))
-        rows = await conn.execute(
-            select(table)
-            .order_by(order, table.c.id)
-            .limit(v.PAGE_SIZE)
-            .offset((page - 1) * v.PAGE_SIZE)
-        )
-        items = [document(r, store.workspace_id) for r in rows]
-    return json_ok(v.page_document(items, int(total or 0), page))
-
-
 @web.middleware
 async def require_token(request: web.Request, handler: Handler) -> web.StreamResponse:
     # The native API checks tokens itself, to answer in its own envelope.
@@ -65,20 +41,28 @@ async def require_token(request: web.Request, handler: Handler) -> web.StreamRes
             request.method in ("GET", "HEAD") and request.path == SNAPSHOT_PATH
         ):
             raise Forbidden(f"this token (admin.snapshot_tokens) may only GET {SNAPSHOT_PATH}")
-        resource = request.match_info.route.resource
-        if request.method in MODIFICATIONS and resource is not None:
-            route = resource.canonical.removeprefix(RUDDERSTACK_BASE)
-            if route.startswith(CATALOG_PREFIX):
-                change = Change(
-                    token=request[TOKEN_IDENTITY],
-                    surface="rudderstack",
-                    action=f"{request.method} {route}",
-                    reason=None,
-                    targets=path_ids(request),
-                )
-                with recording(change):
-                    return await handler(request)
     return await handler(request)
+
+
+@web.middleware
+async def record_catalog_changes(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A write through the RudderStack-compatible catalog is recorded in the change log (with
+    the write, see gateway.catalog.changelog); the native API records its own."""
+    resource = request.match_info.route.resource
+    if request.method not in MODIFICATIONS or resource is None:
+        return await handler(request)
+    route = resource.canonical.removeprefix(RUDDERSTACK_BASE)
+    if not route.startswith(CATALOG_PREFIX):
+        return await handler(request)
+    change = Change(
+        token=request[TOKEN_IDENTITY],
+        surface="rudderstack",
+        action=f"{request.method} {route}",
+        reason=None,
+        targets=path_ids(request),
+    )
+    with recording(change):
+        return await handler(request)
 
 
 MODIFICATIONS = ("PUT", "POST", "PATCH", "DELETE")

@@ -96,19 +96,6 @@ def page_of(request: web.Request) -> int:
     return page
 
 
-def order_of(request: web.Request) -> tuple[str, bool]:
-    """``orderBy=field:asc|desc`` → (column, descending); default createdAt ascending."""
-    raw = request.query.get("orderBy")
-    if raw is None:
-        return "created_at", False
-    field, _, direction = raw.partition(":")
-    if field not in ORDER_FIELDS or direction.lower() not in ("", "asc", "desc"):
-        raise BadRequest(
-            f"orderBy must be one of {', '.join(ORDER_FIELDS)}, optionally with :asc or :desc"
-        )
-    return ORDER_FIELDS[field], direction.lower() == "desc"
-
-
 def version_of(request: web.Request) -> int | None:
     return positive_query_number(request, "version", None)
 
