@@ -404,7 +404,7 @@ def _catalog_schemas() -> JSON:
             {"trackingPlans": _array(_ref("TrackingPlan"))}, ("trackingPlans",)
         ),
         "TrackingPlanCreate": _obj(
-            {"name": _ref("EntityName"), "description": {"type": "string"}}, ("name",)
+            {"name": _ref("EntityName"), "description": {"type": ["string", "null"]}}, ("name",)
         ),
         "TrackingPlanUpdate": _obj(
             {"name": _ref("EntityName"), "description": {"type": ["string", "null"]}},

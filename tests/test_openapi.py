@@ -389,3 +389,12 @@ async def test_responses_match_the_documented_schemas(
     await api("DELETE", PLAN, 200, ids=tp)
     await api("DELETE", NATIVE + "/sources/{source_id}", 200, ids=sid)
     await api("GET", NATIVE + "/sources/{source_id}", 404, ids=sid)
+
+
+async def test_a_plan_created_with_a_null_description_is_documented(
+    gw: Gateway, http: aiohttp.ClientSession, document: dict[str, Any]
+) -> None:
+    # The gateway accepts it, so the request schema must too.
+    api = Api(gw, http, document)
+    plan = await api("POST", PLANS, 200, {"name": "Null Description", "description": None})
+    assert plan["description"] is None
