@@ -16,7 +16,6 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import msgspec
-import orjson
 from msgspec import UNSET, UnsetType
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -136,7 +135,7 @@ async def connect(call: Input[ConnectionRequest, None]) -> Connection:
             insert(schema.connections).values(
                 source_id=source_id,
                 plan_id=plan_id,
-                config=orjson.dumps(config).decode(),
+                config=config,
                 created_at=now,
                 updated_at=now,
             )
@@ -154,7 +153,7 @@ async def update_config(call: Input[ConnectionRequest, None]) -> ConnectionConfi
         await conn.execute(
             update(schema.connections)
             .where(schema.connections.c.source_id == source_id)
-            .values(config=orjson.dumps(config).decode(), updated_at=now_text())
+            .values(config=config, updated_at=now_text())
         )
     return ConnectionConfigAnswer(config)
 
@@ -168,9 +167,7 @@ async def list_connections(call: Input[None, None]) -> ConnectionList:
             .where(schema.connections.c.plan_id == plan_id)
             .order_by(schema.connections.c.created_at)
         )
-        return ConnectionList(
-            [Connection(r.source_id, r.plan_id, orjson.loads(r.config)) for r in rows]
-        )
+        return ConnectionList([Connection(r.source_id, r.plan_id, r.config) for r in rows])
 
 
 async def disconnect(call: Input[None, None]) -> None:

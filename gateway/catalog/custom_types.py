@@ -18,7 +18,6 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 import msgspec
-import orjson
 from msgspec import UNSET, UnsetType
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -187,9 +186,9 @@ class CustomType(CustomTypeDeleted, kw_only=True):
 
 def _deleted(row: Any, workspace_id: str) -> CustomTypeDeleted:
     return CustomTypeDeleted(
-        config=orjson.loads(row.config),
-        rules=orjson.loads(row.rules),
-        defs=sorted(orjson.loads(row.defs)),
+        config=row.config,
+        rules=row.rules,
+        defs=sorted(row.defs),
         item_definitions=[],
         id=row.id,
         name=row.name,
@@ -205,7 +204,7 @@ def _deleted(row: Any, workspace_id: str) -> CustomTypeDeleted:
 
 def _custom_type(row: Any, workspace_id: str) -> CustomType:
     deleted = _deleted(row, workspace_id)
-    return CustomType(**msgspec.structs.asdict(deleted), properties=orjson.loads(row.properties))
+    return CustomType(**msgspec.structs.asdict(deleted), properties=row.properties)
 
 
 async def _row(conn: AsyncConnection, type_id: str) -> Any:
@@ -242,10 +241,10 @@ async def create(call: Input[CustomTypeCreate, None]) -> CustomType:
                 name=body.name,
                 description=body.description,
                 type=body.type,
-                config=orjson.dumps(config).decode(),
-                properties=orjson.dumps(stored).decode(),
-                rules=orjson.dumps(rules).decode(),
-                defs=orjson.dumps(defs).decode(),
+                config=config,
+                properties=stored,
+                rules=rules,
+                defs=defs,
                 version=1,
                 created_at=now,
                 updated_at=now,
@@ -286,10 +285,10 @@ async def update_type(call: Input[CustomTypeUpdate, None]) -> CustomType:
             raise BadRequest(f"custom type {row.name} cannot contain itself")
         values: dict[str, Any] = {
             "type": body.type,
-            "config": orjson.dumps(config).decode(),
-            "properties": orjson.dumps(stored).decode(),
-            "rules": orjson.dumps(rules).decode(),
-            "defs": orjson.dumps(defs).decode(),
+            "config": config,
+            "properties": stored,
+            "rules": rules,
+            "defs": defs,
             "version": row.version + 1,
             "updated_at": now_text(),
         }
@@ -307,14 +306,12 @@ async def remove(call: Input[None, None]) -> CustomTypeDeleted:
     async with call.store.write(snapshot=False) as conn:
         row = await _row(conn, type_id)
         used_by = await conn.scalar(
-            select(schema.properties.c.name).where(
-                schema.properties.c.type == orjson.dumps(row.name).decode()
-            )
+            select(schema.properties.c.name).where(schema.properties.c.type == row.name)
         )
         if used_by is not None:
             raise BadRequest(f"custom type {row.name} is used by property {used_by}")
         for other in await conn.execute(select(schema.custom_types)):
-            if other.id != type_id and row.name in orjson.loads(other.defs):
+            if other.id != type_id and row.name in other.defs:
                 raise BadRequest(f"custom type {row.name} is used by custom type {other.name}")
         await conn.execute(delete(schema.custom_types).where(schema.custom_types.c.id == type_id))
     return _deleted(row, call.store.workspace_id)

@@ -17,7 +17,6 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
-import orjson
 from msgspec import UNSET, UnsetType
 from sqlalchemy import delete, insert, select, update
 
@@ -172,8 +171,8 @@ def _property(row: Any, workspace_id: str) -> Property:
         id=row.id,
         name=row.name,
         description=row.description,
-        type=orjson.loads(row.type),
-        prop_config=orjson.loads(row.prop_config) if row.prop_config else {},
+        type=row.type,
+        prop_config=row.prop_config or {},
         workspace_id=workspace_id,
         created_at=row.created_at,
         updated_at=row.updated_at,
@@ -335,8 +334,8 @@ async def create_property(call: Input[PropertyCreate, None]) -> Property:
                 id=property_id,
                 name=body.name,
                 description=body.description,
-                type=orjson.dumps(kind).decode(),
-                prop_config=orjson.dumps(config).decode(),
+                type=kind,
+                prop_config=config,
                 created_at=now,
                 updated_at=now,
             )
@@ -364,11 +363,11 @@ async def update_property(call: Input[PropertyUpdate, None]) -> Property:
         values["description"] = body.description
     new_type = v.property_type(body.type) if body.type is not UNSET else None
     if new_type is not None:
-        values["type"] = orjson.dumps(new_type).decode()
+        values["type"] = new_type
     if body.prop_config is not UNSET:
         config = body.prop_config or {}
         await check_rule(config, "propConfig")
-        values["prop_config"] = orjson.dumps(config).decode()
+        values["prop_config"] = config
     if not values:
         raise BadRequest("send at least one of name, description, type, propConfig")
     property_id = call.path["id"]

@@ -19,7 +19,6 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-import orjson
 from aiohttp import web
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -71,7 +70,7 @@ def _plan_event_fields(row: Any, workspace_id: str, *, with_rules: bool) -> dict
     document["identitySection"] = row.identity_section
     document["additionalProperties"] = bool(row.additional_properties)
     if with_rules:
-        document["rules"] = orjson.loads(row.rules)
+        document["rules"] = row.rules
     return document
 
 
@@ -112,7 +111,7 @@ async def _record_version(conn: AsyncConnection, plan_id: str, workspace_id: str
     document = await current_plan_document(conn, plan_id, workspace_id)
     await conn.execute(
         insert(schema.tracking_plan_versions).values(
-            plan_id=plan_id, version=document["version"], document=orjson.dumps(document).decode()
+            plan_id=plan_id, version=document["version"], document=document
         )
     )
     return document
@@ -199,7 +198,7 @@ async def get_plan(request: web.Request) -> web.Response:
         )
     if document is None:
         raise NotFound(f"tracking plan {plan_id} has no version {version}")
-    return web.Response(body=document.encode(), content_type="application/json")
+    return json_ok(document)
 
 
 async def update_plan(request: web.Request) -> web.Response:
@@ -339,7 +338,7 @@ async def put_plan_event(
     values = {
         "identity_section": section,
         "additional_properties": _additional_properties(rules, section),
-        "rules": orjson.dumps(rules).decode(),
+        "rules": rules,
         "updated_at": now,
     }
     result = await conn.execute(
@@ -482,7 +481,7 @@ async def get_plan_event(request: web.Request) -> web.Response:
         row = await _plan_event_row(conn, plan_id, request.match_info["event_id"])
         document = _plan_event_fields(row, store.workspace_id, with_rules=view == "schema")
         if view == "properties":
-            described = form.rules_to_properties(orjson.loads(row.rules), row.identity_section)
+            described = form.rules_to_properties(row.rules, row.identity_section)
             await form.attach_ids(conn, described)
             document["properties"] = described
     return json_ok(document)

@@ -18,7 +18,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -131,17 +130,16 @@ async def resolve(conn: AsyncConnection, specs: list[PropertySpec], *, create: b
             if row is None:
                 raise BadRequest(f"property {spec.id} does not exist")
             spec.name = row.name
-            spec.type = orjson.loads(row.type)
-            spec.config = orjson.loads(row.prop_config) if row.prop_config else {}
+            spec.type = row.type
+            spec.config = row.prop_config or {}
         else:
-            kind = orjson.dumps(spec.type).decode()
             row = (
                 await conn.execute(
-                    select(table).where(table.c.name == spec.name, table.c.type == kind)
+                    select(table).where(table.c.name == spec.name, table.c.type == spec.type)
                 )
             ).first()
             if row is not None:
-                stored = orjson.loads(row.prop_config) if row.prop_config else {}
+                stored = row.prop_config or {}
                 if stored != spec.config:
                     raise BadRequest(
                         f"Property with name [{spec.name}] and type [{_type_text(spec.type)}] "
@@ -156,8 +154,8 @@ async def resolve(conn: AsyncConnection, specs: list[PropertySpec], *, create: b
                         id=spec.id,
                         name=spec.name,
                         description=spec.description,
-                        type=kind,
-                        prop_config=orjson.dumps(spec.config).decode(),
+                        type=spec.type,
+                        prop_config=spec.config,
                         created_at=now,
                         updated_at=now,
                     )
@@ -257,7 +255,7 @@ async def attach_ids(conn: AsyncConnection, described: list[dict[str, Any]]) -> 
         entry["id"] = await conn.scalar(
             select(table.c.id).where(
                 table.c.name == entry["name"],
-                table.c.type.in_([orjson.dumps(kind).decode(), orjson.dumps(kinds).decode()]),
+                table.c.type.in_([kind, kinds]),
             )
         )
         if "properties" in entry:

@@ -9,7 +9,9 @@ Migrations are applied in order at startup, each in its own transaction, and rec
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
+import orjson
 from sqlalchemy import (
     Boolean,
     Column,
@@ -22,9 +24,25 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    TypeDecorator,
 )
 
 metadata = MetaData()
+
+
+class Json(TypeDecorator[Any]):
+    """A JSON value, stored as the text orjson writes (the same bytes on both databases). A value
+    compared with such a column is written the same way, so queries compare JSON texts."""
+
+    impl = Text
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Any) -> str | None:
+        return None if value is None else orjson.dumps(value).decode()
+
+    def process_result_value(self, value: str | None, dialect: Any) -> Any:
+        return None if value is None else orjson.loads(value)
+
 
 ID = 40  # prefixed KSUID-style ids ("tp_" + 27 characters) fit with room to spare
 NAME = 200
@@ -82,7 +100,7 @@ tracking_plan_versions = Table(
     metadata,
     Column("plan_id", String(ID), ForeignKey("tracking_plans.id", ondelete="CASCADE")),
     Column("version", Integer),
-    Column("document", Text, nullable=False),
+    Column("document", Json, nullable=False),
     PrimaryKeyConstraint("plan_id", "version"),
 )
 
@@ -114,8 +132,8 @@ properties = Table(
     Column("id", String(ID), primary_key=True),
     Column("name", String(NAME), nullable=False),
     Column("description", Text, nullable=True),
-    Column("type", Text, nullable=False),  # JSON: "" (any), a type, or a list of types
-    Column("prop_config", Text, nullable=True),  # JSON object of advanced keywords
+    Column("type", Json, nullable=False),  # "" (any), a type, or a list of types
+    Column("prop_config", Json, nullable=True),  # an object of advanced keywords
     Column("created_at", String(TIME), nullable=False),
     Column("updated_at", String(TIME), nullable=False),
 )
@@ -127,10 +145,10 @@ custom_types = Table(
     Column("name", String(NAME), nullable=False, unique=True),
     Column("description", Text, nullable=True),
     Column("type", String(16), nullable=False),
-    Column("config", Text, nullable=False),  # JSON
-    Column("properties", Text, nullable=False),  # JSON list of {"id", "required"}
-    Column("rules", Text, nullable=False),  # JSON schema built from type/config/properties
-    Column("defs", Text, nullable=False),  # JSON {name: rules} of custom types it references
+    Column("config", Json, nullable=False),
+    Column("properties", Json, nullable=False),  # a list of {"id", "required"}
+    Column("rules", Json, nullable=False),  # the JSON schema built from type/config/properties
+    Column("defs", Json, nullable=False),  # {name: rules} of the custom types it references
     Column("version", Integer, nullable=False),
     Column("created_at", String(TIME), nullable=False),
     Column("updated_at", String(TIME), nullable=False),
@@ -143,7 +161,7 @@ tracking_plan_events = Table(
     Column("event_id", String(ID), ForeignKey("events.id")),
     Column("identity_section", String(32), nullable=False),
     Column("additional_properties", Boolean, nullable=False),
-    Column("rules", Text, nullable=False),  # JSON schema
+    Column("rules", Json, nullable=False),  # a JSON schema
     Column("created_at", String(TIME), nullable=False),
     Column("updated_at", String(TIME), nullable=False),
     PrimaryKeyConstraint("plan_id", "event_id"),
@@ -160,7 +178,7 @@ connections = Table(
         ForeignKey("tracking_plans.id", ondelete="CASCADE"),
         nullable=False,
     ),
-    Column("config", Text, nullable=False),  # JSON
+    Column("config", Json, nullable=False),
     Column("created_at", String(TIME), nullable=False),
     Column("updated_at", String(TIME), nullable=False),
 )
@@ -175,8 +193,8 @@ changes = Table(
     Column("token", String(NAME), nullable=False),  # the token's identity, never the token
     Column("surface", String(32), nullable=False),
     Column("action", String(NAME), nullable=False),
-    Column("targets", Text, nullable=False),  # JSON list of the ids the change is about
-    Column("plans", Text, nullable=False),  # JSON list of {"planId", "before", "after"}
+    Column("targets", Json, nullable=False),  # a list of the ids the change is about
+    Column("plans", Json, nullable=False),  # a list of {"planId", "before", "after"}
     Column("reason", Text, nullable=True),
 )
 

@@ -61,7 +61,7 @@ async def read_snapshot_document(store: Store) -> dict[str, Any]:
 async def _snapshot_document(conn: AsyncConnection) -> dict[str, Any]:
     revision = await conn.scalar(select(schema.catalog_state.c.revision))
     connected = {
-        row.source_id: {"id": row.plan_id, "config": orjson.loads(row.config)}
+        row.source_id: {"id": row.plan_id, "config": row.config}
         for row in await conn.execute(select(schema.connections))
     }
     plans = {row.id: row for row in await conn.execute(select(schema.tracking_plans))}
@@ -83,7 +83,7 @@ async def _snapshot_document(conn: AsyncConnection) -> dict[str, Any]:
                 "name": row.name,
                 "eventType": row.event_type,
                 "identitySection": row.identity_section,
-                "rules": orjson.loads(row.rules),
+                "rules": row.rules,
             }
         )
     sources = []

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -24,4 +23,4 @@ async def definitions_of(conn: AsyncConnection, name: str) -> dict[str, Any]:
     ).one_or_none()
     if row is None:
         raise BadRequest(f"custom type {name} does not exist")
-    return {name: orjson.loads(row.rules), **orjson.loads(row.defs)}
+    return {name: row.rules, **row.defs}

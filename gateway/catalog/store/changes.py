@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
-import orjson
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -41,8 +40,8 @@ async def insert_change(conn: AsyncConnection, change: Change, at: str) -> None:
             token=change.token,
             surface=change.surface,
             action=change.action,
-            targets=orjson.dumps(change.targets).decode(),
-            plans=orjson.dumps(change.plans).decode(),
+            targets=change.targets,
+            plans=change.plans,
             reason=change.reason,
         )
     )
@@ -84,7 +83,7 @@ def _record(row: Any) -> ChangeRecord:
         token=row.token,
         surface=row.surface,
         action=row.action,
-        targets=orjson.loads(row.targets),
-        plans=[PlanMove(p["planId"], p["before"], p["after"]) for p in orjson.loads(row.plans)],
+        targets=row.targets,
+        plans=[PlanMove(p["planId"], p["before"], p["after"]) for p in row.plans],
         reason=row.reason,
     )
