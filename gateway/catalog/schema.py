@@ -1,7 +1,8 @@
 """The catalog's tables and their versioned migrations (SQLite and PostgreSQL alike).
 
-JSON documents (rules, configs) are stored as text written by orjson, and times as ISO 8601
-strings, so both databases hold byte-identical data and no dialect-specific type is needed.
+JSON values (rules, configs, property types) are stored as text written by orjson, through
+one column type (:class:`Json`), and times as ISO 8601 strings, so both databases hold
+byte-identical data and no dialect-specific type is needed.
 Migrations are applied in order at startup, each in its own transaction, and recorded in
 ``schema_migrations``; a migration is never edited once released — add a new one.
 """
