@@ -7,6 +7,7 @@ rest of the request is forwarded exactly once and answered 200.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ import orjson
 from aiokafka.partitioner import DefaultPartitioner
 
 from gateway.metrics import Metrics
-from gateway.publish.producer import KafkaPublisher, Record
+from gateway.publish.producer import Deliveries, KafkaPublisher, Record
 from gateway.publish.records import MAX_HEADER_BYTES, MAX_KEY_BYTES, MAX_TEXT_CHARS
 from gateway.server import Gateway
 from tests.conftest import (
@@ -122,3 +123,21 @@ async def test_records_are_partitioned_by_key_as_kafkas_default_partitioner_does
         assert record.partition == expected(record.key, list(range(6)), list(range(6)))
     used = {r.partition for r in records}
     assert len(used) > 1  # keys spread over the partitions
+
+
+async def test_a_send_is_done_only_when_its_last_record_is_reported() -> None:
+    # With librdkafka's queue full, the first records' reports can arrive while the rest wait
+    # to be produced: the request must still wait for all of them (else a 200 is untrue).
+    deliveries = Deliveries(asyncio.get_running_loop().create_future())
+    deliveries.produced = 2
+    deliveries.report(0, None, None)
+    deliveries.report(1, None, None)
+    assert not deliveries.done.done()  # a third record is still to be produced
+    deliveries.produced = 3
+    deliveries.seal()
+    assert not deliveries.done.done()
+    deliveries.report(2, None, None)
+    assert deliveries.done.done()
+    empty = Deliveries(asyncio.get_running_loop().create_future())
+    empty.seal()  # nothing produced (all refused at once): done at once
+    assert empty.done.done()

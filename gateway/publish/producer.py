@@ -164,23 +164,34 @@ def producer_config(settings: KafkaSettings) -> dict[str, Any]:
     return config
 
 
-class _Deliveries:
-    """The delivery reports of one send: done when every record produced has its report."""
+class Deliveries:
+    """The delivery reports of one send: done when every record produced has its report, and
+    not before the last record is produced (reports of the first may arrive while a full queue
+    holds the rest back)."""
 
-    __slots__ = ("done", "failed", "produced", "reported")
+    __slots__ = ("done", "failed", "produced", "reported", "sealed")
 
     def __init__(self, done: asyncio.Future[None]) -> None:
         self.done = done
         self.produced = 0
         self.reported = 0
+        self.sealed = False
         self.failed: list[tuple[int, KafkaError]] = []
 
-    def report(self, index: int, error: KafkaError | None, _: Message) -> None:
+    def report(self, index: int, error: KafkaError | None, _: Message | None) -> None:
         # Runs inside producer.poll() on the event loop; must not raise.
         if error is not None:
             self.failed.append((index, error))
         self.reported += 1
-        if self.reported == self.produced and not self.done.done():
+        self._settle()
+
+    def seal(self) -> None:
+        """Every record is produced: done once all are reported."""
+        self.sealed = True
+        self._settle()
+
+    def _settle(self) -> None:
+        if self.sealed and self.reported == self.produced and not self.done.done():
             self.done.set_result(None)
 
 
@@ -332,7 +343,7 @@ class KafkaPublisher:
         """Produce and await the delivery reports: (records refused when produced, records
         refused at delivery). Raises KafkaUnavailable when Kafka fails for any other reason;
         the caller's deadline bounds the wait."""
-        deliveries = _Deliveries(asyncio.get_running_loop().create_future())
+        deliveries = Deliveries(asyncio.get_running_loop().create_future())
         refused: list[tuple[Record, KafkaError]] = []
         for index, r in enumerate(records):
             report = functools.partial(deliveries.report, index)
@@ -359,7 +370,8 @@ class KafkaPublisher:
                 else:
                     deliveries.produced += 1
                 break
-        if deliveries.reported < deliveries.produced:
+        deliveries.seal()
+        if not deliveries.done.done():
             self._wake.set()
             await deliveries.done
         at_delivery: list[Record] = []
