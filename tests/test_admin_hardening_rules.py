@@ -26,6 +26,7 @@ from gateway.errors import BadRequest
 from gateway.plans.providers import SNAPSHOT_PATH
 from gateway.server import READY_CACHE_S, Gateway
 from tests.conftest import (
+    ADMIN_BEARER,
     ADMIN_TOKEN,
     Admin,
     GatewayFactory,
@@ -383,3 +384,29 @@ def custom_type(name: str, config: dict[str, Any]) -> dict[str, Any]:
 
 def _deep_text(levels: int) -> str:
     return "[" * levels + "]" * levels
+
+
+async def test_bodies_nested_past_any_decoder_are_a_400_not_a_500(api: Admin) -> None:
+    # Free-form fields (propConfig, a custom type's config) take any JSON value: one nested far
+    # past what the decoder recurses into must be refused as a bad request, like any other.
+    depth = 50_000
+    deep = "[" * depth + "]" * depth
+    prop = await api.ok("POST", "/catalog/properties", {"name": "shallow", "type": "string"})
+    for method, path, body in (
+        (
+            "POST",
+            "/catalog/properties",
+            f'{{"name": "p", "type": "string", "propConfig": {{"a": {deep}}}}}',
+        ),
+        ("PUT", f"/catalog/properties/{prop['id']}", f'{{"propConfig": {{"a": {deep}}}}}'),
+        (
+            "POST",
+            "/catalog/custom-types",
+            f'{{"name": "Deep", "type": "string", "config": {{"a": {deep}}}}}',
+        ),
+        ("PUT", "/api/latest/sources", f'{{"name": {deep}}}'),
+    ):
+        url = f"http://127.0.0.1:{api.gw.admin_port}{path}"
+        async with api.http.request(method, url, data=body.encode(), headers=ADMIN_BEARER) as resp:
+            document = await resp.json()
+            assert resp.status == 400, (path, resp.status, document)

@@ -145,6 +145,8 @@ def decode_json(body: bytes, kind: type[T]) -> T:
         raise BadRequest(field_error(str(exc))) from None
     except msgspec.DecodeError as exc:
         raise InvalidJson(f"body is not valid JSON: {exc}") from None
+    except RecursionError:  # a free-form field (``dict[str, Any]``) nested past the decoder
+        raise InvalidJson("body nests too deeply") from None
 
 
 def decode_fields(fields: Mapping[str, str], kind: type[T]) -> T:
