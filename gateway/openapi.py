@@ -93,11 +93,6 @@ def _error(status: int) -> JSON:
     return {"$ref": f"#/components/responses/{ERROR_RESPONSES[status][0]}"}
 
 
-def _pattern(compiled: re.Pattern[str]) -> str:
-    """A Python pattern as ECMA-262, the regex dialect of JSON Schema (no ``\\Z``)."""
-    return compiled.pattern.removesuffix(r"\Z") + "$"
-
-
 # --- errors ------------------------------------------------------------------------------------
 
 RETRY_AFTER: JSON = {
@@ -373,7 +368,7 @@ def _catalog_schemas() -> JSON:
             _array(
                 {"type": "string", "enum": list(v.PROPERTY_TYPES)}, minItems=1, uniqueItems=True
             ),
-            {"type": "string", "pattern": _pattern(v.CUSTOM_TYPE_NAME)},
+            {"type": "string", "pattern": v.ecma_pattern(v.CUSTOM_TYPE_NAME.pattern)},
         ],
         "description": 'A type, several (a list), "" for any type, or a custom type\'s name.',
     }
@@ -381,13 +376,13 @@ def _catalog_schemas() -> JSON:
     return {
         "EntityName": {
             "type": "string",
-            "pattern": _pattern(v.ENTITY_NAME),
+            "pattern": v.ecma_pattern(v.ENTITY_NAME.pattern),
             "description": "3 to 65 characters: a letter, then letters, digits and `_ , - .` "
             "or spaces.",
         },
         "PropertyName": {
             "type": "string",
-            "pattern": _pattern(v.PROPERTY_NAME),
+            "pattern": v.ecma_pattern(v.PROPERTY_NAME.pattern),
             "maxLength": 200,
             "description": "A letter, then letters, digits, `_` and spaces.",
         },
@@ -986,6 +981,19 @@ def _declared_paths(routes: Sequence[Route]) -> tuple[JSON, JSON]:
     return paths, schemas
 
 
+def _ecma(node: Any) -> Any:
+    """Every ``pattern`` of generated schemas in ECMA-262: the types check with Python's
+    ``\\Z`` (no final newline), which JSON Schema's dialect writes ``$``."""
+    if isinstance(node, dict):
+        return {
+            k: v.ecma_pattern(value) if k == "pattern" and isinstance(value, str) else _ecma(value)
+            for k, value in node.items()
+        }
+    if isinstance(node, list):
+        return [_ecma(item) for item in node]
+    return node
+
+
 def _component_name(ref: JSON) -> str:
     return str(ref["$ref"]).rsplit("/", 1)[1]
 
@@ -1149,7 +1157,7 @@ def _document() -> JSON:
         ],
         "paths": _with_path_parameters(paths),
         "components": {
-            "schemas": {**_schemas(), **entity_schemas, **native_schemas},
+            "schemas": _ecma({**_schemas(), **entity_schemas, **native_schemas}),
             "responses": _error_responses(),
             "securitySchemes": {
                 "adminBearer": {

@@ -398,3 +398,24 @@ async def test_a_plan_created_with_a_null_description_is_documented(
     api = Api(gw, http, document)
     plan = await api("POST", PLANS, 200, {"name": "Null Description", "description": None})
     assert plan["description"] is None
+
+
+def test_patterns_are_written_in_json_schemas_dialect(document: dict[str, Any]) -> None:
+    # ECMA-262 has no \Z: a generated schema must say $, or clients read "ends in Z".
+    found: list[str] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key == "pattern" and isinstance(value, str):
+                    found.append(value)
+                walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk(document)
+    assert found
+    assert not [p for p in found if "\\Z" in p]
+    entity_name = document["components"]["schemas"]["CategoryCreate"]["properties"]["name"]
+    assert entity_name["pattern"].endswith("$")

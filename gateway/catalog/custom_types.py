@@ -15,7 +15,7 @@ definitions, so a plan event's rules can inline them under ``$defs`` — never f
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import msgspec
 from msgspec import UNSET, UnsetType
@@ -56,9 +56,7 @@ STRING_FORMATS = {
 PATH = "/catalog/custom-types"
 
 
-def _validate_config(kind: str, config: Any) -> dict[str, Any]:
-    if not isinstance(config, dict):
-        raise BadRequest("config: an object is required (it may be empty)")
+def _validate_config(kind: str, config: dict[str, Any]) -> dict[str, Any]:
     unknown = set(config) - CONFIG_KEYS[kind]
     if unknown:
         allowed = ", ".join(sorted(CONFIG_KEYS[kind])) or "nothing"
@@ -113,7 +111,7 @@ def servable_form(rules: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]
     return {**rules, "$defs": defs} if defs else rules
 
 
-PropertyTypeName = Literal["string", "integer", "number", "object", "array", "boolean", "null"]
+PropertyTypeName = v.PropertyType
 CustomTypeName = Annotated[
     str,
     msgspec.Meta(

@@ -14,7 +14,7 @@ version, so their history stays true.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any
 
 import msgspec
 from msgspec import UNSET, UnsetType
@@ -31,8 +31,6 @@ from gateway.errors import BadRequest
 
 # --- types -----------------------------------------------------------------------------------
 
-T = TypeVar("T")
-
 EntityName = Annotated[
     str,
     msgspec.Meta(
@@ -48,7 +46,7 @@ PropertyName = Annotated[
         description="A letter, then letters, digits, `_` and spaces.",
     ),
 ]
-EventType = Literal["track", "identify", "page", "screen", "group"]
+EventType = v.PlannedEventType
 Id = Annotated[str, msgspec.Meta(min_length=1, pattern=r"\S")]
 EventName = Annotated[
     str,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Literal, get_args
 
 from aiohttp import web
 
@@ -17,8 +17,18 @@ ENTITY_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_, .\-]{2,64}\Z")
 # Properties: a letter first, then letters, digits, `_` and spaces.
 PROPERTY_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_ ]*\Z")
 # The event types a plan has rules for: every type but alias, which carries no payload to check.
-PLANNED_EVENT_TYPES = tuple(t for t in EVENT_TYPES if t != "alias")
-PROPERTY_TYPES = ("string", "integer", "number", "object", "array", "boolean", "null")
+PlannedEventType = Literal["track", "identify", "page", "screen", "group"]
+PLANNED_EVENT_TYPES: tuple[str, ...] = get_args(PlannedEventType)
+if set(PLANNED_EVENT_TYPES) != set(EVENT_TYPES) - {"alias"}:
+    raise RuntimeError("PlannedEventType must be gateway.outcomes.EVENT_TYPES without alias")
+PropertyType = Literal["string", "integer", "number", "object", "array", "boolean", "null"]
+PROPERTY_TYPES: tuple[str, ...] = get_args(PropertyType)
+
+
+def ecma_pattern(pattern: str) -> str:
+    """A Python pattern as ECMA-262, the regex dialect of JSON Schema (no ``\\Z``)."""
+    return pattern.removesuffix(r"\Z") + "$" if pattern.endswith(r"\Z") else pattern
+
 
 PAGE_SIZE = 50
 MAX_PAGES = 50
