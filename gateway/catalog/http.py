@@ -36,12 +36,17 @@ async def require_token(request: web.Request, handler: Handler) -> web.StreamRes
     # The native API checks tokens itself, to answer in its own envelope.
     native = request.path.startswith(NATIVE_PREFIX)
     if request.method != "OPTIONS" and request.path not in PUBLIC_PATHS and not native:
-        scope = request.app[AUTH_KEY].check(request)
-        if scope is Scope.SNAPSHOT and not (
-            request.method in ("GET", "HEAD") and request.path == SNAPSHOT_PATH
-        ):
-            raise Forbidden(f"this token (admin.snapshot_tokens) may only GET {SNAPSHOT_PATH}")
+        authorize(request)
     return await handler(request)
+
+
+def authorize(request: web.Request) -> None:
+    """401 without a known token; 403 for a snapshot token anywhere but ``GET`` snapshot."""
+    scope = request.app[AUTH_KEY].check(request)
+    if scope is Scope.SNAPSHOT and not (
+        request.method in ("GET", "HEAD") and request.path == SNAPSHOT_PATH
+    ):
+        raise Forbidden(f"this token (admin.snapshot_tokens) may only GET {SNAPSHOT_PATH}")
 
 
 @web.middleware

@@ -33,19 +33,24 @@ import msgspec
 from aiohttp import web
 
 from gateway.body import read_body
-from gateway.catalog.auth import TOKEN_IDENTITY, Forbidden, Scope
+from gateway.catalog.auth import TOKEN_IDENTITY
 from gateway.catalog.changelog import Change, recording
 from gateway.catalog.declared import decode_fields, decode_json
-from gateway.catalog.http import AUTH_KEY, MAX_BODY_BYTES, NATIVE_PREFIX, STORE_KEY, path_ids
+from gateway.catalog.http import (
+    MAX_BODY_BYTES,
+    MODIFICATIONS,
+    NATIVE_PREFIX,
+    STORE_KEY,
+    authorize,
+    path_ids,
+)
 from gateway.catalog.store import Store
 from gateway.errors import ApiError, BadRequest, NotFound
-from gateway.plans.providers import SNAPSHOT_PATH
 
 API_PREFIX = NATIVE_PREFIX.rstrip("/")
 LATEST = "latest"
 VERSION_HEADER = "X-API-Version"
 GENERAL_PARAMETERS = ("prettify", "reason")
-MODIFICATIONS = ("PUT", "POST", "DELETE")
 MAX_REASON = 1000
 _INTEGER = re.compile(r"[0-9]{1,9}\Z")
 
@@ -112,7 +117,7 @@ class NativeApi:
             prettify = _flag(request.query.get("prettify"))
             element = _element_id(request)
             try:
-                _authorize(request)
+                authorize(request)
                 requested = self._requested_version(request)
                 found = op.version_for(requested)
                 if found is None:
@@ -169,11 +174,6 @@ class NativeApi:
                 f"{VERSION_HEADER} {header!r} is not an API version; versions: {self.available}"
             )
         return int(header)
-
-
-def _authorize(request: web.Request) -> None:
-    if request.app[AUTH_KEY].check(request) is not Scope.FULL:
-        raise Forbidden(f"this token (admin.snapshot_tokens) may only GET {SNAPSHOT_PATH}")
 
 
 def _element_id(request: web.Request) -> str | None:

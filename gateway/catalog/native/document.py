@@ -8,7 +8,8 @@ import msgspec
 
 from gateway.catalog.auth import TOKEN_HEADER
 from gateway.catalog.declared import query_parameters
-from gateway.catalog.native import API_PREFIX, MODIFICATIONS, VERSION_HEADER, NativeApi, Operation
+from gateway.catalog.http import MODIFICATIONS
+from gateway.catalog.native import API_PREFIX, VERSION_HEADER, NativeApi, Operation
 
 JSON = dict[str, Any]
 TAG = "native"
