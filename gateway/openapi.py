@@ -20,16 +20,13 @@ from aiohttp import web
 
 from gateway import __version__
 from gateway.catalog import request_rules as v
-from gateway.catalog.connections import ROUTES as CONNECTION_ROUTES
-from gateway.catalog.custom_types import ROUTES as CUSTOM_TYPE_ROUTES
 from gateway.catalog.declared import Route, query_parameters
-from gateway.catalog.entities import ROUTES as ENTITY_ROUTES
 from gateway.catalog.http import CATALOG_PREFIX, RUDDERSTACK_BASE
 from gateway.catalog.native.document import SECURITY_SCHEMES as NATIVE_SECURITY_SCHEMES
 from gateway.catalog.native.document import TAG as NATIVE
 from gateway.catalog.native.document import native_document
 from gateway.catalog.native.routes import NATIVE_API
-from gateway.catalog.plans import PLANS
+from gateway.catalog.routes import CATALOG_ROUTES
 from gateway.enforce.violations import VIOLATION_TYPES
 from gateway.ingest.browser import (
     PIXEL_ROUTES,
@@ -317,185 +314,12 @@ def _event_schemas() -> JSON:
     }
 
 
-def _catalog_schemas() -> JSON:
-    entity = {"id": {"type": "string"}, "workspaceId": {"type": "string"}}
-    times = {"createdAt": TIME, "updatedAt": TIME}
-    description = {"description": {"type": ["string", "null"]}}
-    event_name: JSON = {
-        "anyOf": [_ref("EntityName"), {"const": ""}],
-        "description": "Track events are named; every other type uses the empty name.",
-    }
-    event_fields = {
-        **entity,
-        "name": {"type": "string"},
-        **description,
-        "eventType": _ref("EventType"),
-        "categoryId": {"type": ["string", "null"]},
-        **times,
-    }
-    event_required = ("id", "name", "description", "eventType", "categoryId", "workspaceId")
-    plan_event_fields = {
-        **event_fields,
-        "identitySection": _ref("IdentitySection"),
-        "additionalProperties": {
-            "type": "boolean",
-            "description": "Whether the rules allow unplanned keys in the identity section.",
-        },
-    }
-    plan_event_required = (*event_required, "identitySection", "additionalProperties")
-    plan_fields = {
-        **entity,
-        "name": {"type": "string"},
-        **description,
-        "version": {"type": "integer", "minimum": 1},
-        "creationType": {"type": "string"},
-        **times,
-    }
-    plan_required = ("id", "name", "description", "version", "workspaceId", "creationType")
-    upsert_common = {
-        "eventType": _ref("EventType"),
-        "name": event_name,
-        "identitySection": {
-            **_ref("IdentitySection"),
-            "description": "Default: `traits` for identify and group, else `properties`.",
-        },
-        "description": {"type": "string"},
-        "categoryId": {"type": "string", "minLength": 1},
-    }
-    property_type: JSON = {
-        "anyOf": [
-            {"type": "string", "enum": [*v.PROPERTY_TYPES, ""]},
-            _array(
-                {"type": "string", "enum": list(v.PROPERTY_TYPES)}, minItems=1, uniqueItems=True
-            ),
-            {"type": "string", "pattern": v.ecma_pattern(v.CUSTOM_TYPE_NAME.pattern)},
-        ],
-        "description": 'A type, several (a list), "" for any type, or a custom type\'s name.',
-    }
-    nesting = {"required": {"type": "boolean"}, "additionalProperties": {"type": "boolean"}}
-    return {
-        "EntityName": {
-            "type": "string",
-            "pattern": v.ecma_pattern(v.ENTITY_NAME.pattern),
-            "description": "3 to 65 characters: a letter, then letters, digits and `_ , - .` "
-            "or spaces.",
-        },
-        "PropertyName": {
-            "type": "string",
-            "pattern": v.ecma_pattern(v.PROPERTY_NAME.pattern),
-            "maxLength": 200,
-            "description": "A letter, then letters, digits, `_` and spaces.",
-        },
-        "EventType": {"type": "string", "enum": list(v.PLANNED_EVENT_TYPES)},
-        "IdentitySection": {"type": "string", "enum": list(IDENTITY_SECTIONS)},
-        "PropertyType": property_type,
-        "TrackingPlan": _obj(plan_fields, plan_required),
-        "TrackingPlanWithEvents": _obj(
-            {**plan_fields, "events": _array(_ref("PlanEventWithRules"))},
-            (*plan_required, "events"),
-            description="A plan with its events and their rules (as of `version`).",
-        ),
-        "TrackingPlanList": _obj(
-            {"trackingPlans": _array(_ref("TrackingPlan"))}, ("trackingPlans",)
-        ),
-        "TrackingPlanCreate": _obj(
-            {"name": _ref("EntityName"), "description": {"type": ["string", "null"]}}, ("name",)
-        ),
-        "TrackingPlanUpdate": _obj(
-            {"name": _ref("EntityName"), "description": {"type": ["string", "null"]}},
-            minProperties=1,
-        ),
-        "PlanEvent": _obj(plan_event_fields, plan_event_required),
-        "PlanEventWithRules": _obj(
-            {**plan_event_fields, "rules": _ref("Rules")}, (*plan_event_required, "rules")
-        ),
-        "PlanEventWithProperties": _obj(
-            {**plan_event_fields, "properties": _array(_ref("DescribedProperty"))},
-            (*plan_event_required, "properties"),
-            description="`?format=properties`: the rules described as catalog properties.",
-        ),
-        "DescribedProperty": _obj(
-            {
-                "id": {
-                    "type": ["string", "null"],
-                    "description": "The matching catalog property; null if none.",
-                },
-                "name": {"type": "string"},
-                "type": {"anyOf": [{"type": "string"}, _array({"type": "string"})]},
-                "propConfig": ANY_OBJECT,
-                **nesting,
-                "properties": _array(_ref("DescribedProperty")),
-            },
-            ("id", "name", "type", "propConfig", "required"),
-        ),
-        "Rules": {
-            "type": "object",
-            "minProperties": 1,
-            "description": "A JSON Schema (draft-07 by default; draft-04/06 by `$schema`) over "
-            "the whole normalized message.",
-        },
-        "PlanEventRulesUpsert": _obj(
-            {**upsert_common, "rules": _ref("Rules")},
-            ("rules",),
-            description="Upsert an event with its JSON-Schema rules; the catalog event is "
-            "created if missing (`eventType` defaults to track).",
-        ),
-        "PlanEventPropertiesUpsert": _obj(
-            {**upsert_common, "properties": _array(_ref("PlanEventProperty"), minItems=1)},
-            ("eventType", "properties"),
-            description="Upsert an event with its properties by name; missing catalog "
-            "properties and the event are created.",
-        ),
-        "PlanEventProperty": _obj(
-            {
-                "name": _ref("PropertyName"),
-                "type": _ref("PropertyType"),
-                "propConfig": ANY_OBJECT,
-                "description": {"type": "string"},
-                **nesting,
-                "properties": _array(_ref("PlanEventProperty"), minItems=1),
-            },
-            ("name", "type"),
-        ),
-        "PlanEventIdsUpsert": _obj(
-            {
-                "id": {"type": "string", "minLength": 1, "description": "A catalog event id."},
-                "identitySection": _ref("IdentitySection"),
-                "properties": _array(_ref("PlanEventPropertyRef"), minItems=1),
-            },
-            ("id", "properties"),
-            description="Upsert a catalog event with catalog properties, by id.",
-        ),
-        "PlanEventPropertyRef": _obj(
-            {
-                "id": {"type": "string", "minLength": 1},
-                **nesting,
-                "properties": _array(_ref("PlanEventPropertyRef"), minItems=1),
-            },
-            ("id",),
-        ),
-        "PlanEventPage": _page("PlanEvent"),
-    }
-
-
-def _page(item: str) -> JSON:
-    return _obj(
-        {
-            "data": _array(_ref(item)),
-            "total": {"type": "integer", "minimum": 0},
-            "currentPage": {"type": "integer", "minimum": 1},
-            "pageSize": {"type": "integer", "const": v.PAGE_SIZE},
-        },
-        ("data", "total", "currentPage", "pageSize"),
-    )
-
-
 def _admin_schemas() -> JSON:
     snapshot_event = _obj(
         {
             "name": {"type": "string"},
-            "eventType": _ref("EventType"),
-            "identitySection": _ref("IdentitySection"),
+            "eventType": {"type": "string", "enum": list(v.PLANNED_EVENT_TYPES)},
+            "identitySection": {"type": "string", "enum": list(IDENTITY_SECTIONS)},
             "rules": ANY_OBJECT,
         },
         ("name", "eventType", "identitySection", "rules"),
@@ -568,7 +392,6 @@ def _schemas() -> JSON:
             "the admin port `snapshotBuild`) and, on the ingest port, `snapshotRevision`.",
         ),
         **_event_schemas(),
-        **_catalog_schemas(),
         **_admin_schemas(),
     }
 
@@ -596,22 +419,6 @@ def _query(name: str, schema: JSON, description: str) -> JSON:
     }
 
 
-PAGE = _query(
-    "page",
-    {"type": "integer", "minimum": 1, "maximum": v.MAX_PAGES, "default": 1},
-    f"Page number ({v.PAGE_SIZE} items a page, at most {v.MAX_PAGES} pages).",
-)
-VERSION = _query(
-    "version",
-    {"type": "integer", "minimum": 1},
-    "Return the plan exactly as it was at this version (events and rules included).",
-)
-FORMAT = _query(
-    "format",
-    {"type": "string", "enum": ["schema", "properties"], "default": "schema"},
-    "`schema`: the event with its `rules`; `properties`: its rules described as catalog "
-    "properties.",
-)
 WRITE_KEY = _query(
     "writeKey",
     {"type": "string"},
@@ -845,112 +652,6 @@ def _settings_operation(
     )
 
 
-def _plan_paths() -> JSON:
-    plan = PLANS + "/{plan_id}"
-    events = plan + "/events"
-    upsert_ok = _returns("The plan (new version, without events).", "TrackingPlan")
-    return {
-        PLANS: {
-            "post": _admin(
-                CATALOG,
-                "createTrackingPlan",
-                "Create a tracking plan (version 1)",
-                _returns("The plan.", "TrackingPlan"),
-                errors=(400,),
-                body=_ref("TrackingPlanCreate"),
-            ),
-            "get": _admin(
-                CATALOG,
-                "listTrackingPlans",
-                "List tracking plans",
-                _returns("All plans, without events.", "TrackingPlanList"),
-            ),
-        },
-        plan: {
-            "get": _admin(
-                CATALOG,
-                "getTrackingPlan",
-                "Get a tracking plan with its events and rules",
-                _returns("The plan, now or at `version`.", "TrackingPlanWithEvents"),
-                errors=(400, 404),
-                parameters=(VERSION,),
-            ),
-            "put": _admin(
-                CATALOG,
-                "updateTrackingPlan",
-                "Rename or describe a tracking plan",
-                _returns("The plan (new version).", "TrackingPlan"),
-                errors=(400, 404),
-                body=_ref("TrackingPlanUpdate"),
-            ),
-            "delete": _admin(
-                CATALOG,
-                "deleteTrackingPlan",
-                "Delete a tracking plan and its connections",
-                _returns("The plan as it was.", "TrackingPlanWithEvents"),
-                errors=(404,),
-            ),
-        },
-        events: {
-            "patch": _admin(
-                CATALOG,
-                "upsertPlanEventRules",
-                "Add or update an event with its rules",
-                upsert_ok,
-                errors=(400, 404),
-                body=_ref("PlanEventRulesUpsert"),
-            ),
-            "post": _admin(
-                CATALOG,
-                "upsertPlanEventProperties",
-                "Add or update an event with its properties (by name)",
-                upsert_ok,
-                errors=(400, 404),
-                body=_ref("PlanEventPropertiesUpsert"),
-            ),
-            "put": _admin(
-                CATALOG,
-                "upsertPlanEventIds",
-                "Add or update a catalog event with catalog properties (by id)",
-                upsert_ok,
-                errors=(400, 404),
-                body=_ref("PlanEventIdsUpsert"),
-            ),
-            "get": _admin(
-                CATALOG,
-                "listPlanEvents",
-                "List a plan's events",
-                _returns("A page of events, without rules.", "PlanEventPage"),
-                errors=(400, 404),
-                parameters=(PAGE,),
-            ),
-        },
-        events + "/{event_id}": {
-            "get": _admin(
-                CATALOG,
-                "getPlanEvent",
-                "Get one of a plan's events",
-                (
-                    200,
-                    _ok(
-                        "The event with its rules (or, `?format=properties`, its properties).",
-                        {"anyOf": [_ref("PlanEventWithRules"), _ref("PlanEventWithProperties")]},
-                    ),
-                ),
-                errors=(400, 404),
-                parameters=(FORMAT,),
-            ),
-            "delete": _admin(
-                CATALOG,
-                "deletePlanEvent",
-                "Remove an event from a plan (new version)",
-                NO_CONTENT,
-                errors=(404,),
-            ),
-        },
-    }
-
-
 def _declared_paths(routes: Sequence[Route]) -> tuple[JSON, JSON]:
     """(paths, component schemas) of declared catalog routes, from their types."""
     types = list({t: None for r in routes for t in (r.body, r.query, r.answer) if t is not None})
@@ -1120,13 +821,10 @@ Errors are JSON `{"code", "message"}` (under `/api`, the envelope's `errorDetail
 @functools.cache
 def _document() -> JSON:
     native_paths, native_schemas = native_document(NATIVE_API)
-    entity_paths, entity_schemas = _declared_paths(
-        [*ENTITY_ROUTES, *CONNECTION_ROUTES, *CUSTOM_TYPE_ROUTES]
-    )
+    entity_paths, entity_schemas = _declared_paths(CATALOG_ROUTES)
     paths = {
         **_ingest_paths(),
         **native_paths,
-        **_plan_paths(),
         **entity_paths,
         **_operations_paths(),
     }

@@ -17,10 +17,7 @@ from typing import Any
 from aiohttp import web
 
 from gateway.catalog.auth import TokenAuth
-from gateway.catalog.connections import ROUTES as CONNECTION_ROUTES
-from gateway.catalog.custom_types import ROUTES as CUSTOM_TYPE_ROUTES
 from gateway.catalog.declared import add_routes
-from gateway.catalog.entities import ROUTES as ENTITY_ROUTES
 from gateway.catalog.http import (
     AUTH_KEY,
     STORE_KEY,
@@ -29,7 +26,7 @@ from gateway.catalog.http import (
     require_token,
 )
 from gateway.catalog.native.routes import NATIVE_API
-from gateway.catalog.plans import add_plan_routes
+from gateway.catalog.routes import CATALOG_ROUTES
 from gateway.catalog.snapshot_builder import (
     SNAPSHOTS_KEY,
     LocalProvider,
@@ -258,10 +255,7 @@ class Gateway:
         app[SNAPSHOTS_KEY] = self.snapshots
         app[AUTH_KEY] = TokenAuth(self.settings.admin.tokens, self.settings.admin.snapshot_tokens)
         NATIVE_API.add_routes(app)
-        add_plan_routes(app)
-        add_routes(app, ENTITY_ROUTES)
-        add_routes(app, CUSTOM_TYPE_ROUTES)
-        add_routes(app, CONNECTION_ROUTES)
+        add_routes(app, CATALOG_ROUTES)
         add_rudderstack_base_aliases(app)
         add_snapshot_route(app)
         add_common_routes(app, self.metrics, self.admin_readiness, self.serving_facts)

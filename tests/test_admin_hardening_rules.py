@@ -19,8 +19,8 @@ import pytest
 from sqlalchemy import Text, event, literal, update
 
 from gateway.catalog import rules as rules_module
-from gateway.catalog import schema
 from gateway.catalog.rules import MAX_RULE_DEPTH
+from gateway.catalog.store import schema
 from gateway.config import Role
 from gateway.errors import BadRequest
 from gateway.plans.providers import SNAPSHOT_PATH

@@ -17,13 +17,12 @@ from typing import Annotated, Any
 
 import msgspec
 from msgspec import UNSET, UnsetType
-from sqlalchemy import delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from gateway.catalog import schema
 from gateway.catalog.declared import Input, Route
-from gateway.catalog.plans import PLANS, plan_row
-from gateway.catalog.store import now_text
+from gateway.catalog.plans import PLANS
+from gateway.catalog.store import connections as stored
+from gateway.catalog.store import plans, sources
 from gateway.errors import BadRequest
 
 SECTIONS = ("global", "track", "identify", "page", "screen", "group")
@@ -107,21 +106,15 @@ def _config(body: ConnectionRequest) -> dict[str, Any]:
 
 async def _check(conn: AsyncConnection, plan_id: str, source_id: str) -> Any:
     """Plan must exist (404); source must exist (400, as documented). Returns its connection."""
-    await plan_row(conn, plan_id)
-    source = await conn.scalar(select(schema.sources.c.id).where(schema.sources.c.id == source_id))
-    if source is None:
+    await plans.get(conn, plan_id)
+    if await sources.get(conn, source_id) is None:
         raise BadRequest(f"invalid source id {source_id}")
-    return (
-        await conn.execute(
-            select(schema.connections).where(schema.connections.c.source_id == source_id)
-        )
-    ).one_or_none()
+    return await stored.of_source(conn, source_id)
 
 
 async def connect(call: Input[ConnectionRequest, None]) -> Connection:
     config = _config(call.body)
     plan_id, source_id = call.path["plan_id"], call.path["source_id"]
-    now = now_text()
     async with call.store.write() as conn:
         existing = await _check(conn, plan_id, source_id)
         if existing is not None:
@@ -131,15 +124,7 @@ async def connect(call: Input[ConnectionRequest, None]) -> Connection:
                 f"source is already connected to tracking plan {existing.plan_id}; "
                 "disconnect it first"
             )
-        await conn.execute(
-            insert(schema.connections).values(
-                source_id=source_id,
-                plan_id=plan_id,
-                config=config,
-                created_at=now,
-                updated_at=now,
-            )
-        )
+        await stored.insert_connection(conn, source_id, plan_id, config)
     return Connection(source_id, plan_id, config)
 
 
@@ -150,23 +135,15 @@ async def update_config(call: Input[ConnectionRequest, None]) -> ConnectionConfi
         existing = await _check(conn, plan_id, source_id)
         if existing is None or existing.plan_id != plan_id:
             raise BadRequest("source is not connected to tracking plan")
-        await conn.execute(
-            update(schema.connections)
-            .where(schema.connections.c.source_id == source_id)
-            .values(config=config, updated_at=now_text())
-        )
+        await stored.update_config(conn, source_id, config)
     return ConnectionConfigAnswer(config)
 
 
 async def list_connections(call: Input[None, None]) -> ConnectionList:
     plan_id = call.path["plan_id"]
     async with call.store.read() as conn:
-        await plan_row(conn, plan_id)
-        rows = await conn.execute(
-            select(schema.connections)
-            .where(schema.connections.c.plan_id == plan_id)
-            .order_by(schema.connections.c.created_at)
-        )
+        await plans.get(conn, plan_id)
+        rows = await stored.of_plan(conn, plan_id)
         return ConnectionList([Connection(r.source_id, r.plan_id, r.config) for r in rows])
 
 
@@ -176,9 +153,7 @@ async def disconnect(call: Input[None, None]) -> None:
         existing = await _check(conn, plan_id, source_id)
         if existing is None or existing.plan_id != plan_id:
             raise BadRequest("source already disconnected from tracking plan")
-        await conn.execute(
-            delete(schema.connections).where(schema.connections.c.source_id == source_id)
-        )
+        await stored.delete_connection(conn, source_id)
 
 
 ONE = PLANS + "/{plan_id}/sources/{source_id}"

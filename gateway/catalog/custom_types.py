@@ -19,15 +19,14 @@ from typing import Annotated, Any
 
 import msgspec
 from msgspec import UNSET, UnsetType
-from sqlalchemy import delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.catalog import properties_form as form
 from gateway.catalog import request_rules as v
-from gateway.catalog import schema
 from gateway.catalog.declared import Audited, Input, Page, PageQuery, Route, list_page
 from gateway.catalog.rules import check_rule, recheck
-from gateway.catalog.store import new_id, now_text, row_or_404
+from gateway.catalog.store import custom_types as stored
+from gateway.catalog.store import properties
 from gateway.catalog.type_refs import definitions_of, ref_to
 from gateway.errors import BadRequest
 
@@ -78,13 +77,16 @@ def _validate_config(kind: str, config: dict[str, Any]) -> dict[str, Any]:
 
 
 async def build(
-    conn: AsyncConnection, kind: str, config: dict[str, Any], properties: Any
+    conn: AsyncConnection,
+    kind: str,
+    config: dict[str, Any],
+    members: list[form.PropertyById] | None,
 ) -> tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]]:
     """(rules, defs, stored properties) of a custom type, from the catalog as it is (reads
     only). The caller checks :func:`servable_form` before its write transaction."""
     rules: dict[str, Any] = {"type": [kind]}
     defs: dict[str, Any] = {}
-    stored: list[dict[str, Any]] = []
+    listed: list[dict[str, Any]] = []
     if kind in ("string", "number", "integer"):
         rules.update(config)
         if "format" in config:
@@ -97,12 +99,12 @@ async def build(
         else:
             rules["items"] = {"type": item_types}
     elif kind == "object":
-        specs = form.parse_by_id(properties)
+        specs = form.by_id(members or [])
         await form.resolve(conn, specs)
         rules.update(form.object_schema(specs, None))
         defs.update(form.definitions(specs))
-        stored = [{"id": s.id, "required": s.required} for s in specs]
-    return rules, defs, stored
+        listed = [{"id": s.id, "required": s.required} for s in specs]
+    return rules, defs, listed
 
 
 def servable_form(rules: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
@@ -128,18 +130,8 @@ Config = Annotated[
     ),
 ]
 Members = Annotated[
-    list[dict[str, Any]],
-    msgspec.Meta(
-        min_length=1,
-        description='An object type\'s catalog properties: `{"id", "required"?}` each.',
-        extra_json_schema={
-            "items": {
-                "type": "object",
-                "properties": {"id": {"type": "string"}, "required": {"type": "boolean"}},
-                "required": ["id"],
-            }
-        },
-    ),
+    list[form.PropertyById],
+    msgspec.Meta(min_length=1, description="An object type's catalog properties."),
 ]
 
 
@@ -205,23 +197,14 @@ def _custom_type(row: Any, workspace_id: str) -> CustomType:
     return CustomType(**msgspec.structs.asdict(deleted), properties=row.properties)
 
 
-async def _row(conn: AsyncConnection, type_id: str) -> Any:
-    return await row_or_404(conn, schema.custom_types, type_id, "custom type")
-
-
 async def create(call: Input[CustomTypeCreate, None]) -> CustomType:
     body = call.body
     config = _validate_config(body.type, body.config)
     if body.type == "object" and body.properties is None:
         raise BadRequest("properties is required for an object custom type")
-    type_id = new_id("def")
-    now = now_text()
 
     async def name_free(conn: AsyncConnection) -> None:
-        taken = await conn.scalar(
-            select(schema.custom_types.c.id).where(schema.custom_types.c.name == body.name)
-        )
-        if taken is not None:
+        if await stored.named(conn, body.name) is not None:
             raise BadRequest(f"a custom type named {body.name} already exists")
 
     async with call.store.read() as conn:
@@ -231,34 +214,29 @@ async def create(call: Input[CustomTypeCreate, None]) -> CustomType:
     await check_rule(checked, "config")  # before the transaction: see rules.py
     async with call.store.write(snapshot=False) as conn:
         await name_free(conn)
-        rules, defs, stored = await build(conn, body.type, config, body.properties)
+        rules, defs, members = await build(conn, body.type, config, body.properties)
         await recheck(servable_form(rules, defs), checked, "config")
-        await conn.execute(
-            insert(schema.custom_types).values(
-                id=type_id,
-                name=body.name,
-                description=body.description,
-                type=body.type,
-                config=config,
-                properties=stored,
-                rules=rules,
-                defs=defs,
-                version=1,
-                created_at=now,
-                updated_at=now,
-            )
+        type_id = await stored.insert_type(
+            conn,
+            name=body.name,
+            description=body.description,
+            type=body.type,
+            config=config,
+            properties=members,
+            rules=rules,
+            defs=defs,
         )
-        row = await _row(conn, type_id)
+        row = await stored.get(conn, type_id)
     return _custom_type(row, call.store.workspace_id)
 
 
 async def list_all(call: Input[None, PageQuery]) -> Page[CustomType]:
-    return await list_page(call, schema.custom_types, _custom_type)
+    return await list_page(call, stored.TABLE, _custom_type)
 
 
 async def get(call: Input[None, None]) -> CustomType:
     async with call.store.read() as conn:
-        row = await _row(conn, call.path["id"])
+        row = await stored.get(conn, call.path["id"])
     return _custom_type(row, call.store.workspace_id)
 
 
@@ -271,47 +249,41 @@ async def update_type(call: Input[CustomTypeUpdate, None]) -> CustomType:
         raise BadRequest("properties is required for an object custom type")
     type_id = call.path["id"]
     async with call.store.read() as conn:
-        await _row(conn, type_id)
+        await stored.get(conn, type_id)
         rules, defs, _ = await build(conn, body.type, config, body.properties)
     checked = servable_form(rules, defs)
     await check_rule(checked, "config")  # before the transaction: see rules.py
     async with call.store.write(snapshot=False) as conn:
-        row = await _row(conn, type_id)
-        rules, defs, stored = await build(conn, body.type, config, body.properties)
+        row = await stored.get(conn, type_id)
+        rules, defs, members = await build(conn, body.type, config, body.properties)
         await recheck(servable_form(rules, defs), checked, "config")
         if row.name in defs:
             raise BadRequest(f"custom type {row.name} cannot contain itself")
         values: dict[str, Any] = {
             "type": body.type,
             "config": config,
-            "properties": stored,
+            "properties": members,
             "rules": rules,
             "defs": defs,
-            "version": row.version + 1,
-            "updated_at": now_text(),
         }
         if body.description is not UNSET:
             values["description"] = body.description
-        await conn.execute(
-            update(schema.custom_types).where(schema.custom_types.c.id == type_id).values(**values)
-        )
-        row = await _row(conn, type_id)
+        await stored.update_type(conn, type_id, **values)
+        row = await stored.get(conn, type_id)
     return _custom_type(row, call.store.workspace_id)
 
 
 async def remove(call: Input[None, None]) -> CustomTypeDeleted:
     type_id = call.path["id"]
     async with call.store.write(snapshot=False) as conn:
-        row = await _row(conn, type_id)
-        used_by = await conn.scalar(
-            select(schema.properties.c.name).where(schema.properties.c.type == row.name)
-        )
+        row = await stored.get(conn, type_id)
+        used_by = await properties.first_of_type(conn, row.name)
         if used_by is not None:
             raise BadRequest(f"custom type {row.name} is used by property {used_by}")
-        for other in await conn.execute(select(schema.custom_types)):
-            if other.id != type_id and row.name in other.defs:
-                raise BadRequest(f"custom type {row.name} is used by custom type {other.name}")
-        await conn.execute(delete(schema.custom_types).where(schema.custom_types.c.id == type_id))
+        other = await stored.referring_to(conn, row.name, other_than=type_id)
+        if other is not None:
+            raise BadRequest(f"custom type {row.name} is used by custom type {other}")
+        await stored.delete_type(conn, type_id)
     return _deleted(row, call.store.workspace_id)
 
 

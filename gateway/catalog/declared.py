@@ -16,12 +16,12 @@ from typing import Annotated, Any, Generic, TypeVar
 
 import msgspec
 from aiohttp import web
-from sqlalchemy import Table, func, select
+from sqlalchemy import Table
 
 from gateway.body import read_body
 from gateway.catalog import request_rules as v
 from gateway.catalog.http import MAX_BODY_BYTES, STORE_KEY
-from gateway.catalog.store import Store
+from gateway.catalog.store import Store, page_of_table
 from gateway.errors import BadRequest, InvalidJson
 
 B = TypeVar("B")
@@ -66,8 +66,18 @@ class Audited(msgspec.Struct, rename="camel", kw_only=True):
     updated_by: None = None
 
 
-class PageQuery(msgspec.Struct, rename="camel"):
-    page: Annotated[int, msgspec.Meta(ge=1, le=v.MAX_PAGES)] = 1
+class PlanPageQuery(msgspec.Struct, rename="camel"):
+    page: Annotated[
+        int,
+        msgspec.Meta(
+            ge=1,
+            le=v.MAX_PAGES,
+            description=f"Page number ({v.PAGE_SIZE} items a page, at most {v.MAX_PAGES} pages).",
+        ),
+    ] = 1
+
+
+class PageQuery(PlanPageQuery, rename="camel"):
     order_by: (
         Annotated[
             str,
@@ -96,18 +106,11 @@ async def list_page(
     """A page of a whole table, in ``orderBy`` order (ids break ties)."""
     query = call.query
     field, _, direction = (query.order_by or "createdAt").partition(":")
-    column = table.c[v.ORDER_FIELDS[field]]
-    order = column.desc() if direction.lower() == "desc" else column.asc()
     async with call.store.read() as conn:
-        total = await conn.scalar(select(func.count()).select_from(table))
-        rows = await conn.execute(
-            select(table)
-            .order_by(order, table.c.id)
-            .limit(v.PAGE_SIZE)
-            .offset((query.page - 1) * v.PAGE_SIZE)
+        total, rows = await page_of_table(
+            conn, table, v.ORDER_FIELDS[field], direction.lower() == "desc", query.page, v.PAGE_SIZE
         )
-        data = [shape(r, call.store.workspace_id) for r in rows]
-    return Page(data, int(total or 0), query.page, v.PAGE_SIZE)
+    return Page([shape(r, call.store.workspace_id) for r in rows], total, query.page, v.PAGE_SIZE)
 
 
 # --- registration ------------------------------------------------------------------------------

@@ -14,80 +14,40 @@ version, so their history stays true.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
 import msgspec
 from msgspec import UNSET, UnsetType
-from sqlalchemy import delete, insert, select, update
 
 from gateway.catalog import request_rules as v
-from gateway.catalog import schema
 from gateway.catalog.declared import Audited, Input, Page, PageQuery, Route, list_page
-from gateway.catalog.plans import bump_plans_using, ensure_category, event_named, insert_event
+from gateway.catalog.models import (
+    CatalogEvent,
+    Category,
+    EntityName,
+    EventName,
+    EventType,
+    Id,
+    Keywords,
+    PropertyName,
+    PropertyType,
+    Time,
+    category_of,
+    event_of,
+)
+from gateway.catalog.plans import bump_plans_using, ensure_category
 from gateway.catalog.rules import check_rule
-from gateway.catalog.store import new_id, now_text, row_or_404
+from gateway.catalog.store import categories, events, properties
+from gateway.catalog.store import plans as plan_store
 from gateway.catalog.type_refs import definitions_of
 from gateway.errors import BadRequest
 
 # --- types -----------------------------------------------------------------------------------
 
-EntityName = Annotated[
-    str,
-    msgspec.Meta(
-        pattern=v.ENTITY_NAME.pattern,
-        description="3 to 65 characters: a letter, then letters, digits and `_ , - .` or spaces.",
-    ),
-]
-PropertyName = Annotated[
-    str,
-    msgspec.Meta(
-        pattern=v.PROPERTY_NAME.pattern,
-        max_length=200,
-        description="A letter, then letters, digits, `_` and spaces.",
-    ),
-]
-EventType = v.PlannedEventType
-Id = Annotated[str, msgspec.Meta(min_length=1, pattern=r"\S")]
-EventName = Annotated[
-    str,
-    msgspec.Meta(
-        description="Track events are named (3 to 65 characters); every other type uses the "
-        "empty name."
-    ),
-]
-PropertyType = Annotated[
-    str | list[str],
-    msgspec.Meta(
-        description='A type, several (a list), "" for any type, or a custom type\'s name.'
-    ),
-]
-Keywords = Annotated[dict[str, Any], msgspec.Meta(description="Extra JSON Schema keywords.")]
-Time = Annotated[str, msgspec.Meta(description="ISO 8601, UTC.")]
-
-
-class Category(Audited, kw_only=True):
-    id: str
-    name: str
-    description: str | None
-    workspace_id: str
-    created_at: Time
-    updated_at: Time
-
 
 class CategoryCreate(msgspec.Struct):
     name: EntityName
     description: str | None = None
-
-
-class CatalogEvent(Audited, kw_only=True):
-    id: str
-    name: str
-    description: str | None
-    event_type: str
-    category_id: str | None
-    workspace_id: str
-    created_at: Time
-    updated_at: Time
 
 
 class CatalogEventWithCategory(CatalogEvent, kw_only=True):
@@ -140,30 +100,6 @@ class PropertyUpdate(msgspec.Struct, rename="camel"):
 # --- rows ------------------------------------------------------------------------------------
 
 
-def _category(row: Any, workspace_id: str) -> Category:
-    return Category(
-        id=row.id,
-        name=row.name,
-        description=row.description,
-        workspace_id=workspace_id,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-    )
-
-
-def _event(row: Any, workspace_id: str) -> CatalogEvent:
-    return CatalogEvent(
-        id=row.id,
-        name=row.name,
-        description=row.description,
-        event_type=row.event_type,
-        category_id=row.category_id,
-        workspace_id=workspace_id,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-    )
-
-
 def _property(row: Any, workspace_id: str) -> Property:
     return Property(
         id=row.id,
@@ -182,47 +118,27 @@ def _property(row: Any, workspace_id: str) -> Property:
 
 async def create_category(call: Input[CategoryCreate, None]) -> Category:
     body = call.body
-    now = now_text()
-    category_id = new_id("cat")
     async with call.store.write(snapshot=False) as conn:
-        taken = await conn.scalar(
-            select(schema.categories.c.id).where(schema.categories.c.name == body.name)
-        )
-        if taken is not None:
+        if await categories.named(conn, body.name) is not None:
             raise BadRequest(f"a category named {body.name!r} already exists")
-        await conn.execute(
-            insert(schema.categories).values(
-                id=category_id,
-                name=body.name,
-                description=body.description,
-                created_at=now,
-                updated_at=now,
-            )
-        )
-        row = await row_or_404(conn, schema.categories, category_id, "category")
-    return _category(row, call.store.workspace_id)
+        row = await categories.insert_category(conn, body.name, body.description)
+    return category_of(row, call.store.workspace_id)
 
 
 async def list_categories(call: Input[None, PageQuery]) -> Page[Category]:
-    return await list_page(call, schema.categories, _category)
+    return await list_page(call, categories.TABLE, category_of)
 
 
 async def get_category(call: Input[None, None]) -> Category:
     async with call.store.read() as conn:
-        row = await row_or_404(conn, schema.categories, call.path["id"], "category")
-    return _category(row, call.store.workspace_id)
+        row = await categories.get(conn, call.path["id"])
+    return category_of(row, call.store.workspace_id)
 
 
 async def delete_category(call: Input[None, None]) -> Category:
-    category_id = call.path["id"]
     async with call.store.write(snapshot=False) as conn:
-        row = await row_or_404(conn, schema.categories, category_id, "category")
-        events = schema.events
-        await conn.execute(
-            update(events).where(events.c.category_id == category_id).values(category_id=None)
-        )
-        await conn.execute(delete(schema.categories).where(schema.categories.c.id == category_id))
-    return _category(row, call.store.workspace_id)
+        row = await categories.delete_category(conn, call.path["id"])
+    return category_of(row, call.store.workspace_id)
 
 
 # --- events ----------------------------------------------------------------------------------
@@ -232,56 +148,48 @@ async def create_event(call: Input[CatalogEventCreate, None]) -> CatalogEvent:
     body = call.body
     name = v.event_name(body.name, body.event_type)
     async with call.store.write(snapshot=False) as conn:
-        if await event_named(conn, name, body.event_type) is not None:
+        if await events.named(conn, name, body.event_type) is not None:
             raise BadRequest(f"an event named {name!r} already exists")
         if body.category_id is not None:
             await ensure_category(conn, body.category_id)
-        event_id = await insert_event(
+        event_id = await events.insert_event(
             conn,
             name=name,
             event_type=body.event_type,
             description=body.description,
             category_id=body.category_id,
         )
-        row = await row_or_404(conn, schema.events, event_id, "event")
-    return _event(row, call.store.workspace_id)
+        row = await events.get(conn, event_id)
+    return event_of(row, call.store.workspace_id)
 
 
 async def list_events(call: Input[None, PageQuery]) -> Page[CatalogEvent]:
-    return await list_page(call, schema.events, _event)
+    return await list_page(call, events.TABLE, event_of)
 
 
 async def get_event(call: Input[None, None]) -> CatalogEventWithCategory:
     workspace_id = call.store.workspace_id
     async with call.store.read() as conn:
-        row = await row_or_404(conn, schema.events, call.path["id"], "event")
-        category = None
+        row = await events.get(conn, call.path["id"])
+        category_row = None
         if row.category_id is not None:
-            found = await conn.execute(
-                select(schema.categories).where(schema.categories.c.id == row.category_id)
-            )
-            category_row = found.one_or_none()
-            if category_row is not None:
-                category = _category(category_row, workspace_id)
-    event = _event(row, workspace_id)
+            category_row = await categories.find(conn, row.category_id)
+    category = None if category_row is None else category_of(category_row, workspace_id)
+    event = event_of(row, workspace_id)
     return CatalogEventWithCategory(**msgspec.structs.asdict(event), category=category)
 
 
 async def update_event(call: Input[CatalogEventUpdate, None]) -> CatalogEvent:
     body = call.body
     event_id = call.path["id"]
-    events = schema.events
     async with call.store.write() as conn:
-        row = await row_or_404(conn, events, event_id, "event")
+        row = await events.get(conn, event_id)
         if body.event_type is not UNSET and body.event_type != row.event_type:
             raise BadRequest("an event's type cannot be changed")
         values: dict[str, Any] = {}
         if body.name is not UNSET:
             values["name"] = v.event_name(body.name, row.event_type)
-            if (
-                await event_named(conn, values["name"], row.event_type, other_than=event_id)
-                is not None
-            ):
+            if await events.named(conn, values["name"], row.event_type, other_than=event_id):
                 raise BadRequest(f"an event named {values['name']!r} already exists")
         if body.description is not UNSET:
             values["description"] = body.description
@@ -291,26 +199,24 @@ async def update_event(call: Input[CatalogEventUpdate, None]) -> CatalogEvent:
                 await ensure_category(conn, body.category_id)
         if not values:
             raise BadRequest("send at least one of name, description, categoryId")
-        await conn.execute(
-            update(events).where(events.c.id == event_id).values(**values, updated_at=now_text())
-        )
+        await events.update_event(conn, event_id, **values)
         await bump_plans_using(conn, event_id, call.store.workspace_id)
-        row = await row_or_404(conn, events, event_id, "event")
-    return _event(row, call.store.workspace_id)
+        row = await events.get(conn, event_id)
+    return event_of(row, call.store.workspace_id)
 
 
 async def delete_event(call: Input[None, None]) -> CatalogEvent:
     event_id = call.path["id"]
     async with call.store.write(snapshot=False) as conn:
-        row = await row_or_404(conn, schema.events, event_id, "event")
-        te = schema.tracking_plan_events
-        used = await conn.scalar(select(te.c.plan_id).where(te.c.event_id == event_id).limit(1))
-        if used is not None:
+        row = await events.get(conn, event_id)
+        used = await plan_store.using_event(conn, event_id)
+        if used:
             raise BadRequest(
-                f"event {event_id} is used by tracking plan {used}; remove it from the plan first"
+                f"event {event_id} is used by tracking plan {used[0]}; remove it from the plan "
+                "first"
             )
-        await conn.execute(delete(schema.events).where(schema.events.c.id == event_id))
-    return _event(row, call.store.workspace_id)
+        await events.delete_event(conn, event_id)
+    return event_of(row, call.store.workspace_id)
 
 
 # --- properties ------------------------------------------------------------------------------
@@ -322,33 +228,23 @@ async def create_property(call: Input[PropertyCreate, None]) -> Property:
     config = body.prop_config or {}
     # Its keywords go into the rules of every event that uses the property.
     await check_rule(config, "propConfig")
-    now = now_text()
-    property_id = new_id("prop")
     async with call.store.write(snapshot=False) as conn:
         if v.is_custom_type(kind):
             await definitions_of(conn, str(kind))
-        await conn.execute(
-            insert(schema.properties).values(
-                id=property_id,
-                name=body.name,
-                description=body.description,
-                type=kind,
-                prop_config=config,
-                created_at=now,
-                updated_at=now,
-            )
+        property_id = await properties.insert_property(
+            conn, name=body.name, kind=kind, config=config, description=body.description
         )
-        row = await row_or_404(conn, schema.properties, property_id, "property")
+        row = await properties.get(conn, property_id)
     return _property(row, call.store.workspace_id)
 
 
 async def list_properties(call: Input[None, PageQuery]) -> Page[Property]:
-    return await list_page(call, schema.properties, _property)
+    return await list_page(call, properties.TABLE, _property)
 
 
 async def get_property(call: Input[None, None]) -> Property:
     async with call.store.read() as conn:
-        row = await row_or_404(conn, schema.properties, call.path["id"], "property")
+        row = await properties.get(conn, call.path["id"])
     return _property(row, call.store.workspace_id)
 
 
@@ -370,23 +266,19 @@ async def update_property(call: Input[PropertyUpdate, None]) -> Property:
         raise BadRequest("send at least one of name, description, type, propConfig")
     property_id = call.path["id"]
     async with call.store.write(snapshot=False) as conn:
-        await row_or_404(conn, schema.properties, property_id, "property")
+        await properties.get(conn, property_id)
         if v.is_custom_type(new_type):
             await definitions_of(conn, str(new_type))
-        await conn.execute(
-            update(schema.properties)
-            .where(schema.properties.c.id == property_id)
-            .values(**values, updated_at=now_text())
-        )
-        row = await row_or_404(conn, schema.properties, property_id, "property")
+        await properties.update_property(conn, property_id, **values)
+        row = await properties.get(conn, property_id)
     return _property(row, call.store.workspace_id)
 
 
 async def delete_property(call: Input[None, None]) -> Property:
     property_id = call.path["id"]
     async with call.store.write(snapshot=False) as conn:
-        row = await row_or_404(conn, schema.properties, property_id, "property")
-        await conn.execute(delete(schema.properties).where(schema.properties.c.id == property_id))
+        row = await properties.get(conn, property_id)
+        await properties.delete_property(conn, property_id)
     return _property(row, call.store.workspace_id)
 
 

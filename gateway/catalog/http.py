@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from aiohttp import web
 
-from gateway.body import parse_json_object, read_body
 from gateway.catalog.auth import TOKEN_IDENTITY, Forbidden, Scope, TokenAuth
 from gateway.catalog.changelog import Change, recording
 from gateway.catalog.store import Store
@@ -24,11 +21,6 @@ NATIVE_PREFIX = "/api/"
 # so scripts written for https://api.rudderstack.com/v2 need only a new host.
 CATALOG_PREFIX = "/catalog/"
 RUDDERSTACK_BASE = "/v2"
-
-
-async def json_body(request: web.Request) -> dict[str, Any]:
-    """The request's JSON object, read as ingest reads bodies (the whole body, gzip, 413)."""
-    return parse_json_object(await read_body(request, MAX_BODY_BYTES))
 
 
 @web.middleware

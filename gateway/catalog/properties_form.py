@@ -16,19 +16,46 @@ A property name already in the catalog with the same type but different advanced
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 
-from sqlalchemy import insert, select
+import msgspec
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from gateway.catalog import schema
-from gateway.catalog.request_rules import is_custom_type, prop_config, property_name, property_type
-from gateway.catalog.store import new_id, now_text
+from gateway.catalog.models import Id, Keywords, PropertyName, PropertyType
+from gateway.catalog.request_rules import is_custom_type, property_type
+from gateway.catalog.store import properties as stored
 from gateway.catalog.type_refs import definitions_of, ref_to
 from gateway.enforce.compile import DRAFT_07
 from gateway.errors import BadRequest
 
 MAX_DEPTH = 10
+
+Flag = Annotated[bool | None, msgspec.Meta(description="Default false.")]
+Additional = Annotated[
+    bool | None,
+    msgspec.Meta(description="Whether keys beside the nested properties are allowed."),
+]
+
+
+class PropertyByName(msgspec.Struct, rename="camel", kw_only=True):
+    """A property by name: the catalog property with this name and type, created if missing."""
+
+    name: PropertyName
+    type: PropertyType
+    prop_config: Keywords | None = None
+    description: str | None = None
+    required: Flag = None
+    additional_properties: Additional = None
+    properties: Annotated[list[PropertyByName], msgspec.Meta(min_length=1)] | None = None
+
+
+class PropertyById(msgspec.Struct, rename="camel", kw_only=True):
+    """A catalog property by id."""
+
+    id: Id
+    required: Flag = None
+    additional_properties: Additional = None
+    properties: Annotated[list[PropertyById], msgspec.Meta(min_length=1)] | None = None
 
 
 @dataclass
@@ -45,70 +72,46 @@ class PropertySpec:
     defs: dict[str, Any] = field(default_factory=dict)
 
 
-def parse_by_name(raw: Any, depth: int = 0) -> list[PropertySpec]:
-    """The ``properties`` array of ``POST …/events``."""
-    specs = []
-    for item in _items(raw, depth):
-        if "type" not in item:
-            raise BadRequest(f"property {item.get('name')!r}: type is required")
-        description = item.get("description")
-        if description is not None and not isinstance(description, str):
-            raise BadRequest("property description must be a string")
-        specs.append(
-            PropertySpec(
-                name=property_name(item.get("name")),
-                type=property_type(item["type"]),
-                config=prop_config(item.get("propConfig")),
-                description=description,
-                required=_flag(item, "required"),
-                additional_properties=_optional_flag(item, "additionalProperties"),
-                nested=parse_by_name(item["properties"], depth + 1) if "properties" in item else [],
-            )
+def by_name(items: list[PropertyByName], depth: int = 0) -> list[PropertySpec]:
+    """The ``properties`` of ``POST …/events``."""
+    _depth(depth)
+    specs = [
+        PropertySpec(
+            name=item.name,
+            type=property_type(item.type),
+            config=item.prop_config or {},
+            description=item.description,
+            required=bool(item.required),
+            additional_properties=item.additional_properties,
+            nested=by_name(item.properties, depth + 1) if item.properties else [],
         )
+        for item in items
+    ]
     _unique(specs)
     return specs
 
 
-def parse_by_id(raw: Any, depth: int = 0) -> list[PropertySpec]:
-    """The ``properties`` array of ``PUT …/events``: ids, filled in by :func:`resolve`."""
-    specs = []
-    for item in _items(raw, depth):
-        property_id = item.get("id")
-        if not isinstance(property_id, str) or not property_id:
-            raise BadRequest("each property needs the id of a catalog property")
-        specs.append(
-            PropertySpec(
-                name="",
-                type="",
-                config={},
-                required=_flag(item, "required"),
-                additional_properties=_optional_flag(item, "additionalProperties"),
-                nested=parse_by_id(item["properties"], depth + 1) if "properties" in item else [],
-                id=property_id,
-            )
+def by_id(items: list[PropertyById], depth: int = 0) -> list[PropertySpec]:
+    """The ``properties`` of ``PUT …/events`` (and of an object custom type): ids, filled in
+    by :func:`resolve`."""
+    _depth(depth)
+    return [
+        PropertySpec(
+            name="",
+            type="",
+            config={},
+            required=bool(item.required),
+            additional_properties=item.additional_properties,
+            nested=by_id(item.properties, depth + 1) if item.properties else [],
+            id=item.id,
         )
-    return specs
+        for item in items
+    ]
 
 
-def _items(raw: Any, depth: int) -> list[dict[str, Any]]:
+def _depth(depth: int) -> None:
     if depth > MAX_DEPTH:
         raise BadRequest(f"properties nest deeper than {MAX_DEPTH} levels")
-    if not isinstance(raw, list) or not raw:
-        raise BadRequest("properties: a non-empty array is required")
-    if not all(isinstance(item, dict) for item in raw):
-        raise BadRequest("properties: every item must be an object")
-    return raw
-
-
-def _flag(item: dict[str, Any], key: str) -> bool:
-    return bool(_optional_flag(item, key))
-
-
-def _optional_flag(item: dict[str, Any], key: str) -> bool | None:
-    value = item.get(key)
-    if value is not None and not isinstance(value, bool):
-        raise BadRequest(f"property {key} must be true or false")
-    return value
 
 
 def _unique(specs: list[PropertySpec]) -> None:
@@ -123,42 +126,30 @@ async def resolve(conn: AsyncConnection, specs: list[PropertySpec], *, create: b
     ``create=False`` creates none (a by-name spec new to the catalog keeps no id): it reads
     what the rules will be, to check them before the write transaction opens.
     """
-    table = schema.properties
     for spec in specs:
         if spec.id is not None:
-            row = (await conn.execute(select(table).where(table.c.id == spec.id))).one_or_none()
+            row = await stored.find(conn, spec.id)
             if row is None:
                 raise BadRequest(f"property {spec.id} does not exist")
             spec.name = row.name
             spec.type = row.type
             spec.config = row.prop_config or {}
         else:
-            row = (
-                await conn.execute(
-                    select(table).where(table.c.name == spec.name, table.c.type == spec.type)
-                )
-            ).first()
+            row = await stored.named(conn, spec.name, spec.type)
             if row is not None:
-                stored = row.prop_config or {}
-                if stored != spec.config:
+                if (row.prop_config or {}) != spec.config:
                     raise BadRequest(
                         f"Property with name [{spec.name}] and type [{_type_text(spec.type)}] "
                         "already exists with different advanced keywords."
                     )
                 spec.id = row.id
             elif create:
-                spec.id = new_id("prop")
-                now = now_text()
-                await conn.execute(
-                    insert(table).values(
-                        id=spec.id,
-                        name=spec.name,
-                        description=spec.description,
-                        type=spec.type,
-                        prop_config=spec.config,
-                        created_at=now,
-                        updated_at=now,
-                    )
+                spec.id = await stored.insert_property(
+                    conn,
+                    name=spec.name,
+                    kind=spec.type,
+                    config=spec.config,
+                    description=spec.description,
                 )
         if is_custom_type(spec.type):
             spec.defs = await definitions_of(conn, str(spec.type))
@@ -248,16 +239,10 @@ def rules_to_properties(rules: dict[str, Any], section: str) -> list[dict[str, A
 
 async def attach_ids(conn: AsyncConnection, described: list[dict[str, Any]]) -> None:
     """Name each described property's catalog entry (``id``; null if it has none)."""
-    table = schema.properties
     for entry in described:
         kind = entry["type"]
         kinds = [kind] if isinstance(kind, str) and kind else kind or ""
-        entry["id"] = await conn.scalar(
-            select(table.c.id).where(
-                table.c.name == entry["name"],
-                table.c.type.in_([kind, kinds]),
-            )
-        )
+        entry["id"] = await stored.id_of(conn, entry["name"], [kind, kinds])
         if "properties" in entry:
             await attach_ids(conn, entry["properties"])
 

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from gateway.catalog import schema
+from gateway.catalog.store import custom_types as stored
 from gateway.errors import BadRequest
 
 
@@ -18,9 +17,7 @@ def ref_to(name: str) -> dict[str, str]:
 
 async def definitions_of(conn: AsyncConnection, name: str) -> dict[str, Any]:
     """``{name: rules, **its own defs}`` for a custom type used somewhere else."""
-    row = (
-        await conn.execute(select(schema.custom_types).where(schema.custom_types.c.name == name))
-    ).one_or_none()
+    row = await stored.named(conn, name)
     if row is None:
         raise BadRequest(f"custom type {name} does not exist")
     return {name: row.rules, **row.defs}

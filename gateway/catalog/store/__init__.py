@@ -11,16 +11,17 @@ import logging
 import secrets
 import string
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Table, event, insert, select, update
+from sqlalchemy import ColumnElement, Select, Table, event, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from gateway.catalog import changelog, schema
+from gateway.catalog import changelog
+from gateway.catalog.store import schema
 from gateway.catalog.store.changes import insert_change
 from gateway.errors import BadRequest, NotFound
 from gateway.times import format_timestamp
@@ -158,6 +159,27 @@ async def row_or_404(conn: AsyncConnection, table: Table, row_id: str, what: str
     if row is None:
         raise NotFound(f"{what} {row_id} not found")
     return row
+
+
+async def page(
+    conn: AsyncConnection,
+    query: Select[Any],
+    order: Sequence[ColumnElement[Any]],
+    number: int,
+    size: int,
+) -> tuple[int, list[Any]]:
+    """(total, rows) of page ``number`` (from 1) of ``query``'s rows in ``order``."""
+    total = await conn.scalar(select(func.count()).select_from(query.subquery()))
+    rows = await conn.execute(query.order_by(*order).limit(size).offset((number - 1) * size))
+    return int(total or 0), list(rows)
+
+
+async def page_of_table(
+    conn: AsyncConnection, table: Table, column: str, descending: bool, number: int, size: int
+) -> tuple[int, list[Any]]:
+    """(total, rows) of a page of the whole table by ``column`` (ids break ties)."""
+    order = table.c[column].desc() if descending else table.c[column].asc()
+    return await page(conn, select(table), (order, table.c.id), number, size)
 
 
 class NulCharacter(BadRequest):

@@ -8,8 +8,8 @@ import msgspec
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from gateway.catalog import schema
 from gateway.catalog.changelog import Change
+from gateway.catalog.store import schema
 
 changes, change_targets = schema.changes, schema.change_targets
 

@@ -12,8 +12,7 @@ import msgspec
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from gateway.catalog import schema
-from gateway.catalog.store import new_id, new_write_key, now_text
+from gateway.catalog.store import new_id, new_write_key, now_text, schema
 
 sources, write_keys = schema.sources, schema.write_keys
 

@@ -1,0 +1,74 @@
+"""The plan snapshot's document, read from the catalog in one consistent transaction (see
+gateway.catalog.snapshot_builder for what it is and how it is served)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from gateway.catalog.store import Store, schema
+from gateway.catalog.store import sources as stored_sources
+
+
+async def read_snapshot_document(store: Store) -> dict[str, Any]:
+    async with store.engine.connect() as conn:
+        if not store.is_sqlite:
+            # One consistent view across the statements below (SQLite's read transaction
+            # already is one).
+            conn = await conn.execution_options(isolation_level="REPEATABLE READ")
+        async with conn.begin():
+            return await _snapshot_document(conn)
+
+
+async def _snapshot_document(conn: AsyncConnection) -> dict[str, Any]:
+    revision = await conn.scalar(select(schema.catalog_state.c.revision))
+    connected = {
+        row.source_id: {"id": row.plan_id, "config": row.config}
+        for row in await conn.execute(select(schema.connections))
+    }
+    plans = {row.id: row for row in await conn.execute(select(schema.tracking_plans))}
+    events: dict[str, list[dict[str, Any]]] = {plan_id: [] for plan_id in plans}
+    rows = await conn.execute(
+        select(
+            schema.tracking_plan_events.c.plan_id,
+            schema.tracking_plan_events.c.identity_section,
+            schema.tracking_plan_events.c.rules,
+            schema.events.c.name,
+            schema.events.c.event_type,
+        )
+        .join(schema.events, schema.events.c.id == schema.tracking_plan_events.c.event_id)
+        .order_by(schema.tracking_plan_events.c.created_at, schema.events.c.name)
+    )
+    for row in rows:
+        events[row.plan_id].append(
+            {
+                "name": row.name,
+                "eventType": row.event_type,
+                "identitySection": row.identity_section,
+                "rules": row.rules,
+            }
+        )
+    sources = []
+    for source in await stored_sources.list_all(conn):
+        connection = connected.get(source.id)
+        if connection is not None:
+            connection["version"] = plans[connection["id"]].version
+        sources.append(
+            {
+                "id": source.id,
+                "name": source.name,
+                "enabled": source.enabled,
+                "writeKeys": source.write_keys,
+                "trackingPlan": connection,
+            }
+        )
+    return {
+        "revision": str(revision),
+        "sources": sources,
+        "trackingPlans": [
+            {"id": plan.id, "name": plan.name, "version": plan.version, "events": events[plan.id]}
+            for plan in plans.values()
+        ],
+    }
