@@ -11,6 +11,9 @@ from aiohttp import web
 
 
 class ApiError(Exception):
+    """Every API error: its HTTP status and ``code``, and in its docstring when it happens
+    (``/openapi.json`` describes each status from these)."""
+
     status = 400
     code = "bad_request"
     retry_after_s: int | None = None
@@ -21,35 +24,52 @@ class ApiError(Exception):
 
 
 class BadRequest(ApiError):
+    """The request can never succeed: a missing or invalid field or query parameter, or
+    malformed HTTP (the connection is then closed)."""
+
     code = "bad_request"
 
 
 class Unauthorized(ApiError):
+    """No credentials, or unknown ones (admin token or write key)."""
+
     status = 401
     code = "unauthorized"
 
 
 class NotFound(ApiError):
+    """The resource does not exist."""
+
     status = 404
     code = "not_found"
 
 
 class InvalidJson(BadRequest):
+    """The body is empty, not valid JSON, not an object, or nested too deeply."""
+
     code = "invalid_json"
 
 
 class PayloadTooLarge(ApiError):
+    """The (decompressed) body is over the limit (`ingest.max_request_bytes` on the ingest
+    port, 4 MiB on the admin port), or a batch has more than `ingest.max_batch_events`
+    events."""
+
     status = 413
     code = "payload_too_large"
 
 
 class UnsupportedEncoding(ApiError):
+    """A `Content-Encoding` other than gzip or deflate."""
+
     status = 415
     code = "unsupported_encoding"
 
 
 class Unavailable(ApiError):
-    """Something the gateway depends on (Kafka, the catalog database) does not answer."""
+    """Something the gateway depends on does not answer: Kafka did not acknowledge in time,
+    no tracking-plan snapshot is loaded yet, or the catalog database is unavailable. Retry
+    after `Retry-After` seconds."""
 
     status = 503
     code = "unavailable"

@@ -30,10 +30,13 @@ from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 from aiohttp.web_server import Server
 
-from gateway.errors import ApiError
+from gateway.errors import ApiError, BadRequest
 
 
 class ReadTimeout(ApiError):
+    """The request (headers and whole body) did not arrive within `ingest.read_timeout_s`
+    (`admin.read_timeout_s` on the admin port); the connection is closed."""
+
     status = 408
     code = "request_timeout"
 
@@ -106,7 +109,7 @@ class TimedRequestHandler(RequestHandler):
         self.logger.debug("malformed request from %s: %s", request.remote, exc)
         reason = message or (exc.__class__.__name__ if exc is not None else "malformed request")
         response = web.json_response(
-            {"code": "bad_request", "message": f"malformed HTTP request: {reason}"}, status=status
+            {"code": BadRequest.code, "message": f"malformed HTTP request: {reason}"}, status=status
         )
         response.force_close()
         return response

@@ -28,6 +28,9 @@ IDENTITY_HEX = 12
 
 
 class Forbidden(ApiError):
+    """The token may not do this: an `admin.snapshot_tokens` token may only read the plan
+    snapshot."""
+
     status = 403
     code = "forbidden"
 

@@ -37,7 +37,8 @@ log = logging.getLogger(__name__)
 
 
 class SnapshotUnavailable(ApiError):
-    """The snapshot cannot be served now; a replica keeps its last good one and retries."""
+    """The plan snapshot cannot be built now (admin port); a replica keeps its last good one
+    and retries."""
 
     status = 503
     code = "snapshot_unavailable"

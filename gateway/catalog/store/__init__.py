@@ -183,8 +183,10 @@ async def page_of_table(
 
 
 class NulCharacter(BadRequest):
-    """PostgreSQL cannot store U+0000 in text, nor compare with it; neither database is asked
-    to, so both answer alike."""
+    """Text containing the NUL character (U+0000), which the catalog does not store."""
+
+    # PostgreSQL cannot store U+0000 in text, nor compare with it; neither database is asked
+    # to, so both answer alike.
 
 
 def _refuse_nul(
