@@ -31,15 +31,9 @@ from gateway.catalog.native.routes import NATIVE_API
 from gateway.catalog.routes import CATALOG_ROUTES
 from gateway.document import (
     ADMIN_SECURITY,
-    ANY_OBJECT,
-    IF_NONE_MATCH,
     JSON,
-    PUBLIC,
-    array,
     error,
     json_content,
-    nullable,
-    obj,
     ok,
     operation,
     ref,
@@ -47,14 +41,18 @@ from gateway.document import (
 )
 from gateway.errors import ApiError
 from gateway.ingest.document import INGEST, event_schemas, ingest_paths
-from gateway.plans.providers import SNAPSHOT_PATH
-from gateway.plans.snapshot import IDENTITY_SECTIONS
+from gateway.operations_document import (
+    ADMIN,
+    OPENAPI_PATH,
+    OPERATIONS,
+    operations_paths,
+    operations_schemas,
+)
 
-OPENAPI_PATH = "/openapi.json"
 REF = "#/components/schemas/{name}"
 
 
-ADMIN, CATALOG, OPERATIONS = "admin", "catalog", "operations"
+CATALOG = "catalog"
 
 
 # --- errors: one response per status, described by its error classes -------------------------
@@ -105,86 +103,8 @@ def _error_responses() -> JSON:
 # --- schemas -----------------------------------------------------------------------------------
 
 
-def _admin_schemas() -> JSON:
-    snapshot_event = obj(
-        {
-            "name": {"type": "string"},
-            "eventType": {"type": "string", "enum": list(v.PLANNED_EVENT_TYPES)},
-            "identitySection": {"type": "string", "enum": list(IDENTITY_SECTIONS)},
-            "rules": ANY_OBJECT,
-        },
-        ("name", "eventType", "identitySection", "rules"),
-    )
-    return {
-        "Snapshot": obj(
-            {
-                "revision": {"type": "string"},
-                "sources": array(
-                    obj(
-                        {
-                            "id": {"type": "string"},
-                            "name": {"type": "string"},
-                            "enabled": {"type": "boolean"},
-                            "writeKeys": array({"type": "string"}),
-                            "trackingPlan": nullable(
-                                obj(
-                                    {
-                                        "id": {"type": "string"},
-                                        "version": {"type": "integer"},
-                                        "config": ANY_OBJECT,
-                                    },
-                                    ("id", "version", "config"),
-                                )
-                            ),
-                        },
-                        ("id", "name", "enabled", "writeKeys", "trackingPlan"),
-                    )
-                ),
-                "trackingPlans": array(
-                    obj(
-                        {
-                            "id": {"type": "string"},
-                            "name": {"type": "string"},
-                            "version": {"type": "integer"},
-                            "events": array(snapshot_event),
-                        },
-                        ("id", "name", "version", "events"),
-                    )
-                ),
-            },
-            ("revision", "sources", "trackingPlans"),
-            description="The plan snapshot ingest replicas load: every source with its write keys "
-            "and connected plan, and every connected plan's events and rules.",
-        ),
-    }
-
-
 def _schemas() -> JSON:
-    return {
-        "Error": obj(
-            {
-                "code": {"type": "string", "description": "Machine-readable, e.g. `not_found`."},
-                "message": {"type": "string"},
-            },
-            ("code", "message"),
-        ),
-        "Liveness": obj({"status": {"const": "ok"}}, ("status",)),
-        "Readiness": obj(
-            {
-                "status": {"type": "string", "enum": ["ready", "not ready"]},
-                "snapshotRevision": {
-                    "type": ["string", "null"],
-                    "description": "Ingest: the revision of the plan snapshot being served.",
-                },
-            },
-            ("status",),
-            additionalProperties={"type": "boolean"},
-            description="`status`, one boolean per check (`kafka`, `snapshot`, `catalog`, and on "
-            "the admin port `snapshotBuild`) and, on the ingest port, `snapshotRevision`.",
-        ),
-        **event_schemas(),
-        **_admin_schemas(),
-    }
+    return {**operations_schemas(), **event_schemas()}
 
 
 # --- parameters --------------------------------------------------------------------------------
@@ -272,76 +192,6 @@ def _component_name(ref: JSON) -> str:
     return str(ref["$ref"]).rsplit("/", 1)[1]
 
 
-def _operations_paths() -> JSON:
-    return {
-        "/health/live": {
-            "get": operation(
-                OPERATIONS,
-                "live",
-                "Liveness probe",
-                {"200": ok("The process runs.", ref("Liveness"))},
-                security=PUBLIC,
-            )
-        },
-        "/health/ready": {
-            "get": operation(
-                OPERATIONS,
-                "ready",
-                "Readiness probe",
-                {
-                    "200": ok("Every check passes.", ref("Readiness")),
-                    "503": ok("A check fails (named false).", ref("Readiness")),
-                },
-                security=PUBLIC,
-                description="Ingest: Kafka answers and a plan snapshot is loaded; admin: the "
-                "catalog database answers and its plan snapshot builds.",
-            )
-        },
-        "/metrics": {
-            "get": operation(
-                OPERATIONS,
-                "metrics",
-                "Prometheus metrics",
-                {
-                    "200": {
-                        "description": "Prometheus text exposition.",
-                        "content": {"text/plain": {"schema": {"type": "string"}}},
-                    }
-                },
-                security=PUBLIC,
-            )
-        },
-        OPENAPI_PATH: {
-            "get": operation(
-                OPERATIONS,
-                "openapi",
-                "This OpenAPI document",
-                {"200": ok("The OpenAPI 3.1 description of both ports.", ANY_OBJECT)},
-                security=PUBLIC,
-            )
-        },
-        SNAPSHOT_PATH: {
-            "get": operation(
-                ADMIN,
-                "getSnapshot",
-                "The plan snapshot for ingest replicas",
-                {
-                    "200": ok(
-                        "The snapshot.",
-                        ref("Snapshot"),
-                        {"ETag": {"description": "The revision.", "schema": {"type": "string"}}},
-                    ),
-                    "304": {"description": "Unchanged since `If-None-Match`."},
-                    "401": error(401),
-                    "503": error(503),
-                },
-                security=ADMIN_SECURITY,
-                parameters=(IF_NONE_MATCH,),
-            )
-        },
-    }
-
-
 def _with_path_parameters(paths: JSON) -> JSON:
     """Declare each path's template parameters once, at the path level."""
     for path, item in paths.items():
@@ -399,7 +249,7 @@ def _document() -> JSON:
         **ingest_paths(),
         **native_paths,
         **entity_paths,
-        **_operations_paths(),
+        **operations_paths(),
     }
     paths.update(_rudderstack_base_aliases(paths))
     return {
