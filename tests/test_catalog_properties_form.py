@@ -218,6 +218,53 @@ async def test_form_errors(api: Admin, method: str, body: dict[str, Any]) -> Non
     assert set(document) == {"code", "message"}
 
 
+async def test_hand_written_rules_read_as_properties(api: Admin) -> None:
+    """Rules sent as a JSON schema may say what the properties form never writes (a schema for
+    the other keys, a type list); their properties view still describes them."""
+    plan = await api.ok("POST", PLANS, {"name": "Hand Plan"})
+    rules = {
+        "type": "object",
+        "properties": {
+            "properties": {
+                "type": "object",
+                "properties": {
+                    "cart": {
+                        "type": "object",
+                        "properties": {"id": {"type": "string"}},
+                        "additionalProperties": {"type": "integer"},
+                    },
+                    "note": {"type": ["string", "null"], "maxLength": 5},
+                    "anything": {},
+                },
+            }
+        },
+    }
+    await api.ok("PATCH", f"{PLANS}/{plan['id']}/events", {"name": "Hand Made", "rules": rules})
+    event = (await api.ok("GET", f"{PLANS}/{plan['id']}/events"))["data"][0]
+    view = await api.ok("GET", f"{PLANS}/{plan['id']}/events/{event['id']}?format=properties")
+    assert view["properties"] == [
+        {
+            "id": None,
+            "name": "cart",
+            "type": "object",
+            "propConfig": {},
+            "required": False,
+            "properties": [
+                {"id": None, "name": "id", "type": "string", "propConfig": {}, "required": False}
+            ],
+            "additionalProperties": {"type": "integer"},
+        },
+        {
+            "id": None,
+            "name": "note",
+            "type": ["string", "null"],
+            "propConfig": {"maxLength": 5},
+            "required": False,
+        },
+        {"id": None, "name": "anything", "type": "", "propConfig": {}, "required": False},
+    ]
+
+
 async def test_properties_form_enforces_end_to_end(api: Admin) -> None:
     plan = await api.ok("POST", PLANS, {"name": "Enforced Plan"})
     await api.ok(

@@ -92,10 +92,14 @@ class DescribedProperty(msgspec.Struct, rename="camel", kw_only=True):
         str | None, msgspec.Meta(description="The matching catalog property; null if none.")
     ]
     name: str
-    type: str | list[str]
+    # As the rules say it: a property form writes a type, a list of types or "" (any type),
+    # or a custom type's name; a rule written by hand may say anything its schema allows.
+    type: Annotated[
+        Any, msgspec.Meta(description='A type, a list of types, "" or a custom type\'s name.')
+    ]
     prop_config: dict[str, Any]
     required: bool
-    additional_properties: bool | UnsetType = UNSET
+    additional_properties: bool | dict[str, Any] | UnsetType = UNSET
     properties: list[DescribedProperty] | UnsetType = UNSET
 
 
