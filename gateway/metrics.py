@@ -51,7 +51,7 @@ class Metrics:
         self.violations = Counter(
             PREFIX + "violations_total",
             "Tracking-plan violations found",
-            ["source_id", "tracking_plan_id", "event", "violation_type"],
+            ["source_id", "tracking_plan_id", "event", "rule_version", "violation_type"],
             registry=r,
         )
         self.request_duration = Histogram(

@@ -54,8 +54,8 @@ class Tally:
     received: Counter[str] = field(default_factory=Counter)
     forwarded: Counter[str] = field(default_factory=Counter)
     quarantined: Counter[tuple[str, str]] = field(default_factory=Counter)
-    # (tracking plan id, event label, violation type) -> count
-    violations: Counter[tuple[str, str, str]] = field(default_factory=Counter)
+    # (tracking plan id, event label, rule version, violation type) -> count
+    violations: Counter[tuple[str, str, str, str]] = field(default_factory=Counter)
     validation_s: float = 0.0
 
 
@@ -145,7 +145,9 @@ class Pipeline:
                 violations = decision.violations
                 reason = decision.reason
                 for v in violations:
-                    tally.violations[decision.plan.id, decision.event_label, v["type"]] += 1
+                    tally.violations[
+                        decision.plan.id, decision.event_label, decision.rule_version, v["type"]
+                    ] += 1
             if problem is not None:
                 reason = QuarantineReason.INVALID_EVENT
                 violations = [invalid_event_violation(problem)]

@@ -402,7 +402,15 @@ async def test_mixed_batch_forwarded_quarantined_and_counted(
     }
 
     def vkey(event: str, vtype: str) -> frozenset[tuple[str, str]]:
-        return labels(source_id=src, tracking_plan_id=PLAN_ID, event=event, violation_type=vtype)
+        # The version of the rule that found the violation; none for an unplanned event.
+        version = "" if event == "(unplanned)" else "1"
+        return labels(
+            source_id=src,
+            tracking_plan_id=PLAN_ID,
+            event=event,
+            rule_version=version,
+            violation_type=vtype,
+        )
 
     assert of_family(samples, "gateway_violations_total") == {
         vkey(EVENT_NAME, "Datatype-Mismatch"): 3.0,

@@ -31,6 +31,8 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "unplannedProperties": ("forward", "drop", "omit"),
     "anyOtherViolation": ("forward", "drop"),
     "propagateValidationErrors": ("true", "false"),
+    # Which version of an event's rule an event that names none is checked against.
+    "defaultRuleVersion": ("oldest", "latest"),
 }
 UNPLANNED_EVENT_SECTIONS = ("global", "track")
 

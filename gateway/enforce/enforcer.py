@@ -24,6 +24,7 @@ from gateway.enforce.violations import (
     ADDITIONAL_PROPERTIES,
     Violation,
     invalid_event_violation,
+    unknown_version_violation,
     unplanned_event_violation,
 )
 from gateway.outcomes import QuarantineReason
@@ -43,6 +44,8 @@ class Decision:
     reason: QuarantineReason | None  # None: forward
     # The metrics label for the event: a planned name, the event type, or "(unplanned)".
     event_label: str
+    # The version of the event's rule it was checked against ("" when none was).
+    rule_version: str
     # What stamping did to a forwarded event, so that its JSON written before enforcement can
     # be reused: the keys added at the end of ``context`` (a dict, or a new ``context`` key)
     # when that is all that changed; None when the event changed otherwise (omitted keys, a
@@ -78,7 +81,8 @@ class Enforcer:
         compiled rules are then exempt from the cyclic garbage collector, as the snapshot is.
         """
         for plan in list(snapshot.tracking_plans.values()):
-            for planned in plan.events:
+            common = (plan.common,) if plan.common is not None else ()
+            for planned in (*(v for e in plan.events for v in e.all_versions()), *common):
                 if self._warming is not snapshot:
                     return
                 if planned.fingerprint not in self._rules:
@@ -146,43 +150,95 @@ class Enforcement:
         plan = self.plan
         event_type: str = event["type"]
         policy = self._policies[event_type]
-        violations, label = self._validate(event, event_type, budget)
+        violations, label, version = self._validate(event, event_type, policy, budget)
         if violations is None:
             assert budget is not None
             unlisted = [invalid_event_violation(budget.exhausted_message())]
-            return Decision(plan, unlisted, QuarantineReason.INVALID_EVENT, label)
+            return Decision(plan, unlisted, QuarantineReason.INVALID_EVENT, label, version)
         if not violations:
             stamps = self._clean[policy.propagate_validation_errors]
-            return Decision(plan, violations, None, label, _append(event, stamps))
+            return Decision(plan, violations, None, label, version, _append(event, stamps))
         reason = policy.drop_reason(violations)
-        decision = Decision(plan, violations, reason, label)
+        decision = Decision(plan, violations, reason, label, version)
         if reason is None:
             decision.appended = _stamp(event, plan, violations, policy)
         return decision
 
     def _validate(
-        self, event: dict[str, Any], event_type: str, budget: ViolationBudget | None
-    ) -> tuple[list[Violation] | None, str]:
-        """The violations (None: invalid, but over the request's budget) and the metrics label."""
+        self,
+        event: dict[str, Any],
+        event_type: str,
+        policy: Policy,
+        budget: ViolationBudget | None,
+    ) -> tuple[list[Violation] | None, str, str]:
+        """The violations (None: invalid, but over the request's budget), the metrics label
+        and the version of the rule checked ("" if none): the event's own rule, at the version
+        it names or the connection's default, then the plan's common rule."""
         if event_type == "alias":
-            return [], event_type
+            return [], event_type, ""
         name = event.get("event", "") if event_type == "track" else ""
         planned = self.plan.by_key.get((event_type, name))
+        version = ""
+        found: list[Violation] | None
         if planned is None:
             if event_type == "track":
-                return [unplanned_event_violation(name)], UNPLANNED_LABEL
-            return [], event_type
-        label = name if event_type == "track" else event_type
+                found, label = [unplanned_event_violation(name)], UNPLANNED_LABEL
+            else:
+                found, label = [], event_type
+        else:
+            label = name if event_type == "track" else event_type
+            chosen, found = _chosen_version(planned, event, policy)
+            if chosen is not None:
+                version = str(chosen.version)
+                found = self._check(chosen, event, budget)
+        common = self.plan.common
+        if common is None or found is None:
+            return found, label, version
+        extra = self._check(common, event, budget)
+        if extra is None:
+            return None, label, version
+        return (found + extra if extra else found), label, version
+
+    def _check(
+        self, planned: PlanEvent, event: dict[str, Any], budget: ViolationBudget | None
+    ) -> list[Violation] | None:
+        """One rule's violations of the event (None: some, over the request's budget)."""
         rule = self._rules.get(planned.fingerprint) or self._enforcer.rule(planned)
         if rule.is_valid(event):
-            return [], label
+            return []
         if budget is None:
-            return rule.violations(event), label
+            return rule.violations(event)
         if budget.left <= 0:
-            return None, label
+            return None
         violations = rule.violations(event)
         budget.left -= len(violations)
-        return violations, label
+        return violations
+
+
+def _chosen_version(
+    planned: PlanEvent, event: dict[str, Any], policy: Policy
+) -> tuple[PlanEvent | None, list[Violation]]:
+    """The version of the rule to check the event against, or None and why not.
+
+    An event names one in ``context.protocols.event_version`` (an integer, or its digits);
+    else the connection's default applies: the oldest, or the latest."""
+    context = event.get("context")
+    protocols = context.get("protocols") if isinstance(context, dict) else None
+    if not isinstance(protocols, dict) or "event_version" not in protocols:
+        if policy.latest_rule_version and planned.latest is not None:
+            return planned.latest, []
+        return planned, []
+    pinned = protocols["event_version"]
+    number = pinned
+    if isinstance(pinned, str) and pinned.isdigit() and len(pinned) < 10:
+        number = int(pinned)
+    chosen = planned.at_version(number) if type(number) is int else None
+    if chosen is None:
+        versions = [v.version for v in planned.all_versions()]
+        return None, [
+            unknown_version_violation(planned.name or planned.event_type, pinned, versions)
+        ]
+    return chosen, []
 
 
 class ViolationBudget:

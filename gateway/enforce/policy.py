@@ -21,6 +21,9 @@ class Policy:
     unplanned_properties: str = "forward"  # forward | drop | omit
     any_other_violation: str = "forward"  # forward | drop
     propagate_validation_errors: bool = True
+    # An event that names no version of its rule (context.protocols.event_version) is checked
+    # against the oldest, or with defaultRuleVersion "latest", the latest.
+    latest_rule_version: bool = False
 
     def drop_reason(self, violations: list[Violation]) -> QuarantineReason | None:
         """The reason to quarantine, or None to forward; several drop rules drop once."""
@@ -72,6 +75,10 @@ def _policy(config: Mapping[str, Any], event_type: str) -> Policy:
             merged.get("anyOtherViolation"), ("forward", "drop"), "forward"
         ),
         propagate_validation_errors=_flag(merged.get("propagateValidationErrors"), default=True),
+        latest_rule_version=_choice(
+            merged.get("defaultRuleVersion"), ("oldest", "latest"), "oldest"
+        )
+        == "latest",
     )
 
 

@@ -73,6 +73,18 @@ def unplanned_event_violation(name: str) -> Violation:
     }
 
 
+def unknown_version_violation(name: str, pinned: object, versions: Iterable[int]) -> Violation:
+    """The event names a version of its rule (``context.protocols.event_version``) that the plan
+    does not have."""
+    have = ", ".join(str(v) for v in sorted(versions))
+    return {
+        "type": UNKNOWN_VIOLATION,
+        "message": f"no version {pinned!r} of the rule for {name}: the plan has {have}",
+        "property": "event_version",
+        "meta": {"instancePath": "/context/protocols", "schemaPath": ""},
+    }
+
+
 def invalid_event_violation(problem: str) -> Violation:
     """Why an event could not be judged by its rule at all (quarantined as ``invalid-event``)."""
     return {"type": INVALID_EVENT, "message": cut_text(problem)}

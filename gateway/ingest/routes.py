@@ -274,8 +274,10 @@ def _count(counter: Any, source_id: str, counts: Any) -> None:
 def _count_violations(metrics: Metrics, source_id: str, tally: Tally) -> None:
     if tally.validation_s:
         metrics.validation_duration.observe(tally.validation_s)
-    for (plan_id, event_label, violation_type), n in tally.violations.items():
-        metrics.violations.labels(source_id, plan_id, event_label, violation_type).inc(n)
+    for (plan_id, event_label, rule_version, violation_type), n in tally.violations.items():
+        metrics.violations.labels(
+            source_id, plan_id, event_label, rule_version, violation_type
+        ).inc(n)
 
 
 def _count_outcomes(metrics: Metrics, source_id: str, tally: Tally) -> None:

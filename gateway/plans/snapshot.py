@@ -20,6 +20,7 @@ from gateway.enforce.policy import Policy, policies_for
 from gateway.outcomes import EVENT_TYPES
 
 IDENTITY_SECTIONS = ("properties", "traits", "context.traits")
+COMMON = "common"  # the event type of a plan's common rule
 
 
 class SnapshotError(ValueError):
@@ -28,6 +29,8 @@ class SnapshotError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class PlanEvent:
+    """One rule of a plan: an event's (at one of its versions), or the plan's common rule."""
+
     name: str
     event_type: str
     identity_section: str
@@ -35,6 +38,19 @@ class PlanEvent:
     # Digest of ``rules``: equal rules share one parsed object and one compiled validator,
     # across plans and across refreshes.
     fingerprint: str
+    version: int = 1
+    # Every version of the event's rule by number, this one included; empty when the event
+    # has only this one. ``latest`` is the highest (this one when there is no other).
+    versions: Mapping[int, PlanEvent] = field(default_factory=dict)
+    latest: PlanEvent | None = None
+
+    def at_version(self, version: int) -> PlanEvent | None:
+        if not self.versions:
+            return self if version == self.version else None
+        return self.versions.get(version)
+
+    def all_versions(self) -> tuple[PlanEvent, ...]:
+        return tuple(self.versions.values()) if self.versions else (self,)
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +61,8 @@ class TrackingPlan:
     events: tuple[PlanEvent, ...]
     # (event type, name) → event; "" is the name of non-track events.
     by_key: Mapping[tuple[str, str], PlanEvent]
+    # The rule every event of the plan must satisfy as well as its own, if any.
+    common: PlanEvent | None = None
 
     def event(self, event_type: str, name: str) -> PlanEvent | None:
         return self.by_key.get((event_type, name))
@@ -181,13 +199,14 @@ def snapshot_from_compact(compact: bytes) -> Snapshot:
         if kind == "rule":
             rules[row[0]] = row[1]
         elif kind == "plan":
-            plan_id, name, version, event_rows = row
-            events = tuple(
-                PlanEvent(ev_name, ev_type, identity, rules[fp], fp)
-                for ev_name, ev_type, identity, fp in event_rows
-            )
+            plan_id, name, version, event_rows, common_row = row
+            events = tuple(_plan_event(event_row, rules) for event_row in event_rows)
             by_key = {(e.event_type, e.name): e for e in events}
-            plans[plan_id] = TrackingPlan(plan_id, name, version, events, by_key)
+            common = None
+            if common_row is not None:
+                common_version, fp = common_row
+                common = PlanEvent("", COMMON, "properties", rules[fp], fp, common_version)
+            plans[plan_id] = TrackingPlan(plan_id, name, version, events, by_key, common)
         elif kind == "source":
             source_id, name, enabled, keys, connection = row
             tracking_plan = None
@@ -203,15 +222,28 @@ def snapshot_from_compact(compact: bytes) -> Snapshot:
     return Snapshot(revision, tuple(sources), plans, rules, by_digest)
 
 
+def _plan_event(row: list[Any], rules: dict[str, Any]) -> PlanEvent:
+    name, event_type, identity, fp, version, others = row
+    oldest = PlanEvent(name, event_type, identity, rules[fp], fp, version)
+    if not others:
+        return oldest
+    versions = {version: oldest}
+    for number, other_fp in others:
+        versions[number] = PlanEvent(name, event_type, identity, rules[other_fp], other_fp, number)
+    latest = versions[max(versions)]
+    return PlanEvent(name, event_type, identity, oldest.rules, fp, version, versions, latest)
+
+
 def snapshot_revision_of(content: bytes) -> str:
     """A revision for documents that carry none (e.g. a hand-written plans file)."""
     return "sha256:" + hashlib.sha256(content).hexdigest()[:16]
 
 
 def _plan_row(raw: Any, where: str, rules: dict[str, Any]) -> list[Any]:
-    """``[id, name, version, [[name, eventType, identitySection, rules digest], ...]]``"""
+    """``[id, name, version, [[name, eventType, identitySection, rules digest, rule version,
+    [[other version, its rules digest], ...]], ...], [common version, digest] | None]``"""
     obj = _obj(raw, where)
-    events: list[list[str]] = []
+    events: list[list[Any]] = []
     for j, raw_event in enumerate(_list(obj, "events", where)):
         ev_where = f"{where}.events[{j}]"
         ev = _obj(raw_event, ev_where)
@@ -228,21 +260,48 @@ def _plan_row(raw: Any, where: str, rules: dict[str, Any]) -> list[Any]:
             raise SnapshotError(
                 f"{ev_where}.identitySection: must be one of {', '.join(IDENTITY_SECTIONS)}"
             )
-        schema = ev.get("rules", {})
-        if schema is True:
-            schema = {}
-        if not isinstance(schema, dict):
-            raise SnapshotError(f"{ev_where}.rules: must be a JSON schema object")
-        canonical = orjson.dumps(schema, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
-        fingerprint = hashlib.blake2b(canonical, digest_size=16).hexdigest()
-        rules.setdefault(fingerprint, schema)
-        events.append([name, event_type, identity, fingerprint])
+        fingerprint = _rule(ev.get("rules", {}), f"{ev_where}.rules", rules)
+        version = _int(ev, "ruleVersion", ev_where, default=1)
+        others: list[list[Any]] = []
+        raw_others = ev.get("otherVersions") or {}
+        if not isinstance(raw_others, dict):
+            raise SnapshotError(f"{ev_where}.otherVersions: must be an object")
+        for number, other in raw_others.items():
+            if not number.isdigit() or int(number) <= version:
+                raise SnapshotError(
+                    f"{ev_where}.otherVersions: {number!r} is not a version above {version}"
+                )
+            other_where = f"{ev_where}.otherVersions.{number}"
+            others.append([int(number), _rule(other, other_where, rules)])
+        events.append([name, event_type, identity, fingerprint, version, sorted(others)])
+    common: list[Any] | None = None
+    raw_common = obj.get("commonRule")
+    if raw_common is not None:
+        common_where = f"{where}.commonRule"
+        common_obj = _obj(raw_common, common_where)
+        common = [
+            _int(common_obj, "version", common_where, default=1),
+            _rule(common_obj.get("rules", {}), f"{common_where}.rules", rules),
+        ]
     return [
         _str(obj, "id", where),
         str(obj.get("name", "")),
         _int(obj, "version", where, default=1),
         events,
+        common,
     ]
+
+
+def _rule(schema: Any, where: str, rules: dict[str, Any]) -> str:
+    """The digest of a rule (kept once in ``rules``)."""
+    if schema is True:
+        schema = {}
+    if not isinstance(schema, dict):
+        raise SnapshotError(f"{where}: must be a JSON schema object")
+    canonical = orjson.dumps(schema, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
+    fingerprint = hashlib.blake2b(canonical, digest_size=16).hexdigest()
+    rules.setdefault(fingerprint, schema)
+    return fingerprint
 
 
 def _source_row(raw: Any, where: str) -> list[Any]:

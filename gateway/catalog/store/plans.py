@@ -25,7 +25,13 @@ async def list_all(conn: AsyncConnection) -> list[Any]:
 
 
 async def insert_plan(
-    conn: AsyncConnection, plan_id: str, *, name: str, description: str | None, creation_type: str
+    conn: AsyncConnection,
+    plan_id: str,
+    *,
+    name: str,
+    description: str | None,
+    creation_type: str,
+    plan_type: str = "LIVE",
 ) -> None:
     now = now_text()
     await conn.execute(
@@ -35,6 +41,7 @@ async def insert_plan(
             description=description,
             version=1,
             creation_type=creation_type,
+            plan_type=plan_type,
             created_at=now,
             updated_at=now,
         )
@@ -83,11 +90,21 @@ async def version_document(conn: AsyncConnection, plan_id: str, version: int) ->
 
 
 def _events_of(plan_id: str) -> Select[Any]:
-    """Each event of the plan: the catalog event's columns and the plan's ``identity_section``,
-    ``additional_properties`` and ``rules`` for it."""
+    """Each event of the plan: the catalog event's columns and the plan's for it
+    (``identity_section``, ``additional_properties``, ``rules``, ``rule_version``,
+    ``other_versions``, and when it was added and changed: ``added_at``, ``changed_at``)."""
     te = schema.tracking_plan_events
     return (
-        select(schema.events, te.c.identity_section, te.c.additional_properties, te.c.rules)
+        select(
+            schema.events,
+            te.c.identity_section,
+            te.c.additional_properties,
+            te.c.rules,
+            te.c.rule_version,
+            te.c.other_versions,
+            te.c.created_at.label("added_at"),
+            te.c.updated_at.label("changed_at"),
+        )
         .join(te, te.c.event_id == schema.events.c.id)
         .where(te.c.plan_id == plan_id)
     )
@@ -123,7 +140,7 @@ async def put_event(
     additional_properties: bool,
     rules: dict[str, Any],
 ) -> None:
-    """Insert or replace one event's rules in a plan."""
+    """Insert or replace one event's rules in a plan (its oldest version's, when it has more)."""
     te = schema.tracking_plan_events
     now = now_text()
     values = {
@@ -139,6 +156,28 @@ async def put_event(
         await conn.execute(
             insert(te).values(plan_id=plan_id, event_id=event_id, created_at=now, **values)
         )
+
+
+async def put_versions(
+    conn: AsyncConnection,
+    plan_id: str,
+    event_id: str,
+    *,
+    rule_version: int,
+    other_versions: dict[str, Any] | None,
+) -> None:
+    """Number the event's ``rules`` and set its other versions (the row must exist)."""
+    te = schema.tracking_plan_events
+    await conn.execute(
+        update(te)
+        .where(te.c.plan_id == plan_id, te.c.event_id == event_id)
+        .values(rule_version=rule_version, other_versions=other_versions or None)
+    )
+
+
+async def set_common_rule(conn: AsyncConnection, plan_id: str, rule: dict[str, Any] | None) -> None:
+    table = schema.tracking_plans
+    await conn.execute(update(table).where(table.c.id == plan_id).values(common_rule=rule))
 
 
 async def remove_event(conn: AsyncConnection, plan_id: str, event_id: str) -> None:

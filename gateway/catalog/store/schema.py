@@ -26,6 +26,8 @@ from sqlalchemy import (
     Table,
     Text,
     TypeDecorator,
+    inspect,
+    text,
 )
 
 metadata = MetaData()
@@ -93,6 +95,11 @@ tracking_plans = Table(
     Column("creation_type", String(NAME), nullable=False),
     Column("created_at", String(TIME), nullable=False),
     Column("updated_at", String(TIME), nullable=False),
+    # Segment's plan type: LIVE, PROPERTY_LIBRARY, RULE_LIBRARY or TEMPLATE (migration 3).
+    Column("plan_type", String(32), nullable=False, server_default="LIVE"),
+    # The COMMON rule every event of the plan must also satisfy: {"version", "rules",
+    # "createdAt", "updatedAt"}, or null (migration 3).
+    Column("common_rule", Json, nullable=True),
 )
 
 # Every version of every plan, exactly as it was (plan fields, events and rules).
@@ -165,6 +172,10 @@ tracking_plan_events = Table(
     Column("rules", Json, nullable=False),  # a JSON schema
     Column("created_at", String(TIME), nullable=False),
     Column("updated_at", String(TIME), nullable=False),
+    # Rule versions (migration 3): ``rules`` is the oldest, numbered ``rule_version``; the
+    # others are {"<version>": {"rules", "createdAt", "updatedAt"}}, or null when there are none.
+    Column("rule_version", Integer, nullable=False, server_default="1"),
+    Column("other_versions", Json, nullable=True),
     PrimaryKeyConstraint("plan_id", "event_id"),
 )
 
@@ -225,8 +236,8 @@ V1_TABLES = (
 
 
 def _v1_initial(conn: Connection) -> None:
-    # Creates the tables as defined above. A later migration that changes a table must alter
-    # it explicitly and freeze this one's definitions, so old and new databases match.
+    # Creates the tables as defined above, with the columns later migrations added: each of
+    # those adds only what a database lacks, so old and new databases end up alike.
     metadata.create_all(conn, tables=list(V1_TABLES))
 
 
@@ -234,8 +245,31 @@ def _v2_change_log(conn: Connection) -> None:
     metadata.create_all(conn, tables=[changes, change_targets])
 
 
+def _v3_rule_versions(conn: Connection) -> None:
+    _add_missing_columns(conn, tracking_plans, ("plan_type", "common_rule"))
+    _add_missing_columns(conn, tracking_plan_events, ("rule_version", "other_versions"))
+
+
+def _add_missing_columns(conn: Connection, table: Table, names: tuple[str, ...]) -> None:
+    present = {column["name"] for column in inspect(conn).get_columns(table.name)}
+    for name in names:
+        if name in present:
+            continue
+        column = table.c[name]
+        kind = column.type.compile(dialect=conn.dialect)
+        default = ""
+        if column.server_default is not None:
+            value = column.server_default.arg  # type: ignore[attr-defined]
+            default = (
+                f" DEFAULT '{value}'" if isinstance(column.type, String) else f" DEFAULT {value}"
+            )
+        null = "" if column.nullable else " NOT NULL"
+        conn.execute(text(f"ALTER TABLE {table.name} ADD COLUMN {name} {kind}{default}{null}"))
+
+
 # (version, description, migration); append only.
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "initial catalog schema", _v1_initial),
     (2, "change log", _v2_change_log),
+    (3, "rule versions, common rules and plan types", _v3_rule_versions),
 ]

@@ -35,6 +35,8 @@ async def _snapshot_document(conn: AsyncConnection) -> dict[str, Any]:
             schema.tracking_plan_events.c.plan_id,
             schema.tracking_plan_events.c.identity_section,
             schema.tracking_plan_events.c.rules,
+            schema.tracking_plan_events.c.rule_version,
+            schema.tracking_plan_events.c.other_versions,
             schema.events.c.name,
             schema.events.c.event_type,
         )
@@ -42,14 +44,17 @@ async def _snapshot_document(conn: AsyncConnection) -> dict[str, Any]:
         .order_by(schema.tracking_plan_events.c.created_at, schema.events.c.name)
     )
     for row in rows:
-        events[row.plan_id].append(
-            {
-                "name": row.name,
-                "eventType": row.event_type,
-                "identitySection": row.identity_section,
-                "rules": row.rules,
-            }
-        )
+        event = {
+            "name": row.name,
+            "eventType": row.event_type,
+            "identitySection": row.identity_section,
+            "rules": row.rules,
+        }
+        if row.rule_version != 1:
+            event["ruleVersion"] = row.rule_version
+        if row.other_versions:
+            event["otherVersions"] = {n: v["rules"] for n, v in row.other_versions.items()}
+        events[row.plan_id].append(event)
     sources = []
     for source in await stored_sources.list_all(conn):
         connection = connected.get(source.id)
@@ -67,8 +72,15 @@ async def _snapshot_document(conn: AsyncConnection) -> dict[str, Any]:
     return {
         "revision": str(revision),
         "sources": sources,
-        "trackingPlans": [
-            {"id": plan.id, "name": plan.name, "version": plan.version, "events": events[plan.id]}
-            for plan in plans.values()
-        ],
+        "trackingPlans": [_plan(plan, events[plan.id]) for plan in plans.values()],
     }
+
+
+def _plan(row: Any, events: list[dict[str, Any]]) -> dict[str, Any]:
+    plan = {"id": row.id, "name": row.name, "version": row.version, "events": events}
+    if row.common_rule is not None:
+        plan["commonRule"] = {
+            "version": row.common_rule["version"],
+            "rules": row.common_rule["rules"],
+        }
+    return plan
