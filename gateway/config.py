@@ -109,9 +109,14 @@ class AdminSettings:
     # As ingest.read_timeout_s / ingest.keepalive_timeout_s, for the admin and metrics ports.
     read_timeout_s: float = 30.0
     keepalive_timeout_s: float = 75.0
+    # Segment API rate limits, per token: every request, and listing a plan's rules.
+    segment_requests_per_minute: int = 3000
+    segment_rules_requests_per_minute: int = 200
 
     def validate(self) -> None:
         _port("admin.port", self.port)
+        _positive("admin.segment_requests_per_minute", self.segment_requests_per_minute)
+        _positive("admin.segment_rules_requests_per_minute", self.segment_rules_requests_per_minute)
         _positive("admin.read_timeout_s", self.read_timeout_s)
         _positive("admin.keepalive_timeout_s", self.keepalive_timeout_s)
         if set(self.tokens) & set(self.snapshot_tokens):

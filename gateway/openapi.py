@@ -29,6 +29,9 @@ from gateway.catalog.native.document import TAG as NATIVE
 from gateway.catalog.native.document import native_document
 from gateway.catalog.native.routes import NATIVE_API
 from gateway.catalog.routes import CATALOG_ROUTES
+from gateway.catalog.segment.document import TAG as SEGMENT
+from gateway.catalog.segment.document import segment_document
+from gateway.catalog.segment.routes import SEGMENT_ROUTES
 from gateway.document import (
     ADMIN_SECURITY,
     JSON,
@@ -117,6 +120,7 @@ PATH_PARAMETERS: dict[str, str] = {
     "key": "A write key of the source.",
     "id": "The entity's id.",
     "version": "An API version (an integer) or `latest`.",
+    "trackingPlanId": "Tracking plan id (`tp_…`).",
 }
 
 
@@ -228,16 +232,18 @@ A tracking-plan validation gateway. Two ports, one document:
 - **ingest** (default 8080): Segment/RudderStack-compatible HTTP tracking API. The write key is
   the Basic auth username (password ignored), `writeKey` in the JSON body, or `?writeKey=`.
   `OPTIONS` on these routes answers CORS preflights; nothing else sends CORS headers.
-- **admin** (default 8081): the management API, compatible with RudderStack's Data Catalog
-  API (at `/catalog/…` and, as RudderStack's base URL has it, `/v2/catalog/…`); the gateway's
-  own versioned API under `/api/{version}` (sources and write keys); the plan snapshot.
+- **admin** (default 8081): one catalog, three management APIs: RudderStack's Data Catalog
+  API (at `/catalog/…` and, as RudderStack's base URL has it, `/v2/catalog/…`), Segment's
+  Public API for tracking plans (`/tracking-plans/…`), and the gateway's own versioned API
+  under `/api/{version}` (sources and write keys, the change log); and the plan snapshot.
   `Authorization: Bearer <token>`, `X-API-Token: <token>`, or Basic `email:token`.
 
 `/health/*`, `/metrics` and `/openapi.json` are served on both ports without credentials
 (`/metrics` and `/openapi.json` on the ingest port unless `ingest.serve_metrics_and_openapi` is
 false).
-Errors are JSON `{"code", "message"}` (under `/api`, the envelope's `errorDetails`); 429 and
-503 carry `Retry-After`.
+Errors are JSON `{"code", "message"}` (under `/api`, the envelope's `errorDetails`; under
+`/tracking-plans`, `{"errors": [{"type", "message", "status"}]}`); 429 and 503 carry
+`Retry-After`.
 """
 
 
@@ -245,10 +251,12 @@ Errors are JSON `{"code", "message"}` (under `/api`, the envelope's `errorDetail
 def _document() -> JSON:
     native_paths, native_schemas = native_document(NATIVE_API)
     entity_paths, entity_schemas = _declared_paths(CATALOG_ROUTES)
+    segment_paths, segment_schemas = segment_document(SEGMENT_ROUTES)
     paths = {
         **ingest_paths(),
         **native_paths,
         **entity_paths,
+        **segment_paths,
         **operations_paths(),
     }
     paths.update(_rudderstack_base_aliases(paths))
@@ -274,11 +282,18 @@ def _document() -> JSON:
                 "description": "Tracking plans, events, properties, categories and "
                 "connections (admin port; RudderStack Data Catalog API).",
             },
+            {
+                "name": SEGMENT,
+                "description": "Tracking plans, their rules (with versions and a common rule) and "
+                'sources, as Segment\'s Public API has them (admin port): `{"data": …}`, '
+                'errors `{"errors": [...]}` (422 for an invalid request), rate limited per '
+                "token.",
+            },
             {"name": OPERATIONS, "description": "Probes, metrics, this document (both ports)."},
         ],
         "paths": _with_path_parameters(paths),
         "components": {
-            "schemas": _ecma({**_schemas(), **entity_schemas, **native_schemas}),
+            "schemas": _ecma({**_schemas(), **entity_schemas, **segment_schemas, **native_schemas}),
             "responses": _error_responses(),
             "securitySchemes": {
                 "adminBearer": {

@@ -32,6 +32,16 @@ def _snapshot_schema() -> JSON:
             "eventType": {"type": "string", "enum": list(v.PLANNED_EVENT_TYPES)},
             "identitySection": {"type": "string", "enum": list(IDENTITY_SECTIONS)},
             "rules": ANY_OBJECT,
+            "ruleVersion": {
+                "type": "integer",
+                "minimum": 1,
+                "description": "The number of `rules` (default 1), the event's oldest version.",
+            },
+            "otherVersions": {
+                "type": "object",
+                "additionalProperties": ANY_OBJECT,
+                "description": "The event's other rule versions: their numbers → rules.",
+            },
         },
         ("name", "eventType", "identitySection", "rules"),
     )
@@ -67,6 +77,11 @@ def _snapshot_schema() -> JSON:
                             "name": {"type": "string"},
                             "version": {"type": "integer"},
                             "events": array(snapshot_event),
+                            "commonRule": obj(
+                                {"version": {"type": "integer"}, "rules": ANY_OBJECT},
+                                ("version", "rules"),
+                                description="Checked on every event besides its own rule.",
+                            ),
                         },
                         ("id", "name", "version", "events"),
                     )

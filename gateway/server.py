@@ -27,6 +27,8 @@ from gateway.catalog.http import (
 )
 from gateway.catalog.native.routes import NATIVE_API
 from gateway.catalog.routes import CATALOG_ROUTES
+from gateway.catalog.segment import RULES_LIMIT, add_segment_routes
+from gateway.catalog.segment.routes import SEGMENT_ROUTES
 from gateway.catalog.snapshot_builder import (
     SNAPSHOTS_KEY,
     LocalProvider,
@@ -256,6 +258,15 @@ class Gateway:
         app[AUTH_KEY] = TokenAuth(self.settings.admin.tokens, self.settings.admin.snapshot_tokens)
         NATIVE_API.add_routes(app)
         add_routes(app, CATALOG_ROUTES)
+        admin = self.settings.admin
+        add_segment_routes(
+            app,
+            SEGMENT_ROUTES,
+            {
+                "default": admin.segment_requests_per_minute,
+                RULES_LIMIT: admin.segment_rules_requests_per_minute,
+            },
+        )
         add_rudderstack_base_aliases(app)
         add_snapshot_route(app)
         add_common_routes(app, self.metrics, self.admin_readiness, self.serving_facts)

@@ -24,6 +24,7 @@ from hypothesis import settings
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.broker import EmbeddedBroker
+from gateway.catalog.store import Store
 from gateway.config import Role, Settings, load_settings
 from gateway.server import Gateway
 
@@ -131,6 +132,17 @@ async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncI
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()
+
+
+@pytest.fixture
+async def store(database_url: str) -> AsyncIterator[Store]:
+    """An open catalog store on a fresh database (SQLite and PostgreSQL)."""
+    opened = Store(database_url)
+    await opened.open()
+    try:
+        yield opened
+    finally:
+        await opened.close()
 
 
 GatewayFactory = Callable[..., Awaitable[Gateway]]

@@ -76,6 +76,10 @@ async def test_a_snapshot_token_reads_the_snapshot_and_nothing_else(
             if path.startswith("/api/"):  # the native API's envelope
                 assert body["result"] == "error", body
                 assert SNAPSHOT_PATH in body["errorDetails"]
+            elif path.startswith("/tracking-plans"):  # the Segment API's
+                [problem] = body["errors"]
+                assert (problem["type"], problem["status"]) == ("forbidden", 403), body
+                assert SNAPSHOT_PATH in problem["message"]
             else:
                 assert body["code"] == "forbidden", body
                 assert SNAPSHOT_PATH in body["message"]

@@ -3,8 +3,6 @@ file and a real PostgreSQL database, without HTTP in between."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 
 from gateway.catalog.store import Store, new_id, page_of_table
@@ -14,16 +12,6 @@ from gateway.catalog.store import plans as plans_store
 from gateway.catalog.store import properties as properties_store
 from gateway.catalog.store import sources as sources_store
 from gateway.errors import NotFound
-
-
-@pytest.fixture
-async def store(database_url: str) -> AsyncIterator[Store]:
-    opened = Store(database_url)
-    await opened.open()
-    try:
-        yield opened
-    finally:
-        await opened.close()
 
 
 async def _event(store: Store, name: str) -> str:

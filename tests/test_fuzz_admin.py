@@ -105,7 +105,16 @@ def seed(api: Api) -> dict[str, dict[str, str]]:
     category = api("POST", "/catalog/categories", {"name": "Fuzz Category"})
     event = api("POST", "/catalog/events", {"name": "Fuzz Event", "categoryId": category["id"]})
     prop = api("POST", "/catalog/properties", {"name": "fuzz_prop", "type": "string"})
+    segment = api("POST", "/tracking-plans", {"name": "Fuzz Segment Plan", "type": "LIVE"})
+    segment_id = segment["data"]["trackingPlan"]["id"]
+    rules = [
+        {"key": "Order Completed", "type": "TRACK", "version": 1, "jsonSchema": ORDER_RULES},
+        {"key": "Order Completed", "type": "TRACK", "version": 2, "jsonSchema": {}},
+        {"key": "", "type": "COMMON", "version": 1, "jsonSchema": {"type": "object"}},
+    ]
+    api("PATCH", f"/tracking-plans/{segment_id}/rules", {"rules": rules})
     return {
+        "/tracking-plans": {"trackingPlanId": segment_id},
         "/api": {"version": "latest", "source_id": source["id"], "key": source["writeKeys"][0]},
         PLANS: {"plan_id": plan["id"], "event_id": plan_event["id"], "source_id": source["id"]},
         "/catalog/custom-types": {"id": custom_type["id"]},

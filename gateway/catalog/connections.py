@@ -114,19 +114,32 @@ async def _check(conn: AsyncConnection, plan_id: str, source_id: str) -> Any:
     return await stored.of_source(conn, source_id)
 
 
+async def connect_source(
+    conn: AsyncConnection, plan_id: str, source_id: str, config: dict[str, Any]
+) -> None:
+    """Connect the source to the plan (it may have one plan at a time)."""
+    existing = await _check(conn, plan_id, source_id)
+    if existing is not None:
+        if existing.plan_id == plan_id:
+            raise BadRequest("source already connected to tracking plan")
+        raise BadRequest(
+            f"source is already connected to tracking plan {existing.plan_id}; disconnect it first"
+        )
+    await stored.insert_connection(conn, source_id, plan_id, config)
+
+
+async def disconnect_source(conn: AsyncConnection, plan_id: str, source_id: str) -> None:
+    existing = await _check(conn, plan_id, source_id)
+    if existing is None or existing.plan_id != plan_id:
+        raise BadRequest("source already disconnected from tracking plan")
+    await stored.delete_connection(conn, source_id)
+
+
 async def connect(call: Input[ConnectionRequest, None]) -> Connection:
     config = _config(call.body)
     plan_id, source_id = call.path["plan_id"], call.path["source_id"]
     async with call.store.write() as conn:
-        existing = await _check(conn, plan_id, source_id)
-        if existing is not None:
-            if existing.plan_id == plan_id:
-                raise BadRequest("source already connected to tracking plan")
-            raise BadRequest(
-                f"source is already connected to tracking plan {existing.plan_id}; "
-                "disconnect it first"
-            )
-        await stored.insert_connection(conn, source_id, plan_id, config)
+        await connect_source(conn, plan_id, source_id, config)
     return Connection(source_id, plan_id, config)
 
 
@@ -150,12 +163,8 @@ async def list_connections(call: Input[None, None]) -> ConnectionList:
 
 
 async def disconnect(call: Input[None, None]) -> None:
-    plan_id, source_id = call.path["plan_id"], call.path["source_id"]
     async with call.store.write() as conn:
-        existing = await _check(conn, plan_id, source_id)
-        if existing is None or existing.plan_id != plan_id:
-            raise BadRequest("source already disconnected from tracking plan")
-        await stored.delete_connection(conn, source_id)
+        await disconnect_source(conn, call.path["plan_id"], call.path["source_id"])
 
 
 ONE = PLANS + "/{plan_id}/sources/{source_id}"

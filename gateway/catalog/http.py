@@ -17,6 +17,8 @@ MAX_BODY_BYTES = 4 * 1024 * 1024
 # Paths anyone may read: probes, scrapes and the API description.
 PUBLIC_PATHS = frozenset({"/health/live", "/health/ready", "/metrics", "/openapi.json"})
 NATIVE_PREFIX = "/api/"
+SEGMENT_PREFIX = "/tracking-plans"
+OWN_AUTH_PREFIXES = (NATIVE_PREFIX, SEGMENT_PREFIX)
 # RudderStack's API base URL ends in /v2: its Data Catalog routes are answered there as well,
 # so scripts written for https://api.rudderstack.com/v2 need only a new host.
 CATALOG_PREFIX = "/catalog/"
@@ -25,9 +27,9 @@ RUDDERSTACK_BASE = "/v2"
 
 @web.middleware
 async def require_token(request: web.Request, handler: Handler) -> web.StreamResponse:
-    # The native API checks tokens itself, to answer in its own envelope.
-    native = request.path.startswith(NATIVE_PREFIX)
-    if request.method != "OPTIONS" and request.path not in PUBLIC_PATHS and not native:
+    # The native and Segment APIs check tokens themselves, to answer in their own envelopes.
+    own = request.path.startswith(OWN_AUTH_PREFIXES)
+    if request.method != "OPTIONS" and request.path not in PUBLIC_PATHS and not own:
         authorize(request)
     return await handler(request)
 

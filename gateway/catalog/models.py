@@ -47,14 +47,12 @@ PropertyType = Annotated[
     ),
 ]
 Keywords = Annotated[dict[str, Any], msgspec.Meta(description="Extra JSON Schema keywords.")]
-Rules = Annotated[
-    dict[str, Any],
-    msgspec.Meta(
-        min_length=1,
-        description="A JSON Schema (draft-07 by default; draft-04/06 by `$schema`) over the "
-        "whole normalized message.",
-    ),
-]
+RULES_TEXT = (
+    "A JSON Schema (draft-07 by default; draft-04/06 by `$schema`) over the whole normalized "
+    "message."
+)
+RuleSchema = Annotated[dict[str, Any], msgspec.Meta(description=RULES_TEXT)]
+Rules = Annotated[dict[str, Any], msgspec.Meta(min_length=1, description=RULES_TEXT)]  # to write
 Time = Annotated[str, msgspec.Meta(description="ISO 8601, UTC.")]
 
 

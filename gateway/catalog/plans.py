@@ -38,6 +38,7 @@ from gateway.catalog.models import (
     Id,
     IdentitySection,
     Rules,
+    RuleSchema,
     SectionChoice,
     Time,
     event_of,
@@ -73,14 +74,31 @@ class PlanEvent(CatalogEvent, kw_only=True):
     ]
 
 
+class RuleVersion(msgspec.Struct, rename="camel", kw_only=True):
+    """A version of a rule (Segment's event versioning; gateway.catalog.segment)."""
+
+    version: int
+    rules: RuleSchema
+    created_at: Time
+    updated_at: Time
+
+
 class PlanEventWithRules(PlanEvent, kw_only=True):
-    rules: Rules
+    """An event with its rules. An event with several versions of its rule (made through the
+    Segment API) has ``rules`` = its oldest, numbered ``ruleVersion``, and the others in
+    ``otherRuleVersions``."""
+
+    rules: RuleSchema
+    rule_version: int | UnsetType = UNSET
+    other_rule_versions: list[RuleVersion] | UnsetType = UNSET
 
 
 class TrackingPlanWithEvents(TrackingPlan, kw_only=True):
-    """A plan with its events and their rules (as of ``version``)."""
+    """A plan with its events and their rules (as of ``version``), and its common rule, which
+    every event must satisfy too, if it has one (made through the Segment API)."""
 
     events: list[PlanEventWithRules]
+    common_rule: RuleVersion | UnsetType = UNSET
 
 
 class TrackingPlanList(msgspec.Struct, rename="camel"):
@@ -107,7 +125,7 @@ class PlanEventView(PlanEvent, kw_only=True):
     """One event of a plan: ``rules`` (``?format=schema``) or ``properties``
     (``?format=properties``: the rules described as catalog properties)."""
 
-    rules: Rules | UnsetType = UNSET
+    rules: RuleSchema | UnsetType = UNSET
     properties: list[DescribedProperty] | UnsetType = UNSET
 
 
@@ -207,32 +225,51 @@ def _plan_event_fields(row: Any, workspace_id: str) -> dict[str, Any]:
     }
 
 
-async def _current(
+async def current_plan(
     conn: AsyncConnection, plan_id: str, workspace_id: str
 ) -> TrackingPlanWithEvents:
-    """The plan as it is now: fields, events and their rules."""
-    plan = _plan(await stored.get(conn, plan_id), workspace_id)
-    events = [
-        PlanEventWithRules(**_plan_event_fields(row, workspace_id), rules=row.rules)
-        for row in await stored.events(conn, plan_id)
-    ]
-    return TrackingPlanWithEvents(**msgspec.structs.asdict(plan), events=events)
+    """The plan as it is now: fields, events and their rules (every version of them), and its
+    common rule."""
+    row = await stored.get(conn, plan_id)
+    plan = _plan(row, workspace_id)
+    events = [_plan_event_with_rules(e, workspace_id) for e in await stored.events(conn, plan_id)]
+    document = TrackingPlanWithEvents(**msgspec.structs.asdict(plan), events=events)
+    if row.common_rule is not None:
+        document.common_rule = msgspec.convert(row.common_rule, RuleVersion)
+    return document
 
 
-async def _record_version(
+def _plan_event_with_rules(row: Any, workspace_id: str) -> PlanEventWithRules:
+    event = PlanEventWithRules(**_plan_event_fields(row, workspace_id), rules=row.rules)
+    if row.rule_version != 1 or row.other_versions:
+        event.rule_version = row.rule_version
+    if row.other_versions:
+        event.other_rule_versions = [
+            RuleVersion(
+                version=int(number),
+                rules=other["rules"],
+                created_at=other["createdAt"],
+                updated_at=other["updatedAt"],
+            )
+            for number, other in sorted(row.other_versions.items(), key=lambda kv: int(kv[0]))
+        ]
+    return event
+
+
+async def record_version(
     conn: AsyncConnection, plan_id: str, workspace_id: str
 ) -> TrackingPlanWithEvents:
-    document = await _current(conn, plan_id, workspace_id)
+    document = await current_plan(conn, plan_id, workspace_id)
     await stored.insert_version(conn, plan_id, document.version, msgspec.to_builtins(document))
     return document
 
 
-async def _bump(
+async def bump(
     conn: AsyncConnection, plan_id: str, workspace_id: str, **values: Any
 ) -> TrackingPlan:
     """A new version of the plan: apply ``values``, bump, record the whole plan."""
     await stored.next_version(conn, plan_id, **values)
-    document = await _record_version(conn, plan_id, workspace_id)
+    document = await record_version(conn, plan_id, workspace_id)
     changelog.plan_moved(plan_id, document.version - 1, document.version)
     return _without_events(document)
 
@@ -240,31 +277,55 @@ async def _bump(
 async def bump_plans_using(conn: AsyncConnection, event_id: str, workspace_id: str) -> None:
     """A catalog event changed: every plan using it gets a new version."""
     for plan_id in await stored.using_event(conn, event_id):
-        await _bump(conn, plan_id, workspace_id)
+        await bump(conn, plan_id, workspace_id)
 
 
 def _without_events(document: TrackingPlanWithEvents) -> TrackingPlan:
-    fields = msgspec.structs.asdict(document)
-    del fields["events"]
-    return TrackingPlan(**fields)
+    return TrackingPlan(**{f: getattr(document, f) for f in TrackingPlan.__struct_fields__})
 
 
 # --- tracking plans ----------------------------------------------------------------------------
 
 
-async def create_plan(call: Input[TrackingPlanCreate, None]) -> TrackingPlan:
+async def new_plan(
+    conn: AsyncConnection,
+    workspace_id: str,
+    *,
+    name: str,
+    description: str | None,
+    creation_type: str = CREATION_TYPE,
+    plan_type: str = "LIVE",
+) -> TrackingPlan:
+    """A new plan, at version 1 (recorded)."""
     plan_id = new_id("tp")
-    async with call.store.write() as conn:
-        await stored.insert_plan(
-            conn,
-            plan_id,
-            name=call.body.name,
-            description=call.body.description,
-            creation_type=CREATION_TYPE,
-        )
-        document = await _record_version(conn, plan_id, call.store.workspace_id)
-        changelog.plan_moved(plan_id, None, 1)
+    await stored.insert_plan(
+        conn,
+        plan_id,
+        name=name,
+        description=description,
+        creation_type=creation_type,
+        plan_type=plan_type,
+    )
+    document = await record_version(conn, plan_id, workspace_id)
+    changelog.plan_moved(plan_id, None, 1)
     return _without_events(document)
+
+
+async def remove_plan(
+    conn: AsyncConnection, plan_id: str, workspace_id: str
+) -> TrackingPlanWithEvents:
+    """Delete the plan, its history and its connections; the plan as it was."""
+    document = await current_plan(conn, plan_id, workspace_id)
+    await stored.delete_plan(conn, plan_id)
+    changelog.plan_moved(plan_id, document.version, None)
+    return document
+
+
+async def create_plan(call: Input[TrackingPlanCreate, None]) -> TrackingPlan:
+    async with call.store.write() as conn:
+        return await new_plan(
+            conn, call.store.workspace_id, name=call.body.name, description=call.body.description
+        )
 
 
 async def list_plans(call: Input[None, None]) -> TrackingPlanList:
@@ -277,7 +338,7 @@ async def get_plan(call: Input[None, VersionQuery]) -> TrackingPlanWithEvents:
     plan_id, version = call.path["plan_id"], call.query.version
     async with call.store.read() as conn:
         if version is None:
-            return await _current(conn, plan_id, call.store.workspace_id)
+            return await current_plan(conn, plan_id, call.store.workspace_id)
         await stored.get(conn, plan_id)
         document = await stored.version_document(conn, plan_id, version)
     if document is None:
@@ -285,27 +346,29 @@ async def get_plan(call: Input[None, VersionQuery]) -> TrackingPlanWithEvents:
     return msgspec.convert(document, TrackingPlanWithEvents)
 
 
-async def update_plan(call: Input[TrackingPlanUpdate, None]) -> TrackingPlan:
+async def change_plan(
+    conn: AsyncConnection, plan_id: str, workspace_id: str, change: TrackingPlanUpdate
+) -> TrackingPlan:
+    """Rename or describe the plan: a new version."""
     values = {
         field: value
-        for field, value in (("name", call.body.name), ("description", call.body.description))
+        for field, value in (("name", change.name), ("description", change.description))
         if value is not UNSET
     }
     if not values:
         raise BadRequest("send at least one of name, description")
-    plan_id = call.path["plan_id"]
+    await stored.get(conn, plan_id)
+    return await bump(conn, plan_id, workspace_id, **values)
+
+
+async def update_plan(call: Input[TrackingPlanUpdate, None]) -> TrackingPlan:
     async with call.store.write() as conn:
-        await stored.get(conn, plan_id)
-        return await _bump(conn, plan_id, call.store.workspace_id, **values)
+        return await change_plan(conn, call.path["plan_id"], call.store.workspace_id, call.body)
 
 
 async def delete_plan(call: Input[None, None]) -> TrackingPlanWithEvents:
-    plan_id = call.path["plan_id"]
     async with call.store.write() as conn:
-        document = await _current(conn, plan_id, call.store.workspace_id)
-        await stored.delete_plan(conn, plan_id)
-        changelog.plan_moved(plan_id, document.version, None)
-    return document
+        return await remove_plan(conn, call.path["plan_id"], call.store.workspace_id)
 
 
 # --- events of a plan --------------------------------------------------------------------------
@@ -319,7 +382,7 @@ def _additional_properties(rules: dict[str, Any], section: str) -> bool:
     return not (isinstance(node, dict) and node.get("additionalProperties") is False)
 
 
-def _section(choice: str | None, event_type: str) -> str:
+def section_for(choice: str | None, event_type: str) -> str:
     return choice or ("traits" if event_type in ("identify", "group") else "properties")
 
 
@@ -359,7 +422,7 @@ async def ensure_category(conn: AsyncConnection, category_id: str) -> None:
         raise BadRequest(f"category {category_id} does not exist")
 
 
-async def _put_event(
+async def put_plan_event(
     conn: AsyncConnection, plan_id: str, event_id: str, section: str, rules: dict[str, Any]
 ) -> None:
     """Insert or replace one event's rules in a plan (checked by the caller: see rules.py)."""
@@ -386,7 +449,7 @@ async def _rules_from_catalog(
 async def upsert_event_with_rules(call: Input[PlanEventRulesUpsert, None]) -> TrackingPlan:
     body = call.body
     name = v.event_name(body.name, body.event_type)
-    section = _section(body.identity_section, body.event_type)
+    section = section_for(body.identity_section, body.event_type)
     await check_rule(body.rules)
     plan_id = call.path["plan_id"]
     async with call.store.write() as conn:
@@ -398,8 +461,8 @@ async def upsert_event_with_rules(call: Input[PlanEventRulesUpsert, None]) -> Tr
             description=body.description,
             category_id=body.category_id,
         )
-        await _put_event(conn, plan_id, event_id, section, body.rules)
-        return await _bump(conn, plan_id, call.store.workspace_id)
+        await put_plan_event(conn, plan_id, event_id, section, body.rules)
+        return await bump(conn, plan_id, call.store.workspace_id)
 
 
 async def upsert_event_with_properties(
@@ -407,7 +470,7 @@ async def upsert_event_with_properties(
 ) -> TrackingPlan:
     body = call.body
     name = v.event_name(body.name, body.event_type)
-    section = _section(body.identity_section, body.event_type)
+    section = section_for(body.identity_section, body.event_type)
     specs = form.by_name(body.properties)
     plan_id = call.path["plan_id"]
     async with call.store.read() as conn:
@@ -426,8 +489,8 @@ async def upsert_event_with_properties(
         )
         rules = form.build_rules(specs, section)
         await recheck(rules, checked)
-        await _put_event(conn, plan_id, event_id, section, rules)
-        return await _bump(conn, plan_id, call.store.workspace_id)
+        await put_plan_event(conn, plan_id, event_id, section, rules)
+        return await bump(conn, plan_id, call.store.workspace_id)
 
 
 async def upsert_event_with_ids(call: Input[PlanEventIdsUpsert, None]) -> TrackingPlan:
@@ -440,7 +503,7 @@ async def upsert_event_with_ids(call: Input[PlanEventIdsUpsert, None]) -> Tracki
         event = await catalog_events.find(conn, body.id)
         if event is None:
             raise BadRequest(f"event {body.id} does not exist")
-        return _section(body.identity_section, event.event_type)
+        return section_for(body.identity_section, event.event_type)
 
     async with call.store.read() as conn:
         checked = await _rules_from_catalog(conn, specs, await section_of_event(conn))
@@ -450,8 +513,8 @@ async def upsert_event_with_ids(call: Input[PlanEventIdsUpsert, None]) -> Tracki
         await form.resolve(conn, specs)
         rules = form.build_rules(specs, section)
         await recheck(rules, checked)
-        await _put_event(conn, plan_id, body.id, section, rules)
-        return await _bump(conn, plan_id, call.store.workspace_id)
+        await put_plan_event(conn, plan_id, body.id, section, rules)
+        return await bump(conn, plan_id, call.store.workspace_id)
 
 
 async def list_plan_events(call: Input[None, PlanPageQuery]) -> Page[PlanEvent]:
@@ -481,7 +544,7 @@ async def delete_plan_event(call: Input[None, None]) -> None:
     async with call.store.write() as conn:
         await stored.event(conn, plan_id, event_id)
         await stored.remove_event(conn, plan_id, event_id)
-        await _bump(conn, plan_id, call.store.workspace_id)
+        await bump(conn, plan_id, call.store.workspace_id)
 
 
 # --- routes ------------------------------------------------------------------------------------

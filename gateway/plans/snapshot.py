@@ -263,7 +263,7 @@ def _plan_row(raw: Any, where: str, rules: dict[str, Any]) -> list[Any]:
         fingerprint = _rule(ev.get("rules", {}), f"{ev_where}.rules", rules)
         version = _int(ev, "ruleVersion", ev_where, default=1)
         others: list[list[Any]] = []
-        raw_others = ev.get("otherVersions") or {}
+        raw_others = ev.get("otherVersions", {})
         if not isinstance(raw_others, dict):
             raise SnapshotError(f"{ev_where}.otherVersions: must be an object")
         for number, other in raw_others.items():

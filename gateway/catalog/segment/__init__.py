@@ -33,10 +33,15 @@ from gateway.body import read_body
 from gateway.catalog.auth import TOKEN_IDENTITY
 from gateway.catalog.changelog import Change, recording
 from gateway.catalog.declared import Input, Route, decode_json, field_error
-from gateway.catalog.http import MAX_BODY_BYTES, MODIFICATIONS, STORE_KEY, authorize, path_ids
+from gateway.catalog.http import (
+    MAX_BODY_BYTES,
+    MODIFICATIONS,
+    STORE_KEY,
+    authorize,
+    path_ids,
+)
 from gateway.errors import ApiError, BadRequest
 
-SEGMENT_PREFIX = "/tracking-plans"
 VALIDATION_STATUS = 422  # what Segment answers where the other surfaces answer 400
 MAX_QUERY_ITEMS = 100  # list items a query may name (rules.0.key … rules.99.key)
 DEFAULT_COUNT = 50
@@ -143,7 +148,7 @@ def offset_of(cursor: str | None) -> int:
     if cursor is None:
         return 0
     try:
-        text = base64.b64decode(cursor, validate=True).decode("ascii")
+        text = base64.b64decode(cursor.encode("utf-8"), validate=True).decode("ascii")
     except (binascii.Error, UnicodeDecodeError):
         text = ""
     if not text.isdigit() or len(text) > 9:
@@ -169,7 +174,10 @@ SUCCESS = Status()
 # --- the protocol --------------------------------------------------------------------------------
 
 
-def add_segment_routes(app: web.Application, routes: Sequence[Route]) -> None:
+def add_segment_routes(
+    app: web.Application, routes: Sequence[Route], per_minute: Mapping[str, int]
+) -> None:
+    app[RATE_LIMITS_KEY] = RateLimits(per_minute)
     for route in routes:
         app.router.add_route(route.method, route.path, _handler(route))
 
@@ -227,12 +235,14 @@ def error_response(exc: ApiError, headers: Mapping[str, str] = {}) -> web.Respon
 
 
 def decode_query(fields: Mapping[str, str], kind: type[T]) -> T:
-    """Query parameters as a ``kind``: ``a.b=1`` is ``{"a": {"b": "1"}}`` and ``a.0.b=1`` is
-    ``{"a": [{"b": "1"}]}`` (items in index order); strings convert to numbers where the type
-    says so. Other dotted names are ignored, as unknown parameters are."""
+    """Query parameters as a ``kind``: ``a.b=1`` (or ``a[b]=1``) is ``{"a": {"b": "1"}}`` and
+    ``a.0.b=1`` (or ``a[0][b]=1``) is ``{"a": [{"b": "1"}]}`` (items in index order); strings
+    convert to numbers where the type says so. Other names are ignored, as unknown parameters
+    are."""
     nested: dict[str, Any] = {}
     for name, value in fields.items():
-        match name.split("."):
+        # Generated clients write a.b as a[b] (qs), and a.0.b as a[0][b].
+        match name.replace("]", "").replace("[", ".").split("."):
             case [key]:
                 nested[key] = value
             case [key, field]:

@@ -124,11 +124,17 @@ async def events_page(
 async def event(conn: AsyncConnection, plan_id: str, event_id: str) -> Any:
     """One event of the plan: 404 if the plan or the event in it is missing."""
     await get(conn, plan_id)
-    te = schema.tracking_plan_events
-    row = (await conn.execute(_events_of(plan_id).where(te.c.event_id == event_id))).one_or_none()
+    row = await find_event(conn, plan_id, event_id)
     if row is None:
         raise NotFound(f"event {event_id} is not in tracking plan {plan_id}")
     return row
+
+
+async def find_event(conn: AsyncConnection, plan_id: str, event_id: str) -> Any:
+    """One event of the plan, or None."""
+    te = schema.tracking_plan_events
+    query = _events_of(plan_id).where(te.c.event_id == event_id)
+    return (await conn.execute(query)).one_or_none()
 
 
 async def put_event(
