@@ -26,7 +26,7 @@ lint: install
 	$(BIN)/mypy
 
 # What the SDK tests need besides Python: the JavaScript SDKs pinned in tests/js (npm), and
-# Debian's Chromium with its chromedriver for the browser SDKs.
+# Debian's Chromium with its chromedriver for the browser SDKs, and promtool.
 $(JS)/node_modules/.package-lock.json: $(JS)/package.json $(JS)/package-lock.json
 	cd $(JS) && npm ci --no-audit --no-fund --ignore-scripts
 
@@ -34,7 +34,12 @@ $(JS)/node_modules/.package-lock.json: $(JS)/package.json $(JS)/package-lock.jso
 	apt-get install -y -q chromium chromium-driver \
 		|| (apt-get update -q && apt-get install -y -q chromium chromium-driver)
 
-test-deps: $(JS)/node_modules/.package-lock.json /usr/bin/chromedriver
+# promtool checks and unit-tests the shipped alerting rules (deploy/prometheus).
+/usr/bin/promtool:
+	apt-get install -y -q --no-install-recommends prometheus \
+		|| (apt-get update -q && apt-get install -y -q --no-install-recommends prometheus)
+
+test-deps: $(JS)/node_modules/.package-lock.json /usr/bin/chromedriver /usr/bin/promtool
 
 test: lint test-deps
 	$(BIN)/pytest

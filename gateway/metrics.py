@@ -54,6 +54,12 @@ class Metrics:
             ["source_id", "tracking_plan_id", "event", "rule_version", "violation_type"],
             registry=r,
         )
+        self.events_checked = Counter(
+            PREFIX + "events_checked_total",
+            "Events checked against a tracking plan; valid is false when it had a violation",
+            ["source_id", "tracking_plan_id", "event", "valid"],
+            registry=r,
+        )
         self.request_duration = Histogram(
             PREFIX + "request_duration_seconds",
             "HTTP request duration",

@@ -56,6 +56,8 @@ class Tally:
     quarantined: Counter[tuple[str, str]] = field(default_factory=Counter)
     # (tracking plan id, event label, rule version, violation type) -> count
     violations: Counter[tuple[str, str, str, str]] = field(default_factory=Counter)
+    # (tracking plan id, event label, "true" when it had no violation) -> events checked
+    checked: Counter[tuple[str, str, str]] = field(default_factory=Counter)
     validation_s: float = 0.0
 
 
@@ -144,6 +146,8 @@ class Pipeline:
             if decision is not None:
                 violations = decision.violations
                 reason = decision.reason
+                valid = "false" if violations else "true"
+                tally.checked[decision.plan.id, decision.event_label, valid] += 1
                 for v in violations:
                     tally.violations[
                         decision.plan.id, decision.event_label, decision.rule_version, v["type"]

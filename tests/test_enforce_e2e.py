@@ -420,6 +420,20 @@ async def test_mixed_batch_forwarded_quarantined_and_counted(
         vkey("identify", "Advance-Rules-Violation"): 1.0,
     }
 
+    def checked(event: str, valid: str) -> frozenset[tuple[str, str]]:
+        return labels(source_id=src, tracking_plan_id=PLAN_ID, event=event, valid=valid)
+
+    # Every event of the source was checked; valid="false" whatever its outcome.
+    assert of_family(samples, "gateway_events_checked_total") == {
+        checked(EVENT_NAME, "true"): 1.0,
+        checked(EVENT_NAME, "false"): 4.0,
+        checked("(unplanned)", "false"): 1.0,
+        checked("identify", "true"): 1.0,
+        checked("identify", "false"): 1.0,
+        checked("page", "true"): 1.0,
+        checked("alias", "true"): 1.0,
+    }
+
 
 async def test_plan_change_takes_effect_without_restart(
     make_gateway: GatewayFactory, tmp_path: Path

@@ -278,6 +278,8 @@ def _count_violations(metrics: Metrics, source_id: str, tally: Tally) -> None:
         metrics.violations.labels(
             source_id, plan_id, event_label, rule_version, violation_type
         ).inc(n)
+    for (plan_id, event_label, valid), n in tally.checked.items():
+        metrics.events_checked.labels(source_id, plan_id, event_label, valid).inc(n)
 
 
 def _count_outcomes(metrics: Metrics, source_id: str, tally: Tally) -> None:
