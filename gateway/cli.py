@@ -1,4 +1,4 @@
-"""Command line: ``gateway serve | dev | tail | validate`` and ``gateway --version``."""
+"""Command line: ``gateway serve | dev | tail | validate | replay`` and ``gateway --version``."""
 
 from __future__ import annotations
 
@@ -74,6 +74,40 @@ def build_parser() -> argparse.ArgumentParser:
     who.add_argument("--source", help="source id (default: the snapshot's only source)")
     who.add_argument("--write-key", help="pick the source by write key")
     check.add_argument("--json", action="store_true", help="print the report as JSON")
+    replay = sub.add_parser(
+        "replay",
+        help="re-judge quarantined events; publish those that pass now to the events topic once",
+    )
+    replay.add_argument("--config", help="TOML config (the catalog and Kafka settings)")
+    replay.add_argument("--since", help="records from this time: RFC 3339, or 30m, 2h, 7d ago")
+    replay.add_argument("--until", help="records before this time (same forms)")
+    replay.add_argument(
+        "--partition", type=int, action="append", help="only this partition (repeatable)"
+    )
+    replay.add_argument("--from-offset", type=int, help="first offset, in every partition")
+    replay.add_argument("--to-offset", type=int, help="offset to stop before, in every partition")
+    replay.add_argument("--source", help="only events of this source id")
+    replay.add_argument(
+        "--reason",
+        help="only events quarantined for this reason (unplanned-event, unplanned-properties, "
+        "violation, invalid-event)",
+    )
+    replay.add_argument("--event", help="only this track event (or event type)")
+    replay.add_argument("--plan-version", type=int, help="judge against this version of the plans")
+    replay.add_argument(
+        "--fix", help='JSON file of JSON Patch operations per event: {"Order Completed": [...]}'
+    )
+    replay.add_argument(
+        "--dry-run", action="store_true", help="count what would pass and why the rest fail"
+    )
+    replay.add_argument("--resume", metavar="JOB_ID", help="resume this replay job")
+    replay.add_argument(
+        "--chunk-records",
+        type=int,
+        default=500,
+        help="records judged and published per step; progress is saved after each (500)",
+    )
+    replay.add_argument("--json", action="store_true", help="print the job as JSON at the end")
     return parser
 
 
@@ -120,6 +154,8 @@ def main(argv: list[str] | None = None) -> int:
                 )
         elif args.command == "validate":
             return _validate(args)
+        elif args.command == "replay":
+            return _replay(args)
     except ConfigError as exc:
         print(f"gateway: configuration error: {exc}", file=sys.stderr)
         return 2
@@ -153,6 +189,18 @@ def _validate(args: argparse.Namespace) -> int:
     else:
         print(format_report(results, labels))
     return 1 if any(r.reason is not None for r in results) else 0
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from gateway.replay.command import CommandError, replay
+
+    settings = load_settings(args.config or os.environ.get("GATEWAY_CONFIG"))
+    setup_logging(LogSettings(level="warning"))
+    try:
+        return asyncio.run(replay(settings, args))
+    except CommandError as exc:
+        print(f"gateway replay: {exc}", file=sys.stderr)
+        return 2
 
 
 def _server() -> Any:

@@ -121,6 +121,7 @@ PATH_PARAMETERS: dict[str, str] = {
     "id": "The entity's id.",
     "version": "An API version (an integer) or `latest`.",
     "trackingPlanId": "Tracking plan id (`tp_…`).",
+    "replay_id": "Replay job id (`rpl_…`).",
 }
 
 

@@ -25,6 +25,7 @@ from gateway.catalog.http import (
     record_catalog_changes,
     require_token,
 )
+from gateway.catalog.native.replays import REPLAYS_KEY, ReplayJobs
 from gateway.catalog.native.routes import NATIVE_API
 from gateway.catalog.routes import CATALOG_ROUTES
 from gateway.catalog.segment import RULES_LIMIT, add_segment_routes
@@ -51,6 +52,7 @@ from gateway.plans.cache import PlanCache
 from gateway.plans.providers import SnapshotProvider, provider_from_source
 from gateway.plans.snapshot import Snapshot
 from gateway.publish.producer import KafkaPublisher
+from gateway.replay.runner import Replays
 
 log = logging.getLogger(__name__)
 
@@ -141,9 +143,11 @@ class Gateway:
         self.metrics = Metrics()
         self.store: Store | None = None
         self.snapshots: SnapshotBuilder | None = None
+        self.replay_jobs: ReplayJobs | None = None
         if role in (Role.ALL, Role.ADMIN):
             self.store = Store(settings.catalog.database_url)
             self.snapshots = SnapshotBuilder(self.store, self.metrics)
+            self.replay_jobs = ReplayJobs(Replays(self.store, settings.kafka, settings.ingest))
         self.publisher = KafkaPublisher(settings.kafka, self.metrics)
         self.cache = PlanCache(
             provider or self._provider(),
@@ -254,6 +258,8 @@ class Gateway:
         )
         app[STORE_KEY] = self.store
         assert self.snapshots is not None
+        assert self.replay_jobs is not None
+        app[REPLAYS_KEY] = self.replay_jobs
         app[SNAPSHOTS_KEY] = self.snapshots
         app[AUTH_KEY] = TokenAuth(self.settings.admin.tokens, self.settings.admin.snapshot_tokens)
         NATIVE_API.add_routes(app)
@@ -354,6 +360,8 @@ class Gateway:
         await self.publisher.stop()
         self.enforcer.stop_warming()
         await self.cache.stop()
+        if self.replay_jobs is not None:
+            await self.replay_jobs.close()
         if self.store is not None:
             await self.store.close()
         if self._warmup is not None:

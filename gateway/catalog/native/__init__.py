@@ -60,6 +60,7 @@ class Call:
     """What an operation's code gets: the request's version, decoded parameters and path."""
 
     store: Store
+    app: web.Application  # for the services an operation needs besides the store
     version: int
     params: Any  # an instance of the version's ``params`` type, or None
     path: Mapping[str, str]
@@ -125,6 +126,7 @@ class NativeApi:
                 _, version = found
                 call = Call(
                     store=request.app[STORE_KEY],
+                    app=request.app,
                     version=requested,
                     params=await _params(request, version.params),
                     path=request.match_info,

@@ -220,6 +220,40 @@ change_targets = Table(
     Index("change_targets_by_target", "target_id"),
 )
 
+# Replays of the quarantine topic (gateway.replay): one row per job, its spec, where it is and
+# what it did so far.
+replay_jobs = Table(
+    "replay_jobs",
+    metadata,
+    Column("id", String(ID), primary_key=True),
+    Column("spec", Json, nullable=False),
+    Column("status", String(32), nullable=False),
+    Column("progress", Json, nullable=False),
+    # Next quarantine offset per partition, and the end offsets the job stops at.
+    Column("positions", Json, nullable=False),
+    Column("ends", Json, nullable=False),
+    # Events-topic end offsets when the chunk in flight was claimed (null: none in flight).
+    Column("pending_since", Json, nullable=True),
+    Column("error", Text, nullable=True),
+    Column("created_at", String(TIME), nullable=False),
+    Column("updated_at", String(TIME), nullable=False),
+)
+
+# Every event a replay published (or claimed, while its chunk is in flight): a messageId is
+# replayed once per source, whatever job, range or run comes across it again.
+replayed_events = Table(
+    "replayed_events",
+    metadata,
+    Column("source_id", String(ID)),
+    Column("message_id", String(NAME)),
+    Column("job_id", String(ID), nullable=False),
+    Column("done", Boolean, nullable=False),
+    Column("quarantined_at", String(NAME), nullable=False),  # topic/partition/offset
+    Column("replayed_at", String(TIME), nullable=False),
+    PrimaryKeyConstraint("source_id", "message_id"),
+    Index("replayed_events_by_job", "job_id", "done"),
+)
+
 V1_TABLES = (
     catalog_state,
     sources,
@@ -250,6 +284,10 @@ def _v3_rule_versions(conn: Connection) -> None:
     _add_missing_columns(conn, tracking_plan_events, ("rule_version", "other_versions"))
 
 
+def _v4_replays(conn: Connection) -> None:
+    metadata.create_all(conn, tables=[replay_jobs, replayed_events])
+
+
 def _add_missing_columns(conn: Connection, table: Table, names: tuple[str, ...]) -> None:
     present = {column["name"] for column in inspect(conn).get_columns(table.name)}
     for name in names:
@@ -272,4 +310,5 @@ MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "initial catalog schema", _v1_initial),
     (2, "change log", _v2_change_log),
     (3, "rule versions, common rules and plan types", _v3_rule_versions),
+    (4, "replays of the quarantine topic", _v4_replays),
 ]

@@ -9,6 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.catalog.store import Store, schema
+from gateway.catalog.store import plans as stored_plans
 from gateway.catalog.store import sources as stored_sources
 
 
@@ -83,4 +84,34 @@ def _plan(row: Any, events: list[dict[str, Any]]) -> dict[str, Any]:
             "version": row.common_rule["version"],
             "rules": row.common_rule["rules"],
         }
+    return plan
+
+
+async def plan_at_version(
+    conn: AsyncConnection, plan_id: str, version: int
+) -> dict[str, Any] | None:
+    """A plan as the snapshot describes it, at ``version`` (from its history); None when the
+    plan has no such version."""
+    document = await stored_plans.version_document(conn, plan_id, version)
+    if document is None:
+        return None
+    events = []
+    for e in document["events"]:
+        event = {
+            "name": e["name"],
+            "eventType": e["eventType"],
+            "identitySection": e["identitySection"],
+            "rules": e["rules"],
+        }
+        if e.get("ruleVersion", 1) != 1:
+            event["ruleVersion"] = e["ruleVersion"]
+        if e.get("otherRuleVersions"):
+            event["otherVersions"] = {
+                str(other["version"]): other["rules"] for other in e["otherRuleVersions"]
+            }
+        events.append(event)
+    plan = {"id": plan_id, "name": document["name"], "version": version, "events": events}
+    common = document.get("commonRule")
+    if common is not None:
+        plan["commonRule"] = {"version": common["version"], "rules": common["rules"]}
     return plan
