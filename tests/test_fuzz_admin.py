@@ -113,9 +113,15 @@ def seed(api: Api) -> dict[str, dict[str, str]]:
         {"key": "", "type": "COMMON", "version": 1, "jsonSchema": {"type": "object"}},
     ]
     api("PATCH", f"/tracking-plans/{segment_id}/rules", {"rules": rules})
+    replay = api("PUT", "/api/latest/replays", {"dryRun": True})
     return {
         "/tracking-plans": {"trackingPlanId": segment_id},
-        "/api": {"version": "latest", "source_id": source["id"], "key": source["writeKeys"][0]},
+        "/api": {
+            "version": "latest",
+            "source_id": source["id"],
+            "key": source["writeKeys"][0],
+            "replay_id": replay["id"],
+        },
         PLANS: {"plan_id": plan["id"], "event_id": plan_event["id"], "source_id": source["id"]},
         "/catalog/custom-types": {"id": custom_type["id"]},
         "/catalog/categories": {"id": category["id"]},

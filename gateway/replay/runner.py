@@ -214,7 +214,7 @@ class Replays:
             self.kafka.events_topic,
         )
         publisher = None
-        if not spec.dry_run:
+        if not spec.dry_run and any(job.positions[p] < end for p, end in job.ends.items()):
             publisher = KafkaPublisher(self.kafka, Metrics())
             await publisher.start()
             if not await publisher.wait_connected(CONNECT_S):

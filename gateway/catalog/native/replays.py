@@ -29,6 +29,17 @@ from gateway.replay.spec import ReplaySpec
 
 log = logging.getLogger("gateway.replay")
 MAX_LIMIT = 100
+# Each running job holds a Kafka consumer and producer and a share of the admin process's CPU.
+MAX_RUNNING = 4
+
+
+class TooManyReplays(ApiError):
+    """As many replays as one admin process runs at once (4) are running: retry when one has
+    finished."""
+
+    status = 429
+    code = "too_many_replays"
+    retry_after_s = 10
 
 
 class Conflict(ApiError):
@@ -46,7 +57,12 @@ class ReplayJobs:
         self.replays = replays
         self._running: dict[str, tuple[asyncio.Task[ReplayJob], asyncio.Event]] = {}
 
+    def check_room(self) -> None:
+        if len(self._running) >= MAX_RUNNING:
+            raise TooManyReplays(f"{MAX_RUNNING} replays are running; retry when one is done")
+
     def start(self, job_id: str) -> None:
+        self.check_room()
         stop = asyncio.Event()
         # A fresh context: the job's writes are not part of the request that started it
         # (whose change is being recorded).
@@ -85,6 +101,7 @@ class ListQuery(msgspec.Struct, forbid_unknown_fields=True):
 
 async def create_replay(call: Call) -> Answer:
     jobs = call.app[REPLAYS_KEY]
+    jobs.check_room()
     job = await jobs.replays.create(call.params)
     jobs.start(job.id)
     return Answer(ReplayList([job]), job.id)
@@ -129,7 +146,7 @@ OPERATIONS = (
         "createReplay",
         "Replay quarantined events: judge them again, publish those that pass now, once",
         {1: Version(create_replay, ReplaySpec, ReplayList)},
-        errors=(BadRequest, Unavailable),
+        errors=(BadRequest, TooManyReplays, Unavailable),
     ),
     Operation(
         "GET",
@@ -161,6 +178,6 @@ OPERATIONS = (
         "resumeReplay",
         "Resume a stopped replay where it stopped",
         {1: Version(resume_replay, data=ReplayList)},
-        errors=(NotFound, Conflict),
+        errors=(NotFound, Conflict, TooManyReplays),
     ),
 )
