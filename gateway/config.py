@@ -223,13 +223,21 @@ class PlansSettings:
         _positive("plans.refresh_interval_s", self.refresh_interval_s)
 
 
+MAX_PINNED_VERSIONS = 100
+
+
 @dataclass(frozen=True)
 class CatalogSettings:
     database_url: str = "sqlite:///data/catalog.db"
+    # How many versions before the current one of each connected plan the snapshot carries,
+    # for events pinned to one by RudderTyper (context.ruddertyper); 0: none.
+    pinned_versions: int = 10
 
     def validate(self) -> None:
         if not self.database_url.startswith(("sqlite:", "postgresql:", "postgres:")):
             raise ConfigError("catalog.database_url: must be a sqlite:/// or postgresql:// URL")
+        if not 0 <= self.pinned_versions <= MAX_PINNED_VERSIONS:
+            raise ConfigError(f"catalog.pinned_versions: must be 0 to {MAX_PINNED_VERSIONS}")
 
 
 @dataclass(frozen=True)

@@ -104,8 +104,10 @@ class Pipeline:
         stamping = enforcement is not None
         unjudged = request_headers(source.id, None, None)
         judged = unjudged
+        enforced_version = None
         if enforcement is not None:
-            judged = request_headers(source.id, enforcement.plan.id, enforcement.plan.version)
+            enforced_version = enforcement.plan.version
+            judged = request_headers(source.id, enforcement.plan.id, enforced_version)
         # The last stamps written, and their JSON: events without violations share one object.
         last_stamps: dict[str, Any] | None = None
         last_written = b""
@@ -157,6 +159,9 @@ class Pipeline:
                 violations = [invalid_event_violation(problem)]
             key = event_key(raw)
             shared_headers = unjudged if decision is None else judged
+            if decision is not None and decision.plan.version != enforced_version:
+                # Pinned to a past version of the plan (RudderTyper): the version that judged.
+                shared_headers = request_headers(source.id, decision.plan.id, decision.plan.version)
             headers = headers_for(raw, shared_headers, len(violations))
             if reason is None:
                 assert value is not None  # a forwarded event is always written

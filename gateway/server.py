@@ -146,7 +146,9 @@ class Gateway:
         self.replay_jobs: ReplayJobs | None = None
         if role in (Role.ALL, Role.ADMIN):
             self.store = Store(settings.catalog.database_url)
-            self.snapshots = SnapshotBuilder(self.store, self.metrics)
+            self.snapshots = SnapshotBuilder(
+                self.store, self.metrics, settings.catalog.pinned_versions
+            )
             self.replay_jobs = ReplayJobs(Replays(self.store, settings.kafka, settings.ingest))
         self.publisher = KafkaPublisher(settings.kafka, self.metrics)
         self.cache = PlanCache(

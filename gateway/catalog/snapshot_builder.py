@@ -52,8 +52,9 @@ def etag_of(revision: int | str) -> str:
 class SnapshotBuilder:
     """The serialised snapshot of the catalog's current revision, built once per revision."""
 
-    def __init__(self, store: Store, metrics: Metrics) -> None:
+    def __init__(self, store: Store, metrics: Metrics, pinned_versions: int = 0) -> None:
         self.store = store
+        self.pinned_versions = pinned_versions
         self.metrics = metrics
         self._built: tuple[str, bytes] | None = None  # (revision, document)
         # The revision whose build failed, and why: not retried until the catalog changes
@@ -76,7 +77,7 @@ class SnapshotBuilder:
             if self._failed is not None and self._failed[0] == str(revision):
                 raise SnapshotUnavailable(self._failed[1])
             try:
-                document = await read_snapshot_document(self.store)
+                document = await read_snapshot_document(self.store, self.pinned_versions)
                 content = await asyncio.to_thread(orjson.dumps, document)
             except SQLAlchemyError as exc:
                 # The database, not its content: the catalog readiness check reports it.

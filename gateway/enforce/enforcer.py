@@ -80,7 +80,8 @@ class Enforcer:
         compiling twice in a race is harmless (the last result wins, both are equal). The
         compiled rules are then exempt from the cyclic garbage collector, as the snapshot is.
         """
-        for plan in list(snapshot.tracking_plans.values()):
+        current = list(snapshot.tracking_plans.values())
+        for plan in (*current, *(past for p in current for past in p.past.values())):
             common = (plan.common,) if plan.common is not None else ()
             for planned in (*(v for e in plan.events for v in e.all_versions()), *common):
                 if self._warming is not snapshot:
@@ -132,13 +133,14 @@ class Enforcement:
     """One source's plan and policies, bound once per request: :meth:`Enforcer.enforce` without
     the per-event lookups."""
 
-    __slots__ = ("_clean", "_enforcer", "_policies", "_rules", "plan")
+    __slots__ = ("_clean", "_enforcer", "_pinned", "_policies", "_rules", "plan")
 
     def __init__(self, enforcer: Enforcer, plan: TrackingPlan, policies: Mapping[str, Policy]):
         self._enforcer = enforcer
         self._rules = enforcer._rules
         self._policies = policies
         self.plan = plan
+        self._pinned: dict[int, Enforcement] = {}  # past versions events were pinned to
         # The stamps of an event without violations, the same for all of them: one object per
         # request (by propagateValidationErrors), so the pipeline writes its JSON once. Events
         # share it, and its empty list, in their contexts: nothing changes a stamped context.
@@ -148,6 +150,10 @@ class Enforcement:
     def enforce(self, event: dict[str, Any], budget: ViolationBudget | None) -> Decision:
         """See :meth:`Enforcer.enforce`."""
         plan = self.plan
+        if plan.past:
+            pinned = self._pinned_to(event)
+            if pinned is not None:
+                return pinned.enforce(event, budget)
         event_type: str = event["type"]
         policy = self._policies[event_type]
         violations, label, version = self._validate(event, event_type, policy, budget)
@@ -163,6 +169,23 @@ class Enforcement:
         if reason is None:
             decision.appended = _stamp(event, plan, violations, policy)
         return decision
+
+    def _pinned_to(self, event: dict[str, Any]) -> Enforcement | None:
+        """The past version of the plan the event names (RudderTyper's
+        ``context.ruddertyper.trackingPlanId`` and ``trackingPlanVersion``), if the plan still
+        has it; None: the current version applies."""
+        context = event.get("context")
+        typer = context.get("ruddertyper") if context.__class__ is dict else None
+        if typer.__class__ is not dict or typer.get("trackingPlanId") != self.plan.id:
+            return None
+        version = typer.get("trackingPlanVersion")
+        past = self.plan.past.get(version) if version.__class__ is int else None
+        if past is None:
+            return None
+        bound = self._pinned.get(past.version)
+        if bound is None:
+            bound = self._pinned[past.version] = Enforcement(self._enforcer, past, self._policies)
+        return bound
 
     def _validate(
         self,

@@ -63,6 +63,8 @@ class TrackingPlan:
     by_key: Mapping[tuple[str, str], PlanEvent]
     # The rule every event of the plan must satisfy as well as its own, if any.
     common: PlanEvent | None = None
+    # Versions before this one, by number, that events may be pinned to (RudderTyper).
+    past: Mapping[int, TrackingPlan] = field(default_factory=dict)
 
     def event(self, event_type: str, name: str) -> PlanEvent | None:
         return self.by_key.get((event_type, name))
@@ -199,14 +201,12 @@ def snapshot_from_compact(compact: bytes) -> Snapshot:
         if kind == "rule":
             rules[row[0]] = row[1]
         elif kind == "plan":
-            plan_id, name, version, event_rows, common_row = row
-            events = tuple(_plan_event(event_row, rules) for event_row in event_rows)
-            by_key = {(e.event_type, e.name): e for e in events}
-            common = None
-            if common_row is not None:
-                common_version, fp = common_row
-                common = PlanEvent("", COMMON, "properties", rules[fp], fp, common_version)
-            plans[plan_id] = TrackingPlan(plan_id, name, version, events, by_key, common)
+            plan_id, name, version, event_rows, common_row, past_rows = row
+            past = {
+                number: _plan(plan_id, name, number, past_events, past_common, rules, {})
+                for number, past_events, past_common in past_rows
+            }
+            plans[plan_id] = _plan(plan_id, name, version, event_rows, common_row, rules, past)
         elif kind == "source":
             source_id, name, enabled, keys, connection = row
             tracking_plan = None
@@ -220,6 +220,24 @@ def snapshot_from_compact(compact: bytes) -> Snapshot:
         else:
             revision = row[0]
     return Snapshot(revision, tuple(sources), plans, rules, by_digest)
+
+
+def _plan(
+    plan_id: str,
+    name: str,
+    version: int,
+    event_rows: list[list[Any]],
+    common_row: list[Any] | None,
+    rules: dict[str, Any],
+    past: dict[int, TrackingPlan],
+) -> TrackingPlan:
+    events = tuple(_plan_event(event_row, rules) for event_row in event_rows)
+    by_key = {(e.event_type, e.name): e for e in events}
+    common = None
+    if common_row is not None:
+        common_version, fp = common_row
+        common = PlanEvent("", COMMON, "properties", rules[fp], fp, common_version)
+    return TrackingPlan(plan_id, name, version, events, by_key, common, past)
 
 
 def _plan_event(row: list[Any], rules: dict[str, Any]) -> PlanEvent:
@@ -240,9 +258,40 @@ def snapshot_revision_of(content: bytes) -> str:
 
 
 def _plan_row(raw: Any, where: str, rules: dict[str, Any]) -> list[Any]:
-    """``[id, name, version, [[name, eventType, identitySection, rules digest, rule version,
-    [[other version, its rules digest], ...]], ...], [common version, digest] | None]``"""
+    """``[id, name, version, events, common, [[past version, events, common], ...]]`` where
+    events are ``[[name, eventType, identitySection, rules digest, rule version, [[other
+    version, its rules digest], ...]], ...]`` and common ``[common version, digest] | None``."""
     obj = _obj(raw, where)
+    version = _int(obj, "version", where, default=1)
+    past: list[list[Any]] = []
+    for k, raw_past in enumerate(
+        _list(obj, "pastVersions", where) if "pastVersions" in obj else ()
+    ):
+        past_where = f"{where}.pastVersions[{k}]"
+        past_obj = _obj(raw_past, past_where)
+        number = _int(past_obj, "version", past_where, default=0)
+        if not 1 <= number < version or (past and number <= past[-1][0]):
+            raise SnapshotError(
+                f"{past_where}.version: must be below {version} and above the one before it"
+            )
+        past.append(
+            [
+                number,
+                _event_rows(past_obj, past_where, rules),
+                _common_row(past_obj, past_where, rules),
+            ]
+        )
+    return [
+        _str(obj, "id", where),
+        str(obj.get("name", "")),
+        version,
+        _event_rows(obj, where, rules),
+        _common_row(obj, where, rules),
+        past,
+    ]
+
+
+def _event_rows(obj: dict[str, Any], where: str, rules: dict[str, Any]) -> list[list[Any]]:
     events: list[list[Any]] = []
     for j, raw_event in enumerate(_list(obj, "events", where)):
         ev_where = f"{where}.events[{j}]"
@@ -274,21 +323,18 @@ def _plan_row(raw: Any, where: str, rules: dict[str, Any]) -> list[Any]:
             other_where = f"{ev_where}.otherVersions.{number}"
             others.append([int(number), _rule(other, other_where, rules)])
         events.append([name, event_type, identity, fingerprint, version, sorted(others)])
-    common: list[Any] | None = None
+    return events
+
+
+def _common_row(obj: dict[str, Any], where: str, rules: dict[str, Any]) -> list[Any] | None:
     raw_common = obj.get("commonRule")
-    if raw_common is not None:
-        common_where = f"{where}.commonRule"
-        common_obj = _obj(raw_common, common_where)
-        common = [
-            _int(common_obj, "version", common_where, default=1),
-            _rule(common_obj.get("rules", {}), f"{common_where}.rules", rules),
-        ]
+    if raw_common is None:
+        return None
+    common_where = f"{where}.commonRule"
+    common_obj = _obj(raw_common, common_where)
     return [
-        _str(obj, "id", where),
-        str(obj.get("name", "")),
-        _int(obj, "version", where, default=1),
-        events,
-        common,
+        _int(common_obj, "version", common_where, default=1),
+        _rule(common_obj.get("rules", {}), f"{common_where}.rules", rules),
     ]
 
 

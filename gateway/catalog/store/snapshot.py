@@ -13,17 +13,19 @@ from gateway.catalog.store import plans as stored_plans
 from gateway.catalog.store import sources as stored_sources
 
 
-async def read_snapshot_document(store: Store) -> dict[str, Any]:
+async def read_snapshot_document(store: Store, pinned_versions: int = 0) -> dict[str, Any]:
+    """The snapshot's document; each connected plan with up to ``pinned_versions`` of its
+    versions before the current one (``pastVersions``)."""
     async with store.engine.connect() as conn:
         if not store.is_sqlite:
             # One consistent view across the statements below (SQLite's read transaction
             # already is one).
             conn = await conn.execution_options(isolation_level="REPEATABLE READ")
         async with conn.begin():
-            return await _snapshot_document(conn)
+            return await _snapshot_document(conn, pinned_versions)
 
 
-async def _snapshot_document(conn: AsyncConnection) -> dict[str, Any]:
+async def _snapshot_document(conn: AsyncConnection, pinned_versions: int) -> dict[str, Any]:
     revision = await conn.scalar(select(schema.catalog_state.c.revision))
     connected = {
         row.source_id: {"id": row.plan_id, "config": row.config}
@@ -70,11 +72,36 @@ async def _snapshot_document(conn: AsyncConnection) -> dict[str, Any]:
                 "trackingPlan": connection,
             }
         )
-    return {
-        "revision": str(revision),
-        "sources": sources,
-        "trackingPlans": [_plan(plan, events[plan.id]) for plan in plans.values()],
-    }
+    documents = [_plan(plan, events[plan.id]) for plan in plans.values()]
+    if pinned_versions:
+        past = await _past_versions(conn, {c["id"] for c in connected.values()}, pinned_versions)
+        for document in documents:
+            if past.get(document["id"]):
+                document["pastVersions"] = past[document["id"]]
+    return {"revision": str(revision), "sources": sources, "trackingPlans": documents}
+
+
+async def _past_versions(
+    conn: AsyncConnection, plan_ids: set[str], count: int
+) -> dict[str, list[dict[str, Any]]]:
+    """Up to ``count`` versions before the current one of each plan, oldest first."""
+    versions, plans = schema.tracking_plan_versions, schema.tracking_plans
+    rows = await conn.execute(
+        select(versions.c.plan_id, versions.c.version, versions.c.document)
+        .join(plans, plans.c.id == versions.c.plan_id)
+        .where(
+            versions.c.version < plans.c.version,
+            versions.c.version >= plans.c.version - count,
+        )
+        .order_by(versions.c.plan_id, versions.c.version)
+    )
+    past: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        if row.plan_id in plan_ids:
+            version = _of_version_document(row.plan_id, row.version, row.document)
+            del version["id"], version["name"]
+            past.setdefault(row.plan_id, []).append(version)
+    return past
 
 
 def _plan(row: Any, events: list[dict[str, Any]]) -> dict[str, Any]:
@@ -95,6 +122,11 @@ async def plan_at_version(
     document = await stored_plans.version_document(conn, plan_id, version)
     if document is None:
         return None
+    return _of_version_document(plan_id, version, document)
+
+
+def _of_version_document(plan_id: str, version: int, document: Any) -> dict[str, Any]:
+    """A plan's recorded version (the RudderStack API's plan document) as the snapshot has it."""
     events = []
     for e in document["events"]:
         event = {
