@@ -476,3 +476,17 @@ def rss_bytes(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) * 1024
     raise AssertionError(f"no VmRSS for process {pid}")
+
+
+def amount_rule(kind: str | list[str]) -> dict[str, Any]:
+    """An ``Order Completed`` rule: ``properties.amount`` required, of JSON type(s) ``kind``."""
+    return {
+        "type": "object",
+        "properties": {
+            "properties": {
+                "type": "object",
+                "properties": {"amount": {"type": kind}},
+                "required": ["amount"],
+            }
+        },
+    }

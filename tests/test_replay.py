@@ -21,24 +21,19 @@ import pytest
 from gateway.catalog.store import replays as stored_replays
 from gateway.replay.runner import Replays
 from gateway.replay.spec import ReplaySpec
-from tests.conftest import Admin, basic_auth, consume_all, headers_of, ingest_url, settings_toml
+from tests.conftest import (
+    Admin,
+    amount_rule,
+    basic_auth,
+    consume_all,
+    headers_of,
+    ingest_url,
+    settings_toml,
+)
 
 SEGMENT = "/tracking-plans"
 GATEWAY = [sys.executable, "-m", "gateway"]
 DROP = {"track": {"anyOtherViolation": "drop", "allowUnplannedEvents": "false"}}
-
-
-def amount_rule(kinds: list[str]) -> dict[str, Any]:
-    return {
-        "type": "object",
-        "properties": {
-            "properties": {
-                "type": "object",
-                "properties": {"amount": {"type": kinds}},
-                "required": ["amount"],
-            }
-        },
-    }
 
 
 def order(message_id: str, **properties: Any) -> dict[str, Any]:

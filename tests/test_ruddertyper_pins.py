@@ -18,6 +18,7 @@ from tests.conftest import (
     ADMIN_TOKEN,
     Admin,
     GatewayFactory,
+    amount_rule,
     basic_auth,
     consume_all,
     headers_of,
@@ -36,19 +37,6 @@ async def api(database_url: str, make_gateway: GatewayFactory) -> AsyncIterator[
     )
     async with aiohttp.ClientSession() as http:
         yield Admin(gw, http)
-
-
-def amount_rule(kind: str) -> dict[str, Any]:
-    return {
-        "type": "object",
-        "properties": {
-            "properties": {
-                "type": "object",
-                "properties": {"amount": {"type": kind}},
-                "required": ["amount"],
-            }
-        },
-    }
 
 
 def order(user: str, amount: Any, typer: dict[str, Any] | None = None) -> dict[str, Any]:

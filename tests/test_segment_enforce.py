@@ -10,22 +10,9 @@ from typing import Any
 
 import orjson
 
-from tests.conftest import Admin, basic_auth, consume_all, ingest_url, metric_value
+from tests.conftest import Admin, amount_rule, basic_auth, consume_all, ingest_url, metric_value
 
 SEGMENT = "/tracking-plans"
-
-
-def amount_rule(kind: str) -> dict[str, Any]:
-    return {
-        "type": "object",
-        "properties": {
-            "properties": {
-                "type": "object",
-                "properties": {"amount": {"type": kind}},
-                "required": ["amount"],
-            }
-        },
-    }
 
 
 COMMON = {
