@@ -52,6 +52,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     dev.add_argument("--dir", default=".gateway-dev", help="dev state directory")
     dev.add_argument("--port", type=int, default=8080, help="ingest port (0 = any free port)")
+    dev.add_argument(
+        "--check",
+        action="store_true",
+        help="exit 1 if any bad event arrived (after COMMAND, or on Ctrl-C)",
+    )
+    dev.add_argument(
+        "app_command",
+        nargs="*",
+        metavar="-- COMMAND",
+        help="run this (an app's tests) against the gateway, then stop; its environment has "
+        "GATEWAY_URL, GATEWAY_WRITE_KEY, GATEWAY_ADMIN_URL and GATEWAY_ADMIN_TOKEN",
+    )
 
     tail = sub.add_parser("tail", help="pretty-print records from the events topic as they arrive")
     tail.add_argument("--config", default=os.environ.get("GATEWAY_CONFIG"), help="TOML config")
@@ -133,7 +145,11 @@ def main(argv: list[str] | None = None) -> int:
             from gateway.dev import prepare_dev_dir, run_dev
 
             setup_logging(LogSettings())
-            _run(run_dev(prepare_dev_dir(args.dir), args.port))
+            return _run(
+                run_dev(
+                    prepare_dev_dir(args.dir), args.port, check=args.check, command=args.app_command
+                )
+            )
         elif args.command == "tail":
             from gateway.tail import tail
 
@@ -223,9 +239,10 @@ def tune_gc() -> None:
     gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
 
 
-def _run(coro: Coroutine[Any, Any, Any]) -> None:
+def _run(coro: Coroutine[Any, Any, Any]) -> int:
     import uvloop
 
     tune_gc()
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        runner.run(coro)
+        result = runner.run(coro)
+    return result if isinstance(result, int) else 0

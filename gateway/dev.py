@@ -14,6 +14,8 @@ import os
 import secrets
 import shlex
 import signal
+import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +25,9 @@ import orjson
 from gateway.broker import EmbeddedBroker
 from gateway.config import Role, load_settings
 from gateway.enforce.compile import DRAFT_07
+from gateway.micro import MicroStore
 from gateway.server import Gateway
+from gateway.tail import printable
 
 DEMO_SOURCE = "Demo app"
 NATIVE_SOURCES = "/api/latest/sources"
@@ -190,6 +194,10 @@ def banner(
             "Look at the tracking plan:",
             f"  curl -sS {admin}/catalog/tracking-plans/{plan_id} -H {auth}",
             "",
+            "What arrived, good and bad (Snowplow Micro's routes, for your app's tests):",
+            f"  curl -sS http://127.0.0.1:{port}/micro/all",
+            f"  curl -sS 'http://127.0.0.1:{port}/micro/bad?event_name=Product%20Viewed'",
+            "",
             "Press Ctrl-C to stop.",
             "",
         ]
@@ -202,13 +210,21 @@ def prepare_dev_dir(path: str) -> Path:
     return dev_dir
 
 
-async def run_dev(dev_dir: Path, port: int) -> None:
-    """Run until SIGINT/SIGTERM; ``dev_dir`` comes from :func:`prepare_dev_dir`."""
+async def run_dev(
+    dev_dir: Path, port: int, *, check: bool = False, command: Sequence[str] = ()
+) -> int:
+    """Run until SIGINT/SIGTERM, or until ``command`` ends; the exit code: the command's if it
+    failed, else with ``check`` 1 when a bad event arrived. ``dev_dir`` comes from
+    :func:`prepare_dev_dir`."""
     broker = EmbeddedBroker(log_path=dev_dir / "broker.log")
     broker.start()
     try:
         config, token = write_dev_config(dev_dir, broker.bootstrap_servers, port)
-        gateway = Gateway(load_settings(config, environ={}), Role.ALL)
+        settings = load_settings(config, environ={})
+        micro = MicroStore(settings.kafka.events_topic)
+        gateway = Gateway(
+            settings, Role.ALL, observer=micro.observe, ingest_routes=micro.add_routes
+        )
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -233,9 +249,56 @@ async def run_dev(dev_dir: Path, port: int) -> None:
                 ),
                 flush=True,
             )
-            await stop.wait()
+            code = 0
+            if command:
+                env = {
+                    **os.environ,
+                    "GATEWAY_URL": f"http://127.0.0.1:{gateway.ingest_port}",
+                    "GATEWAY_WRITE_KEY": write_key,
+                    "GATEWAY_ADMIN_URL": admin_url,
+                    "GATEWAY_ADMIN_TOKEN": token,
+                }
+                code = await _run_command(command, env, stop)
+            else:
+                await stop.wait()
+            if check:
+                print(check_report(micro), file=sys.stderr, flush=True)
+                if code == 0 and micro.run_bad_count:
+                    code = 1
+            return code
         finally:
             await gateway.stop()
     finally:
         with contextlib.suppress(Exception):
             broker.stop()
+
+
+async def _run_command(command: Sequence[str], env: dict[str, str], stop: asyncio.Event) -> int:
+    """Run the app's test command against the gateway; Ctrl-C stops it too."""
+    try:
+        proc = await asyncio.create_subprocess_exec(*command, env=env)
+    except OSError as exc:
+        print(f"gateway dev: cannot run {command[0]!r}: {exc}", file=sys.stderr)
+        return 127
+    waiting = asyncio.create_task(proc.wait())
+    stopping = asyncio.create_task(stop.wait())
+    await asyncio.wait((waiting, stopping), return_when=asyncio.FIRST_COMPLETED)
+    stopping.cancel()
+    if not waiting.done():
+        proc.terminate()
+    return await waiting
+
+
+def check_report(micro: MicroStore) -> str:
+    """What `gateway dev --check` prints: how many bad events the run had, and the last ones
+    with their errors."""
+    if not micro.run_bad_count:
+        return "gateway dev --check: no bad events"
+    lines = [f"gateway dev --check: {micro.run_bad_count} bad events; the last ones:"]
+    for item in micro.run_bad:
+        what = " ".join(str(p) for p in (item["eventType"], item["eventName"]) if p)
+        test = f" [test {item['testId']}]" if item["testId"] is not None else ""
+        outcome = item["reason"] or "forwarded with violations"
+        lines.append(printable(f"  {what}{test}: {outcome}"))
+        lines.extend(printable(f"    - {error}") for error in item["errors"][:5])
+    return "\n".join(lines)

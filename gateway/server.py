@@ -12,6 +12,7 @@ import asyncio
 import logging
 import signal
 import sys
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from aiohttp import web
@@ -51,7 +52,7 @@ from gateway.pipeline import Pipeline
 from gateway.plans.cache import PlanCache
 from gateway.plans.providers import SnapshotProvider, provider_from_source
 from gateway.plans.snapshot import Snapshot
-from gateway.publish.producer import KafkaPublisher
+from gateway.publish.producer import KafkaPublisher, Record
 from gateway.replay.runner import Replays
 
 log = logging.getLogger(__name__)
@@ -133,12 +134,18 @@ class Gateway:
         *,
         provider: SnapshotProvider | None = None,
         reuse_port: bool = False,
+        observer: Callable[[Sequence[Record]], None] | None = None,
+        ingest_routes: Callable[[web.Application], None] | None = None,
     ) -> None:
+        """``observer`` is told each request's records once Kafka acknowledged them, and
+        ``ingest_routes`` adds routes to the ingest port (both: `gateway dev`'s test API)."""
         # The same check `gateway serve` runs before anything starts, for callers that build a
         # Gateway themselves.
         settings.check_role(role)
         self.settings = settings
         self.role = role
+        self.observer = observer
+        self.ingest_routes = ingest_routes
         self.reuse_port = reuse_port
         self.metrics = Metrics()
         self.store: Store | None = None
@@ -236,9 +243,12 @@ class Gateway:
                 budget=ByteBudget(s.ingest.max_inflight_bytes, self.metrics),
                 client_address=ClientAddress(s.ingest.trusted_proxies),
                 metrics=self.metrics,
+                observer=self.observer,
             ),
         )
         add_browser_routes(app)
+        if self.ingest_routes is not None:
+            self.ingest_routes(app)
         internals = s.ingest.serve_metrics_and_openapi
         add_common_routes(
             app, self.metrics, self.readiness, self.serving_facts, serve_metrics=internals

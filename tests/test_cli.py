@@ -194,6 +194,13 @@ def test_dev_mode_end_to_end(tmp_path: Path) -> None:
         assert sent.returncode == 0, sent.stderr
         assert sent.stdout.strip() == "OK", (sent.stdout, sent.stderr)
 
+        # The printed test-API command says what arrived: the one good event.
+        micro_all = next(s for s in banner if s.strip().endswith("/micro/all")).strip()
+        asked = subprocess.run(
+            ["bash", "-c", micro_all], capture_output=True, timeout=COMMAND_TIMEOUT_S, check=False
+        )
+        assert orjson.loads(asked.stdout) == {"total": 1, "good": 1, "bad": 0}
+
         # The printed browser install: its cdnURL serves the settings of its write key.
         install = next(s for s in banner if "AnalyticsBrowser.load(" in s)
         found = re.search(r'writeKey: "([^"]+)", cdnURL: "([^"]+)"', install)
@@ -249,6 +256,42 @@ def test_dev_mode_end_to_end(tmp_path: Path) -> None:
                     os.kill(pid, signal.SIGKILL)
         if proc.stdout is not None:
             proc.stdout.close()
+
+
+APP_TEST = Path(__file__).parent / "app_ci" / "instrumentation_test.py"
+
+
+@pytest.mark.parametrize(
+    ("command", "expected"),
+    [
+        ([sys.executable, str(APP_TEST), "good"], 0),  # only good events
+        ([sys.executable, str(APP_TEST), "mixed"], 1),  # its checks pass; bad events arrived
+        ([sys.executable, "-c", "raise SystemExit(3)"], 3),  # the suite itself failed
+    ],
+    ids=["good", "bad-events", "failing-suite"],
+)
+def test_dev_check_runs_an_app_suite(tmp_path: Path, command: list[str], expected: int) -> None:
+    """`gateway dev --check -- COMMAND`, as an app's CI runs it: the command's own checks use
+    the Micro-compatible routes; the exit code fails the build on bad events."""
+    done = subprocess.run(
+        [*GATEWAY, "dev", "--port", "0", "--dir", str(tmp_path / "dev"), "--check", "--", *command],
+        cwd=tmp_path,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+    assert done.returncode == expected, (done.stdout[-2000:], done.stderr[-4000:])
+    if expected == 1:
+        # Reset by the suite, but still reported: every bad event of the run counts.
+        assert "gateway dev --check: 2 bad events; the last ones:" in done.stderr
+        assert "track Product Viewed [test t-bad]: forwarded with violations" in done.stderr
+        assert "- must have required property 'price'" in done.stderr
+        assert "track Cart Emptied [test t-unplanned]" in done.stderr
+    elif expected == 0:
+        assert "gateway dev --check: no bad events" in done.stderr
 
 
 @dataclass

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -100,6 +101,8 @@ class IngestContext:
     budget: ByteBudget
     client_address: ClientAddress
     metrics: Metrics
+    # Told every request's records once Kafka acknowledged them (`gateway dev`'s test API).
+    observer: Callable[[Sequence[Record]], None] | None = None
 
 
 INGEST_KEY = web.AppKey("ingest", IngestContext)
@@ -224,6 +227,8 @@ async def publish_request(
     finally:
         ctx.inflight.release(len(events))
     _count_outcomes(ctx.metrics, source.id, tally)
+    if ctx.observer is not None:
+        ctx.observer(records)
 
 
 async def validate(request: web.Request) -> web.Response:
