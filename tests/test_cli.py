@@ -258,7 +258,7 @@ def test_dev_mode_end_to_end(tmp_path: Path) -> None:
             proc.stdout.close()
 
 
-APP_TEST = Path(__file__).parent / "app_ci" / "instrumentation_test.py"
+APP_TEST = Path(__file__).parent / "app_ci" / "app_suite.py"
 
 
 @pytest.mark.parametrize(

@@ -2,7 +2,7 @@
 events with Segment's Python SDK to the gateway named by ``GATEWAY_URL`` /
 ``GATEWAY_WRITE_KEY`` and asks the Micro-compatible routes what arrived, one test id per test.
 
-``python instrumentation_test.py good`` sends only valid events; ``mixed`` adds broken ones
+``python app_suite.py good`` sends only valid events; ``mixed`` adds broken ones
 (a missing required property, an unplanned event). Exit code 0 when every check holds.
 """
 
