@@ -37,7 +37,14 @@ from gateway.config import IngestSettings, KafkaSettings
 from gateway.errors import BadRequest, NotFound, Unavailable
 from gateway.metrics import Metrics
 from gateway.plans.snapshot import Snapshot, SnapshotError, parse_snapshot
-from gateway.publish.producer import KafkaPublisher, KafkaUnavailable, client_options
+from gateway.publish.consume import (
+    CONNECT_S,
+    FETCH_MS,
+    ends_of,
+    partitions_of,
+    started_consumer,
+)
+from gateway.publish.producer import KafkaPublisher, KafkaUnavailable
 from gateway.replay.judge import REPLAYED_HEADER, Judge, Verdict
 from gateway.replay.spec import ReplaySpec, compiled_fixes
 
@@ -47,8 +54,6 @@ CHUNK_RECORDS = 500
 MAX_FAILURE_KINDS = 50  # distinct reasons kept in a job's progress; the rest are counted together
 OTHER_FAILURES = "(other reasons)"
 STALL_FETCHES = 30  # empty fetches of FETCH_MS in a row, short of the end, before giving up
-FETCH_MS = 1000
-CONNECT_S = 30.0
 
 
 class Status:
@@ -309,23 +314,7 @@ class Replays:
             await stored.update_job(conn, job_id, now_text(), pending_since=None)
 
     async def _consumer(self) -> AIOKafkaConsumer:
-        options = client_options(self.kafka)
-        options.pop("client_id", None)
-        consumer = AIOKafkaConsumer(
-            **options,
-            client_id="gateway-replay",
-            group_id=None,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-        )
-        try:
-            await asyncio.wait_for(consumer.start(), CONNECT_S)
-        except Exception as exc:
-            await consumer.stop()
-            raise KafkaUnavailable(
-                f"Kafka at {self.kafka.bootstrap_servers} not reachable: {exc}"
-            ) from None
-        return consumer
+        return await started_consumer(self.kafka, "gateway-replay")
 
 
 def _tally(progress: Progress, verdicts: list[Verdict]) -> list[Verdict]:
@@ -359,50 +348,17 @@ async def _plans_at_version(conn: Any, document: dict[str, Any], spec: ReplaySpe
     document["trackingPlans"] = list(plans.values())
 
 
-async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
-    if topic not in await consumer.topics():
-        return []
-    return [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
-
-
 async def _end_offsets(consumer: AIOKafkaConsumer, topic: str) -> dict[str, int]:
-    partitions = await _partitions(consumer, topic)
-    ends = await _ends(consumer, partitions) if partitions else {}
+    partitions = await partitions_of(consumer, topic)
+    ends = await ends_of(consumer, partitions) if partitions else {}
     return {str(tp.partition): offset for tp, offset in ends.items()}
-
-
-async def _ends(
-    consumer: AIOKafkaConsumer, partitions: list[TopicPartition]
-) -> dict[TopicPartition, int]:
-    """The offset after each partition's last record, as read. Kafka's listed end offset is
-    that; some Kafka-protocol brokers list the end of the last record batch's first record,
-    so the last batch is read to be sure."""
-    listed = await consumer.end_offsets(partitions)
-    first = await consumer.beginning_offsets(partitions)
-    ends = dict(listed)
-    probed = [tp for tp in partitions if listed[tp] > first[tp]]
-    if not probed:
-        return ends
-    consumer.assign(probed)
-    for tp in probed:
-        consumer.seek(tp, listed[tp] - 1)
-    waiting = set(probed)
-    for _ in range(STALL_FETCHES):
-        fetched = await consumer.getmany(*waiting, timeout_ms=FETCH_MS)
-        for tp, records in fetched.items():
-            if records:
-                ends[tp] = max(ends[tp], records[-1].offset + 1)
-                waiting.discard(tp)
-        if not waiting:
-            break
-    return ends
 
 
 async def _range(
     consumer: AIOKafkaConsumer, topic: str, spec: ReplaySpec
 ) -> tuple[dict[str, int], dict[str, int]]:
     """Start positions and end offsets per partition (keys: partition numbers as text)."""
-    partitions = await _partitions(consumer, topic)
+    partitions = await partitions_of(consumer, topic)
     if spec.partitions is not None:
         unknown = sorted(set(spec.partitions) - {tp.partition for tp in partitions})
         if unknown:
@@ -411,7 +367,7 @@ async def _range(
     if not partitions:
         return {}, {}
     first = await consumer.beginning_offsets(partitions)
-    last = await _ends(consumer, partitions)
+    last = await ends_of(consumer, partitions)
     starts, ends = dict(first), dict(last)
     # Where the times fall, as a first bound; records are checked one by one too (_in_time).
     if spec.since is not None:
