@@ -143,6 +143,8 @@ class KafkaSettings:
     client_id: str = "tracking-gateway"
     events_topic: str = "events"
     quarantine_topic: str = "events.quarantine"
+    # "Violation Generated" records, one per violation (gateway.publish.violations); "" = off.
+    violations_topic: str = ""
     acks: str = "all"
     idempotence: bool = True
     compression: str = "zstd"
@@ -201,6 +203,11 @@ class KafkaSettings:
             raise ConfigError("kafka.events_topic / kafka.quarantine_topic: must not be empty")
         if self.events_topic == self.quarantine_topic:
             raise ConfigError("kafka.quarantine_topic: must differ from kafka.events_topic")
+        if self.violations_topic in (self.events_topic, self.quarantine_topic):
+            raise ConfigError(
+                "kafka.violations_topic: must differ from kafka.events_topic and "
+                "kafka.quarantine_topic"
+            )
 
 
 @dataclass(frozen=True)

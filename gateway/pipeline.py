@@ -39,6 +39,7 @@ from gateway.publish.records import (
     request_headers,
     stub,
 )
+from gateway.publish.violations import violation_records
 
 UNKNOWN_TYPE = "unknown"
 # A request's records may weigh this many times the largest request: room for a batch-level
@@ -83,6 +84,7 @@ class Pipeline:
         self.max_value_bytes = max_record_bytes(kafka) - RECORD_MARGIN_BYTES
         self.events_topic = kafka.events_topic
         self.quarantine_topic = kafka.quarantine_topic
+        self.violations_topic = kafka.violations_topic
         self.enforcer = enforcer
 
     def process(
@@ -194,9 +196,39 @@ class Pipeline:
                 records.append(Record(self.quarantine_topic, key, quarantined, headers, raw))
                 output_bytes += len(quarantined)
                 tally.quarantined[type_label, reason.value] += 1
+            if self.violations_topic and decision is not None and problem is None:
+                output_bytes += self._stream(records, raw, source.id, decision, output_bytes)
             if results is not None:
                 results.append(_result(raw, reason, bounded_violations(violations)))
         return records, tally
+
+    def _stream(
+        self,
+        records: list[Record],
+        event: dict[str, Any],
+        source_id: str,
+        decision: Decision,
+        output_bytes: int,
+    ) -> int:
+        """Add the event's violation records (kafka.violations_topic); their size. None when
+        they would take the request's records over their bound: the event's own record is
+        what counts."""
+        if not decision.violations:
+            return 0
+        streamed = violation_records(
+            self.violations_topic,
+            event,
+            source_id,
+            (decision.plan.id, decision.plan.version),
+            (decision.event_label, decision.rule_version),
+            decision.violations,
+            decision.reason,
+        )
+        size = sum(len(r.value) for r in streamed)
+        if output_bytes + size > self.max_output_bytes:
+            return 0
+        records.extend(streamed)
+        return size
 
     def _too_large(self, value: bytes) -> str:
         return (

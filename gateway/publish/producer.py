@@ -256,7 +256,8 @@ class KafkaPublisher:
         await admin.start()
         try:
             existing = set(await admin.list_topics())
-            missing = [t for t in (s.events_topic, s.quarantine_topic) if t not in existing]
+            wanted = (s.events_topic, s.quarantine_topic, s.violations_topic)
+            missing = [t for t in wanted if t and t not in existing]
             if not missing:
                 return
             response = await admin.create_topics(
@@ -321,7 +322,12 @@ class KafkaPublisher:
                         len(refused),
                         refused[0][1],
                     )
-                    stubs = [self._stub_record(record, error) for record, error in refused]
+                    # A violation record is only a copy of what the event's record says.
+                    stubs = [
+                        self._stub_record(record, error)
+                        for record, error in refused
+                        if record.topic != self.settings.violations_topic
+                    ]
                     still, still_at_delivery = await self._send(client, stubs)
                     if still or still_at_delivery:
                         raise KafkaUnavailable(f"Kafka refused even a stub record: {still}")

@@ -6,5 +6,8 @@ from gateway.catalog.native import NativeApi
 from gateway.catalog.native.changes import OPERATIONS as CHANGE_OPERATIONS
 from gateway.catalog.native.replays import OPERATIONS as REPLAY_OPERATIONS
 from gateway.catalog.native.sources import OPERATIONS as SOURCE_OPERATIONS
+from gateway.catalog.native.violations import OPERATIONS as VIOLATION_OPERATIONS
 
-NATIVE_API = NativeApi([*SOURCE_OPERATIONS, *CHANGE_OPERATIONS, *REPLAY_OPERATIONS])
+NATIVE_API = NativeApi(
+    [*SOURCE_OPERATIONS, *CHANGE_OPERATIONS, *REPLAY_OPERATIONS, *VIOLATION_OPERATIONS]
+)
