@@ -490,3 +490,17 @@ def amount_rule(kind: str | list[str]) -> dict[str, Any]:
             }
         },
     }
+
+
+async def until_enforced(api: Admin, key: str, event: dict[str, Any], *, violated: bool) -> None:
+    """Wait for the data plane to see a catalog change: a dry run of ``event`` (sent with
+    ``key``) has violations, or has none."""
+    url = ingest_url(api.gw, "/v1/validate")
+    async with asyncio.timeout(15):
+        while True:
+            async with api.http.post(url, json={"batch": [event]}, headers=basic_auth(key)) as resp:
+                if resp.status == 200:
+                    [result] = (await resp.json())["results"]
+                    if bool(result["violations"]) == violated:
+                        return
+            await asyncio.sleep(0.1)

@@ -5,7 +5,6 @@ judged by the current version."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -23,6 +22,7 @@ from tests.conftest import (
     consume_all,
     headers_of,
     ingest_url,
+    until_enforced,
 )
 
 SEGMENT = "/tracking-plans"
@@ -90,16 +90,7 @@ async def test_events_pinned_to_a_past_version(api: Admin) -> None:
     events = [event for event, _, _ in cases.values()]
 
     # The data plane picks the connection up within its refresh interval.
-    async with asyncio.timeout(15):
-        while True:
-            async with api.http.post(
-                ingest_url(api.gw, "/v1/validate"),
-                json={"batch": [order("probe", 5)]},
-                headers=basic_auth(key),
-            ) as resp:
-                if resp.status == 200 and (await resp.json())["results"][0]["violations"]:
-                    break
-            await asyncio.sleep(0.1)
+    await until_enforced(api, key, order("probe", 5), violated=True)
 
     async with api.http.post(
         ingest_url(api.gw, "/v1/batch"), json={"batch": events}, headers=basic_auth(key)

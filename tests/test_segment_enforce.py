@@ -5,12 +5,19 @@ COMMON rule checked on track and identify events (SQLite and PostgreSQL catalogs
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import orjson
 
-from tests.conftest import Admin, amount_rule, basic_auth, consume_all, ingest_url, metric_value
+from tests.conftest import (
+    Admin,
+    amount_rule,
+    basic_auth,
+    consume_all,
+    ingest_url,
+    metric_value,
+    until_enforced,
+)
 
 SEGMENT = "/tracking-plans"
 
@@ -86,19 +93,6 @@ async def validate(api: Admin, key: str, events: list[dict[str, Any]]) -> list[d
     return results
 
 
-async def until(api: Admin, key: str, event: dict[str, Any], *, violated: bool) -> None:
-    """Wait for the data plane to see the catalog change: ``event`` violated, or not."""
-    url = ingest_url(api.gw, "/v1/validate")
-    async with asyncio.timeout(15):
-        while True:
-            async with api.http.post(url, json={"batch": [event]}, headers=basic_auth(key)) as resp:
-                if resp.status == 200:
-                    [result] = (await resp.json())["results"]
-                    if bool(result["violations"]) == violated:
-                        return
-            await asyncio.sleep(0.1)
-
-
 async def test_versions_and_common_rule_end_to_end(api: Admin) -> None:
     created = await api.ok("POST", SEGMENT, {"name": "Versioned Plan", "type": "LIVE"})
     plan_id = created["data"]["trackingPlan"]["id"]
@@ -123,7 +117,7 @@ async def test_versions_and_common_rule_end_to_end(api: Admin) -> None:
     key = source["writeKeys"][0]
 
     # The data plane picks the plan up within its refresh interval.
-    await until(api, key, order("probe", 5, 2), violated=True)
+    await until_enforced(api, key, order("probe", 5, 2), violated=True)
 
     # A dry run and the real thing agree.
     results = await validate(api, key, EVENTS)
@@ -161,6 +155,6 @@ async def test_versions_and_common_rule_end_to_end(api: Admin) -> None:
         f"/catalog/tracking-plans/{plan_id}/sources/{source['id']}",
         {"config": {"track": {"defaultRuleVersion": "latest"}}},
     )
-    await until(api, key, order("default", "5"), violated=False)
+    await until_enforced(api, key, order("default", "5"), violated=False)
     [latest] = await validate(api, key, [order("default", 5)])
     assert kinds(latest["violations"]) == [("Datatype-Mismatch", "amount")]

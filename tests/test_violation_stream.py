@@ -4,7 +4,6 @@ counts read back from it; off by default."""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -24,6 +23,7 @@ from tests.conftest import (
     consume_all,
     headers_of,
     ingest_url,
+    until_enforced,
 )
 
 SEGMENT = "/tracking-plans"
@@ -43,16 +43,8 @@ async def connected_plan(api: Admin) -> tuple[str, str, str]:
     source = await api.source("Web")
     await api.ok("POST", f"{SEGMENT}/{plan_id}/sources", {"sourceId": source["id"]})
     key = source["writeKeys"][0]
-    async with asyncio.timeout(15):
-        while True:
-            async with api.http.post(
-                ingest_url(api.gw, "/v1/validate"),
-                json={"batch": [order("probe", "x")]},
-                headers=basic_auth(key),
-            ) as resp:
-                if resp.status == 200 and (await resp.json())["results"][0]["violations"]:
-                    return plan_id, source["id"], key
-            await asyncio.sleep(0.1)
+    await until_enforced(api, key, order("probe", "x"), violated=True)
+    return plan_id, source["id"], key
 
 
 def order(message_id: str, amount: Any, **more: Any) -> dict[str, Any]:

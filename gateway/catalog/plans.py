@@ -47,6 +47,7 @@ from gateway.catalog.rules import check_rule, recheck
 from gateway.catalog.store import categories, new_id
 from gateway.catalog.store import events as catalog_events
 from gateway.catalog.store import plans as stored
+from gateway.catalog.store.schema import MAX_INTEGER
 from gateway.errors import BadRequest, NotFound
 
 CREATION_TYPE = "BackendAPI"
@@ -181,7 +182,7 @@ class VersionQuery(msgspec.Struct):
             int,
             msgspec.Meta(
                 ge=1,
-                le=2**31 - 1,
+                le=MAX_INTEGER,
                 description="Return the plan exactly as it was at this version (events and "
                 "rules included).",
             ),

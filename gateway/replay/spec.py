@@ -9,6 +9,7 @@ import jsonpatch
 import msgspec
 from jsonpointer import JsonPointerException
 
+from gateway.catalog.store.schema import MAX_INTEGER
 from gateway.errors import BadRequest
 from gateway.outcomes import QuarantineReason
 from gateway.replay.judge import Filters
@@ -45,7 +46,7 @@ class ReplaySpec(msgspec.Struct, rename="camel", forbid_unknown_fields=True, kw_
     source_id: Name | None = None
     reason: QuarantineReason | None = None
     event: Name | None = None
-    plan_version: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    plan_version: Annotated[int, msgspec.Meta(ge=1, le=MAX_INTEGER)] | None = None
     fixes: (
         Annotated[
             dict[Name, Annotated[list[dict[str, Any]], msgspec.Meta(max_length=MAX_OPERATIONS)]],

@@ -74,7 +74,9 @@ def native_document(api: NativeApi) -> tuple[JSON, JSON]:
     _, schemas = msgspec.json.schema_components(
         sorted(types, key=lambda t: t.__name__), ref_template=REF
     )
-    schemas["NativeError"] = ERROR_ENVELOPE
+    # A request the HTTP parser refuses (a request line over 8 KiB, malformed headers) is
+    # answered before any route, with the gateway's plain error body.
+    schemas["NativeError"] = {"anyOf": [ERROR_ENVELOPE, {"$ref": REF.format(name="Error")}]}
     paths: JSON = {}
     for op in api.operations:
         for prefix, extra in (

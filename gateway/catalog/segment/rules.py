@@ -26,11 +26,12 @@ from gateway.catalog.segment import SUCCESS, ListQuery, Pagination, Status, page
 from gateway.catalog.store import events as catalog_events
 from gateway.catalog.store import now_text
 from gateway.catalog.store import plans as stored
+from gateway.catalog.store.schema import MAX_INTEGER
 from gateway.errors import NotFound
 from gateway.plans.snapshot import COMMON
 
 RuleType = Literal["TRACK", "IDENTIFY", "GROUP", "PAGE", "SCREEN", "COMMON"]
-Version = Annotated[int, msgspec.Meta(ge=1, le=2**31 - 1)]
+Version = Annotated[int, msgspec.Meta(ge=1, le=MAX_INTEGER)]
 Key = Annotated[
     str,
     msgspec.Meta(description='A TRACK rule\'s event name; "" (or anything) for the other types.'),

@@ -50,6 +50,7 @@ class Json(TypeDecorator[Any]):
 ID = 40  # prefixed KSUID-style ids ("tp_" + 27 characters) fit with room to spare
 NAME = 200
 TIME = 32
+MAX_INTEGER = 2**31 - 1  # the largest value an Integer column takes (PostgreSQL's int4)
 
 schema_migrations = Table(
     "schema_migrations",
