@@ -44,6 +44,15 @@ class NotFound(ApiError):
     code = "not_found"
 
 
+class Conflict(ApiError):
+    """The resource is not in a state that allows this: cancelling a replay not running in
+    this process, resuming one that runs or is done; promoting a shadow plan pinned to a past
+    version, or a source without one."""
+
+    status = 409
+    code = "conflict"
+
+
 class InvalidJson(BadRequest):
     """The body is empty, not valid JSON, not an object, or nested too deeply."""
 

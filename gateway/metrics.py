@@ -60,6 +60,18 @@ class Metrics:
             ["source_id", "tracking_plan_id", "event", "valid"],
             registry=r,
         )
+        self.shadow_violations = Counter(
+            PREFIX + "shadow_violations_total",
+            "Violations of sources' shadow plans (candidates, without effect)",
+            ["source_id", "tracking_plan_id", "event", "violation_type"],
+            registry=r,
+        )
+        self.shadow_outcomes = Counter(
+            PREFIX + "shadow_outcomes_total",
+            "What enforcing the shadow plan would do to events: forward, strip or drop",
+            ["source_id", "tracking_plan_id", "event", "would"],
+            registry=r,
+        )
         self.request_duration = Histogram(
             PREFIX + "request_duration_seconds",
             "HTTP request duration",

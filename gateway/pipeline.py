@@ -24,7 +24,7 @@ from typing import Any
 import orjson
 
 from gateway.config import IngestSettings, KafkaSettings
-from gateway.enforce.enforcer import Decision, Enforcer, ViolationBudget
+from gateway.enforce.enforcer import Decision, Enforcement, Enforcer, ViolationBudget
 from gateway.enforce.violations import invalid_event_violation
 from gateway.ingest.normalize import RequestInfo, SharedParts, merge_shared, normalize_fields
 from gateway.outcomes import EVENT_TYPES, Outcome, QuarantineReason
@@ -59,6 +59,10 @@ class Tally:
     violations: Counter[tuple[str, str, str, str]] = field(default_factory=Counter)
     # (tracking plan id, event label, "true" when it had no violation) -> events checked
     checked: Counter[tuple[str, str, str]] = field(default_factory=Counter)
+    # Against the source's shadow plan: (plan id, event label, violation type) -> count, and
+    # (plan id, event label, what enforcing it would do) -> events.
+    shadow_violations: Counter[tuple[str, str, str]] = field(default_factory=Counter)
+    shadow_outcomes: Counter[tuple[str, str, str]] = field(default_factory=Counter)
     validation_s: float = 0.0
 
 
@@ -102,6 +106,7 @@ class Pipeline:
         budget = ViolationBudget(self.max_request_violations)
         output_bytes = 0  # of the records built so far
         enforcement = self.enforcer.for_source(source, snapshot)
+        shadow = self.enforcer.shadow_for(source, snapshot) if enforcement is not None else None
         # Only events of a source with a plan are stamped; their context is put last.
         stamping = enforcement is not None
         unjudged = request_headers(source.id, None, None)
@@ -136,6 +141,8 @@ class Pipeline:
                 if enforcement is not None:
                     had_context = "context" in raw
                     started = time.perf_counter()
+                    if shadow is not None:  # first: enforcing changes the event
+                        _shadow_tally(tally, shadow, raw)
                     decision = enforcement.enforce(raw, budget)
                     tally.validation_s += time.perf_counter() - started
                     stamps = decision.appended
@@ -293,6 +300,14 @@ class Pipeline:
                 # The envelope's context is one level deeper once merged into the event.
                 return TOO_DEEP, None, None
         return invalid_event_problem(raw), value, size
+
+
+def _shadow_tally(tally: Tally, shadow: Enforcement, event: dict[str, Any]) -> None:
+    judgement = shadow.judge(event)
+    plan_id, label = shadow.plan.id, judgement.event_label
+    tally.shadow_outcomes[plan_id, label, judgement.would] += 1
+    for v in judgement.violations:
+        tally.shadow_violations[plan_id, label, v["type"]] += 1
 
 
 def _with_stamps(

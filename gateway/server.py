@@ -21,6 +21,7 @@ from gateway.catalog.auth import TokenAuth
 from gateway.catalog.declared import add_routes
 from gateway.catalog.http import (
     AUTH_KEY,
+    KAFKA_KEY,
     STORE_KEY,
     add_rudderstack_base_aliases,
     record_catalog_changes,
@@ -28,7 +29,6 @@ from gateway.catalog.http import (
 )
 from gateway.catalog.native.replays import REPLAYS_KEY, ReplayJobs
 from gateway.catalog.native.routes import NATIVE_API
-from gateway.catalog.native.violations import SAMPLES_KEY, ViolationStream
 from gateway.catalog.routes import CATALOG_ROUTES
 from gateway.catalog.segment import RULES_LIMIT, add_segment_routes
 from gateway.catalog.segment.routes import SEGMENT_ROUTES
@@ -273,7 +273,7 @@ class Gateway:
         assert self.snapshots is not None
         assert self.replay_jobs is not None
         app[REPLAYS_KEY] = self.replay_jobs
-        app[SAMPLES_KEY] = ViolationStream(self.settings.kafka)
+        app[KAFKA_KEY] = self.settings.kafka
         app[SNAPSHOTS_KEY] = self.snapshots
         app[AUTH_KEY] = TokenAuth(self.settings.admin.tokens, self.settings.admin.snapshot_tokens)
         NATIVE_API.add_routes(app)

@@ -7,10 +7,12 @@ from aiohttp import web
 from gateway.catalog.auth import TOKEN_IDENTITY, Forbidden, Scope, TokenAuth
 from gateway.catalog.changelog import Change, recording
 from gateway.catalog.store import Store
+from gateway.config import KafkaSettings
 from gateway.http import Handler
 from gateway.plans.providers import SNAPSHOT_PATH
 
 STORE_KEY = web.AppKey("store", Store)
+KAFKA_KEY = web.AppKey("kafka", KafkaSettings)  # what reads the gateway's topics back
 AUTH_KEY = web.AppKey("auth", TokenAuth)
 
 MAX_BODY_BYTES = 4 * 1024 * 1024

@@ -128,6 +128,22 @@ class Enforcer:
             return None
         return Enforcement(self, plan, source.tracking_plan.policies)
 
+    def shadow_for(self, source: Source, snapshot: Snapshot) -> Enforcement | None:
+        """The source's shadow plan with its connection's policies, or None."""
+        plan = snapshot.shadow_for(source)
+        if plan is None or source.tracking_plan is None:
+            return None
+        return Enforcement(self, plan, source.tracking_plan.policies)
+
+
+@dataclass(frozen=True, slots=True)
+class Judgement:
+    """What enforcing a plan would do to an event, without doing it (shadow plans)."""
+
+    violations: list[Violation]
+    would: str  # forward, strip (forward without unplanned properties: omit) or drop
+    event_label: str
+
 
 class Enforcement:
     """One source's plan and policies, bound once per request: :meth:`Enforcer.enforce` without
@@ -169,6 +185,22 @@ class Enforcement:
         if reason is None:
             decision.appended = _stamp(event, plan, violations, policy)
         return decision
+
+    def judge(self, event: dict[str, Any]) -> Judgement:
+        """What :meth:`enforce` would decide, the event left as it is (no stamps, nothing
+        omitted); every violation is collected."""
+        event_type: str = event["type"]
+        policy = self._policies[event_type]
+        violations, label, _ = self._validate(event, event_type, policy, None)
+        assert violations is not None  # no budget: all of them
+        if not violations:
+            return Judgement(violations, "forward", label)
+        if policy.drop_reason(violations) is not None:
+            return Judgement(violations, "drop", label)
+        stripped = policy.unplanned_properties == "omit" and any(
+            v["type"] == ADDITIONAL_PROPERTIES for v in violations
+        )
+        return Judgement(violations, "strip" if stripped else "forward", label)
 
     def _pinned_to(self, event: dict[str, Any]) -> Enforcement | None:
         """The past version of the plan the event names (RudderTyper's

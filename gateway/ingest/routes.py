@@ -285,6 +285,10 @@ def _count_violations(metrics: Metrics, source_id: str, tally: Tally) -> None:
         ).inc(n)
     for (plan_id, event_label, valid), n in tally.checked.items():
         metrics.events_checked.labels(source_id, plan_id, event_label, valid).inc(n)
+    for (plan_id, event_label, kind), n in tally.shadow_violations.items():
+        metrics.shadow_violations.labels(source_id, plan_id, event_label, kind).inc(n)
+    for (plan_id, event_label, would), n in tally.shadow_outcomes.items():
+        metrics.shadow_outcomes.labels(source_id, plan_id, event_label, would).inc(n)
 
 
 def _count_outcomes(metrics: Metrics, source_id: str, tally: Tally) -> None:

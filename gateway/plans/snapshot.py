@@ -77,6 +77,8 @@ class PlanConnection:
     config: Mapping[str, Any]
     # The effective policy per event type, derived from ``config`` at parse time.
     policies: Mapping[str, Policy]
+    # A candidate plan and version every event is also checked against, without effect.
+    shadow: tuple[str, int] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +129,16 @@ class Snapshot:
             return None
         return self.tracking_plans.get(source.tracking_plan.plan_id)
 
+    def shadow_for(self, source: Source) -> TrackingPlan | None:
+        """The source's shadow plan, at its version, if it has one."""
+        if source.tracking_plan is None or source.tracking_plan.shadow is None:
+            return None
+        plan_id, version = source.tracking_plan.shadow
+        plan = self.tracking_plans.get(plan_id)
+        if plan is None or plan.version == version:
+            return plan
+        return plan.past.get(version)
+
 
 def _key_digest(key: str) -> bytes:
     return hashlib.sha256(key.encode("utf-8", "surrogatepass")).digest()
@@ -153,6 +165,7 @@ def compact_snapshot(doc: Any) -> bytes:
     rules: dict[str, Any] = {}
     plans: list[list[Any]] = []
     plan_ids: set[str] = set()
+    plan_versions: dict[str, set[int]] = {}  # the versions each plan has in the document
     for i, raw_plan in enumerate(_list(doc, "trackingPlans", "snapshot")):
         plan = _plan_row(raw_plan, f"trackingPlans[{i}]", rules)
         plan_id = plan[0]
@@ -160,6 +173,7 @@ def compact_snapshot(doc: Any) -> bytes:
             raise SnapshotError(f"trackingPlans[{i}].id: duplicate plan id {plan_id!r}")
         plan_ids.add(plan_id)
         plans.append(plan)
+        plan_versions[plan_id] = {plan[2], *(past[0] for past in plan[5])}
     sources: list[list[Any]] = []
     source_ids: set[str] = set()
     write_keys: set[str] = set()
@@ -174,6 +188,13 @@ def compact_snapshot(doc: Any) -> bytes:
             raise SnapshotError(
                 f"{where}.trackingPlan.id: plan {connection[0]!r} is not in trackingPlans"
             )
+        if connection is not None and connection[3] is not None:
+            shadow_id, shadow_version = connection[3]
+            if shadow_version not in plan_versions.get(shadow_id, ()):
+                raise SnapshotError(
+                    f"{where}.trackingPlan.shadow: plan {shadow_id!r} at version "
+                    f"{shadow_version} is not in trackingPlans (nor its pastVersions)"
+                )
         if not write_keys.isdisjoint(keys) or len(set(keys)) < len(keys):
             raise SnapshotError(f"{where}.writeKeys: key is already used by another source")
         write_keys.update(keys)
@@ -211,8 +232,14 @@ def snapshot_from_compact(compact: bytes) -> Snapshot:
             source_id, name, enabled, keys, connection = row
             tracking_plan = None
             if connection is not None:
-                plan_id, version, config = connection
-                tracking_plan = PlanConnection(plan_id, version, config, policies_for(config))
+                plan_id, version, config, shadow = connection
+                tracking_plan = PlanConnection(
+                    plan_id,
+                    version,
+                    config,
+                    policies_for(config),
+                    (shadow[0], shadow[1]) if shadow is not None else None,
+                )
             source = Source(source_id, name, enabled, tuple(keys), tracking_plan)
             for key in keys:
                 by_digest[_key_digest(key)] = source
@@ -367,7 +394,21 @@ def _source_row(raw: Any, where: str) -> list[Any]:
         config = tp.get("config", {})
         if not isinstance(config, dict):
             raise SnapshotError(f"{tp_where}.config: must be an object")
-        connection = [_str(tp, "id", tp_where), _int(tp, "version", tp_where, default=0), config]
+        shadow = None
+        raw_shadow = tp.get("shadow")
+        if raw_shadow is not None:
+            shadow_where = f"{tp_where}.shadow"
+            shadow_obj = _obj(raw_shadow, shadow_where)
+            shadow = [
+                _str(shadow_obj, "id", shadow_where),
+                _int(shadow_obj, "version", shadow_where, default=0),
+            ]
+        connection = [
+            _str(tp, "id", tp_where),
+            _int(tp, "version", tp_where, default=0),
+            config,
+            shadow,
+        ]
     return [_str(obj, "id", where), str(obj.get("name", "")), enabled, keys, connection]
 
 

@@ -1,9 +1,15 @@
 """Reading the gateway's topics back (replays, violation samples): a consumer outside any group,
-and where a topic's partitions end."""
+and where a topic's partitions end.
+
+Use one consumer per topic: aiokafka keeps partition metadata for the topics a consumer reads,
+so after reading one topic it may not know another's partitions (``partitions_of`` would find
+none)."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -68,3 +74,38 @@ async def ends_of(
         if not waiting:
             break
     return ends
+
+
+async def newest_records(
+    consumer: AIOKafkaConsumer, topic: str, scan: int, keep: Callable[[Any], bool]
+) -> tuple[list[Any], int, bool]:
+    """The records ``keep`` accepts among the newest ``scan`` of the topic (shared among its
+    partitions), in each partition's order; how many were read; whether that was the whole
+    topic."""
+    partitions = await partitions_of(consumer, topic)
+    if not partitions:
+        return [], 0, True
+    ends = await ends_of(consumer, partitions)
+    begins = await consumer.beginning_offsets(partitions)
+    share = max(1, scan // len(partitions))
+    starts = {tp: max(begins[tp], ends[tp] - share) for tp in partitions}
+    whole = all(starts[tp] == begins[tp] for tp in partitions)
+    remaining = {tp: ends[tp] for tp in partitions if starts[tp] < ends[tp]}
+    consumer.assign(list(remaining))
+    for tp in remaining:
+        consumer.seek(tp, starts[tp])
+    kept: list[Any] = []
+    scanned = empty = 0
+    while remaining and empty < PROBE_FETCHES:
+        fetched = await consumer.getmany(*remaining, timeout_ms=FETCH_MS, max_records=5000)
+        for tp, records in fetched.items():
+            for record in records:
+                if record.offset < ends[tp]:
+                    scanned += 1
+                    if keep(record):
+                        kept.append(record)
+        for tp in list(remaining):
+            if await consumer.position(tp) >= remaining[tp]:
+                del remaining[tp]
+        empty = 0 if fetched else empty + 1
+    return kept, scanned, whole and not remaining

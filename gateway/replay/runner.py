@@ -225,10 +225,12 @@ class Replays:
             if not await publisher.wait_connected(CONNECT_S):
                 await publisher.stop()
                 raise KafkaUnavailable(f"Kafka at {self.kafka.bootstrap_servers} not reachable")
+        # One consumer per topic: a consumer's partition metadata follows what it reads.
         consumer = await self._consumer()
+        watcher = await self._consumer() if publisher is not None else None
         try:
-            if publisher is not None:
-                await self._settle_pending(consumer, job.id)
+            if publisher is not None and watcher is not None:
+                await self._settle_pending(watcher, job.id)
             topic = self.kafka.quarantine_topic
             async for chunk in _chunks(consumer, topic, job, self.chunk_records):
                 if stop.is_set():
@@ -237,8 +239,8 @@ class Replays:
                 verdicts = await asyncio.to_thread(judge.judge_all, _in_time(chunk, spec))
                 job.progress.read += len(chunk)
                 passing = _tally(job.progress, verdicts)
-                if publisher is not None:
-                    await self._publish(publisher, consumer, job, passing)
+                if publisher is not None and watcher is not None:
+                    await self._publish(publisher, watcher, job, passing)
                 else:
                     job.progress.passed += len(passing)
                 await self._save(job)
@@ -246,6 +248,8 @@ class Replays:
                     on_progress(job)
         finally:
             await consumer.stop()
+            if watcher is not None:
+                await watcher.stop()
             if publisher is not None:
                 await publisher.stop()
         async with self.store.engine.begin() as conn:
@@ -255,14 +259,15 @@ class Replays:
     async def _publish(
         self,
         publisher: KafkaPublisher,
-        consumer: AIOKafkaConsumer,
+        watcher: AIOKafkaConsumer,
         job: ReplayJob,
         passing: list[Verdict],
     ) -> None:
+        """``watcher``: a consumer of the events topic."""
         wanted: dict[tuple[str, str], Verdict] = {}
         for v in passing:
             wanted.setdefault((v.source_id, stored.message_key(v.message_id)), v)
-        since = await _end_offsets(consumer, self.kafka.events_topic)
+        since = await _end_offsets(watcher, self.kafka.events_topic)
         async with self.store.engine.begin() as conn:
             claimed = await stored.claim(
                 conn,

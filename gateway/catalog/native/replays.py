@@ -23,7 +23,7 @@ from aiohttp import web
 
 from gateway.catalog.native import Answer, Call, Operation, Version
 from gateway.catalog.store import replays as stored
-from gateway.errors import ApiError, BadRequest, NotFound, Unavailable
+from gateway.errors import ApiError, BadRequest, Conflict, NotFound, Unavailable
 from gateway.replay.runner import RESUMABLE, ReplayJob, Replays, Status, job_of
 from gateway.replay.spec import ReplaySpec
 
@@ -40,14 +40,6 @@ class TooManyReplays(ApiError):
     status = 429
     code = "too_many_replays"
     retry_after_s = 10
-
-
-class Conflict(ApiError):
-    """The replay is not in a state that allows this: cancelling one that is not running in
-    this process, resuming one that runs or is done."""
-
-    status = 409
-    code = "conflict"
 
 
 class ReplayJobs:

@@ -20,8 +20,8 @@ from typing import Annotated, Any
 
 import msgspec
 import orjson
-from aiohttp import web
 
+from gateway.catalog.http import KAFKA_KEY
 from gateway.catalog.native import Answer, Call, Operation, Version
 from gateway.config import KafkaSettings
 from gateway.errors import BadRequest, NotFound, Unavailable
@@ -34,14 +34,6 @@ MAX_SCANNED = 200_000
 MAX_WINDOW_MINUTES = 7 * 24 * 60
 STALL_FETCHES = 10
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
-
-
-@dataclass(frozen=True)
-class ViolationStream:
-    kafka: KafkaSettings
-
-
-SAMPLES_KEY = web.AppKey("violation-stream", ViolationStream)
 
 
 class SamplesQuery(msgspec.Struct, rename="camel", forbid_unknown_fields=True, kw_only=True):
@@ -78,13 +70,13 @@ class _Group:
 
 async def violation_samples(call: Call) -> Answer:
     query: SamplesQuery = call.params
-    stream = call.app[SAMPLES_KEY]
-    topic = stream.kafka.violations_topic
+    kafka = call.app[KAFKA_KEY]
+    topic = kafka.violations_topic
     if not topic:
         raise NotFound("the violation stream is off: set kafka.violations_topic")
     since_ms = int(time.time() * 1000) - query.window_minutes * 60_000
     try:
-        groups, scanned, complete = await _scan(stream.kafka, topic, since_ms, query)
+        groups, scanned, complete = await _scan(kafka, topic, since_ms, query)
     except KafkaUnavailable as exc:
         raise Unavailable(str(exc)) from None
     answer = [

@@ -49,3 +49,22 @@ async def update_config(conn: AsyncConnection, source_id: str, config: dict[str,
 async def delete_connection(conn: AsyncConnection, source_id: str) -> None:
     table = schema.connections
     await conn.execute(delete(table).where(table.c.source_id == source_id))
+
+
+async def set_shadow(conn: AsyncConnection, source_id: str, shadow: dict[str, Any] | None) -> None:
+    table = schema.connections
+    await conn.execute(
+        update(table)
+        .where(table.c.source_id == source_id)
+        .values(shadow=shadow, updated_at=now_text())
+    )
+
+
+async def move_connection(conn: AsyncConnection, source_id: str, plan_id: str) -> None:
+    """Connect the source to another plan, its config kept and its shadow cleared."""
+    table = schema.connections
+    await conn.execute(
+        update(table)
+        .where(table.c.source_id == source_id)
+        .values(plan_id=plan_id, shadow=None, updated_at=now_text())
+    )

@@ -194,6 +194,9 @@ connections = Table(
     Column("config", Json, nullable=False),
     Column("created_at", String(TIME), nullable=False),
     Column("updated_at", String(TIME), nullable=False),
+    # A candidate plan every event is also checked against, without effect (migration 5):
+    # {"planId", "version"} (version null: the plan's current one), or null.
+    Column("shadow", Json, nullable=True),
 )
 
 
@@ -289,6 +292,10 @@ def _v4_replays(conn: Connection) -> None:
     metadata.create_all(conn, tables=[replay_jobs, replayed_events])
 
 
+def _v5_shadow_plans(conn: Connection) -> None:
+    _add_missing_columns(conn, connections, ("shadow",))
+
+
 def _add_missing_columns(conn: Connection, table: Table, names: tuple[str, ...]) -> None:
     present = {column["name"] for column in inspect(conn).get_columns(table.name)}
     for name in names:
@@ -312,4 +319,5 @@ MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (2, "change log", _v2_change_log),
     (3, "rule versions, common rules and plan types", _v3_rule_versions),
     (4, "replays of the quarantine topic", _v4_replays),
+    (5, "shadow plans of connections", _v5_shadow_plans),
 ]

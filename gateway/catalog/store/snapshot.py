@@ -27,11 +27,14 @@ async def read_snapshot_document(store: Store, pinned_versions: int = 0) -> dict
 
 async def _snapshot_document(conn: AsyncConnection, pinned_versions: int) -> dict[str, Any]:
     revision = await conn.scalar(select(schema.catalog_state.c.revision))
+    connection_rows = list(await conn.execute(select(schema.connections)))
     connected = {
-        row.source_id: {"id": row.plan_id, "config": row.config}
-        for row in await conn.execute(select(schema.connections))
+        row.source_id: {"id": row.plan_id, "config": row.config} for row in connection_rows
     }
     plans = {row.id: row for row in await conn.execute(select(schema.tracking_plans))}
+    shadows = _shadows(connection_rows, plans)
+    for source_id, shadow in shadows.items():
+        connected[source_id]["shadow"] = {"id": shadow[0], "version": shadow[1]}
     events: dict[str, list[dict[str, Any]]] = {plan_id: [] for plan_id in plans}
     rows = await conn.execute(
         select(
@@ -73,12 +76,36 @@ async def _snapshot_document(conn: AsyncConnection, pinned_versions: int) -> dic
             }
         )
     documents = [_plan(plan, events[plan.id]) for plan in plans.values()]
+    past: dict[str, list[dict[str, Any]]] = {}
     if pinned_versions:
         past = await _past_versions(conn, {c["id"] for c in connected.values()}, pinned_versions)
-        for document in documents:
-            if past.get(document["id"]):
-                document["pastVersions"] = past[document["id"]]
+    for plan_id, version in shadows.values():  # a shadow may name a past version
+        if version != plans[plan_id].version and all(
+            p["version"] != version for p in past.get(plan_id, ())
+        ):
+            document = await plan_at_version(conn, plan_id, version)
+            if document is None:  # not in the history (any more): no shadow then
+                for source_id, shadow in shadows.items():
+                    if shadow == (plan_id, version):
+                        del connected[source_id]["shadow"]
+                continue
+            del document["id"], document["name"]
+            past.setdefault(plan_id, []).append(document)
+    for document in documents:
+        if past.get(document["id"]):
+            document["pastVersions"] = sorted(past[document["id"]], key=lambda p: p["version"])
     return {"revision": str(revision), "sources": sources, "trackingPlans": documents}
+
+
+def _shadows(connections: list[Any], plans: dict[str, Any]) -> dict[str, tuple[str, int]]:
+    """Each source's shadow plan and version (a plan deleted since is no shadow)."""
+    shadows = {}
+    for row in connections:
+        shadow = row.shadow
+        if shadow is not None and shadow["planId"] in plans:
+            plan = plans[shadow["planId"]]
+            shadows[row.source_id] = (plan.id, shadow.get("version") or plan.version)
+    return shadows
 
 
 async def _past_versions(
