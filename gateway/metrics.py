@@ -72,6 +72,12 @@ class Metrics:
             ["source_id", "tracking_plan_id", "event", "would"],
             registry=r,
         )
+        self.replay_events = Counter(
+            PREFIX + "replay_events_total",
+            "Admin: quarantined events replay jobs judged, by result",
+            ["result"],  # published, already_replayed, still_failing, would_pass (dry runs)
+            registry=r,
+        )
         self.request_duration = Histogram(
             PREFIX + "request_duration_seconds",
             "HTTP request duration",

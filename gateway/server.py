@@ -157,7 +157,9 @@ class Gateway:
             self.snapshots = SnapshotBuilder(
                 self.store, self.metrics, settings.catalog.pinned_versions
             )
-            self.replay_jobs = ReplayJobs(Replays(self.store, settings.kafka, settings.ingest))
+            self.replay_jobs = ReplayJobs(
+                Replays(self.store, settings.kafka, settings.ingest, metrics=self.metrics)
+            )
         self.publisher = KafkaPublisher(settings.kafka, self.metrics)
         self.cache = PlanCache(
             provider or self._provider(),

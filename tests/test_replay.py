@@ -28,6 +28,7 @@ from tests.conftest import (
     consume_all,
     headers_of,
     ingest_url,
+    metric_value,
     settings_toml,
     until_enforced,
 )
@@ -397,6 +398,13 @@ async def test_replay_jobs_through_the_native_api(api: Admin) -> None:
     assert (job["status"], job["progress"]["published"]) == ("done", 4)
     assert replayed_ids(await records(api, "events_topic")) == ["a1", "a2", "a3", "b1"]
     assert job["spec"]["fixes"] == FIXES
+    # What the admin process's jobs did, for the dashboard.
+    async with api.http.get(f"http://127.0.0.1:{api.gw.admin_port}/metrics") as resp:
+        text = await resp.text()
+    assert metric_value(text, "gateway_replay_events_total", result="would_pass") == 3
+    assert metric_value(text, "gateway_replay_events_total", result="published") == 4
+    # The dry run's two; the second job selected only what it recovers.
+    assert metric_value(text, "gateway_replay_events_total", result="still_failing") == 2
 
     # Done: nothing to resume or cancel; bad specs and unknown jobs are refused.
     status, answer = await api("POST", f"/api/latest/replays/{job['id']}/resume")

@@ -124,8 +124,10 @@ class Replays:
         kafka: KafkaSettings,
         ingest: IngestSettings,
         chunk_records: int = CHUNK_RECORDS,
+        metrics: Metrics | None = None,
     ) -> None:
         self.chunk_records = chunk_records
+        self.metrics = metrics or Metrics()
         self.store = store
         self.kafka = kafka
         self.ingest = ingest
@@ -238,11 +240,13 @@ class Replays:
                     return await self.get(job.id)
                 verdicts = await asyncio.to_thread(judge.judge_all, _in_time(chunk, spec))
                 job.progress.read += len(chunk)
+                before = msgspec.structs.replace(job.progress)
                 passing = _tally(job.progress, verdicts)
                 if publisher is not None and watcher is not None:
                     await self._publish(publisher, watcher, job, passing)
                 else:
                     job.progress.passed += len(passing)
+                self._count(before, job.progress, spec.dry_run)
                 await self._save(job)
                 if on_progress is not None:
                     on_progress(job)
@@ -255,6 +259,15 @@ class Replays:
         async with self.store.engine.begin() as conn:
             await stored.update_job(conn, job.id, now_text(), status=Status.DONE)
         return await self.get(job.id)
+
+    def _count(self, before: Progress, after: Progress, dry_run: bool) -> None:
+        counted = self.metrics.replay_events
+        if dry_run:
+            counted.labels("would_pass").inc(after.passed - before.passed)
+        else:
+            counted.labels("published").inc(after.published - before.published)
+            counted.labels("already_replayed").inc(after.already_replayed - before.already_replayed)
+        counted.labels("still_failing").inc(after.still_failing - before.still_failing)
 
     async def _publish(
         self,
