@@ -217,9 +217,9 @@ class Pipeline:
         decision: Decision,
         output_bytes: int,
     ) -> int:
-        """Add the event's violation records (kafka.violations_topic); their size. None when
-        they would take the request's records over their bound: the event's own record is
-        what counts."""
+        """Add the event's violation records (kafka.violations_topic); their size. None are
+        added (0) when they would take the request's records over their bound: the event's own
+        record is what counts."""
         if not decision.violations:
             return 0
         streamed = violation_records(

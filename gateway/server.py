@@ -158,7 +158,13 @@ class Gateway:
                 self.store, self.metrics, settings.catalog.pinned_versions
             )
             self.replay_jobs = ReplayJobs(
-                Replays(self.store, settings.kafka, settings.ingest, metrics=self.metrics)
+                Replays(
+                    self.store,
+                    settings.kafka,
+                    settings.ingest,
+                    metrics=self.metrics,
+                    pinned_versions=settings.catalog.pinned_versions,
+                )
             )
         self.publisher = KafkaPublisher(settings.kafka, self.metrics)
         self.cache = PlanCache(

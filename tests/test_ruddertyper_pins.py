@@ -13,6 +13,8 @@ import orjson
 import pytest
 
 from gateway.plans.snapshot import SnapshotError, parse_snapshot
+from gateway.replay.runner import Replays
+from gateway.replay.spec import ReplaySpec
 from tests.conftest import (
     ADMIN_TOKEN,
     Admin,
@@ -137,3 +139,53 @@ def test_past_versions_in_a_snapshot_document() -> None:
     ]:
         with pytest.raises(SnapshotError, match=message.replace("[", r"\[").replace("]", r"\]")):
             parse_snapshot({"sources": [], "trackingPlans": [{**plan, "pastVersions": past}]})
+
+
+async def test_replay_judges_pinned_events_by_their_version(api: Admin) -> None:
+    """A replay judges a quarantined event as the gateway would now: by the version it is
+    pinned to, not by the plan that was changed since."""
+    created = await api.ok("POST", SEGMENT, {"name": "Typed Plan", "type": "LIVE"})
+    plan_id = created["data"]["trackingPlan"]["id"]
+    rule = {"key": "Order Completed", "type": "TRACK", "version": 1}
+    await api.ok(
+        "PUT",
+        f"{SEGMENT}/{plan_id}/rules",
+        {"rules": [{**rule, "jsonSchema": amount_rule("number")}]},
+    )
+    numbers = (await api.ok("GET", f"/catalog/tracking-plans/{plan_id}"))["version"]
+    source = await api.source("App")
+    await api.ok("POST", f"{SEGMENT}/{plan_id}/sources", {"sourceId": source["id"]})
+    await api.ok(
+        "PUT",
+        f"/catalog/tracking-plans/{plan_id}/sources/{source['id']}",
+        {"config": {"track": {"anyOtherViolation": "drop"}}},
+    )
+    key = source["writeKeys"][0]
+    await until_enforced(api, key, order("probe", "5"), violated=True)
+    pinned = order("pinned", "5", {"trackingPlanId": plan_id, "trackingPlanVersion": numbers})
+    async with api.http.post(
+        ingest_url(api.gw, "/v1/batch"),
+        json={"batch": [pinned, order("unpinned", "6")]},
+        headers=basic_auth(key),
+    ) as resp:
+        assert resp.status == 200
+    # Amounts may be strings from now on; the app pinned to the old version may not.
+    await api.ok(
+        "PUT",
+        f"{SEGMENT}/{plan_id}/rules",
+        {"rules": [{**rule, "jsonSchema": amount_rule("string")}]},
+    )
+    gw = api.gw
+    assert gw.store is not None
+    replays = Replays(gw.store, gw.settings.kafka, gw.settings.ingest, pinned_versions=2)
+    job = await replays.run((await replays.create(ReplaySpec())).id)
+    assert (job.status, job.progress.selected, job.progress.published) == ("done", 2, 1)
+    [why] = job.progress.failures
+    assert why.startswith("violation: Datatype-Mismatch must be number")
+    kafka = gw.settings.kafka
+    replayed = [
+        orjson.loads(r.value)["userId"]
+        for r in await consume_all(kafka.bootstrap_servers, kafka.events_topic)
+        if headers_of(r).get("replayed") == "true"
+    ]
+    assert replayed == ["unpinned"]

@@ -99,7 +99,13 @@ async def replay(settings: Settings, args: argparse.Namespace) -> int:
         raise CommandError(f"--chunk-records: from 1 to {MAX_CHUNK_RECORDS}")
     store = Store(settings.catalog.database_url)
     await store.open()
-    replays = Replays(store, settings.kafka, settings.ingest, args.chunk_records)
+    replays = Replays(
+        store,
+        settings.kafka,
+        settings.ingest,
+        args.chunk_records,
+        pinned_versions=settings.catalog.pinned_versions,
+    )
     try:
         if args.resume:
             job = await replays.get(args.resume)

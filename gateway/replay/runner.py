@@ -125,8 +125,12 @@ class Replays:
         ingest: IngestSettings,
         chunk_records: int = CHUNK_RECORDS,
         metrics: Metrics | None = None,
+        pinned_versions: int = 0,
     ) -> None:
+        """``pinned_versions``: catalog.pinned_versions, so that an event pinned to a past plan
+        version (RudderTyper) is judged again as the gateway judges it."""
         self.chunk_records = chunk_records
+        self.pinned_versions = pinned_versions
         self.metrics = metrics or Metrics()
         self.store = store
         self.kafka = kafka
@@ -177,7 +181,7 @@ class Replays:
     async def snapshot(self, spec: ReplaySpec) -> Snapshot:
         """The current plans, or with ``planVersion`` each connected plan at that version."""
         async with self.store.read() as conn:
-            document = await read_snapshot_document(self.store)
+            document = await read_snapshot_document(self.store, self.pinned_versions)
             if spec.plan_version is not None:
                 await _plans_at_version(conn, document, spec)
         try:
