@@ -56,7 +56,9 @@ class MicroStore:
 
     def _forwarded(self, record: Record) -> None:
         event = orjson.loads(record.value)
-        violations = (event.get("context") or {}).get("violationErrors") or []
+        context = event.get("context") if isinstance(event, dict) else None
+        violations = context.get("violationErrors") if isinstance(context, dict) else None
+        violations = violations if isinstance(violations, list) else []
         if dict(record.headers).get("violations", b"0") == b"0":
             self.good.append(_item(event, "forwarded", None, []))
             self.good_count += 1
@@ -114,7 +116,7 @@ def _item(
         "testId": test_id,
         "outcome": outcome,
         "reason": reason,
-        "errors": [v.get("message", "") for v in violations],
+        "errors": [v.get("message", "") for v in violations if isinstance(v, dict)],
         "violations": violations,
         "event": event,
     }
