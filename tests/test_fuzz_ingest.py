@@ -21,6 +21,7 @@ import base64
 import gzip
 import json
 import os
+import uuid
 import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -47,6 +48,7 @@ from tests.conftest import (
     GatewayThread,
     RawReply,
     basic_auth,
+    consume,
     gateway_settings,
     read_reply,
     request_head,
@@ -152,6 +154,26 @@ DROPPING = {
     },
     "identify": {"unplannedProperties": "omit"},
 }
+# The shadow: the plan with its track rule open to any property.
+SHADOW_PLAN = {
+    **PLAN,
+    "id": "tp_fuzz_candidate",
+    "events": [
+        {
+            **PLAN["events"][0],
+            "rules": {
+                **TRACK_RULE,
+                "properties": {
+                    "properties": {
+                        **TRACK_RULE["properties"]["properties"],
+                        "additionalProperties": True,
+                    }
+                },
+            },
+        },
+        *PLAN["events"][1:],
+    ],
+}
 SNAPSHOT = {
     "revision": "fuzz-1",
     "sources": [
@@ -160,7 +182,13 @@ SNAPSHOT = {
             "name": "Forwarding",
             "enabled": True,
             "writeKeys": [WRITE_KEY],
-            "trackingPlan": {"id": PLAN_ID, "version": 1, "config": FORWARDING},
+            "trackingPlan": {
+                "id": PLAN_ID,
+                "version": 1,
+                "config": FORWARDING,
+                # Every event is also judged against a candidate plan (without effect).
+                "shadow": {"id": SHADOW_PLAN["id"], "version": 1},
+            },
         },
         {
             "id": "src_fuzz_drop",
@@ -171,7 +199,7 @@ SNAPSHOT = {
         },
         {"id": "src_off", "name": "Off", "enabled": False, "writeKeys": [DISABLED_KEY]},
     ],
-    "trackingPlans": [PLAN],
+    "trackingPlans": [PLAN, SHADOW_PLAN],
 }
 
 
@@ -266,6 +294,8 @@ def target(
         tmp_path,
         # A smaller request limit than the default keeps generated bodies cheap to refuse.
         ingest={"max_request_bytes": 512 * 1024},
+        # Every violation also becomes a record of the violation stream.
+        kafka={"violations_topic": f"violations-{uuid.uuid4().hex[:8]}"},
         # The snapshot never changes; and a refresh draws its jitter from the global random
         # generator, which hypothesis forbids while it draws an example.
         plans={"refresh_interval_s": 3600.0},
@@ -674,6 +704,14 @@ def test_fuzz_batches_of_sdk_events(target: FuzzTarget) -> None:
         send(target, FuzzRequest(route, data, basic_auth(key), {}, len(batch), key_valid=True))
 
     target.fuzz(one)
+    # The forwarding source's events went through its shadow plan and, with violations, the
+    # violation stream: both paths were fuzzed too.
+    metrics = target.gateway.metrics
+    assert sum(s.value for m in metrics.shadow_outcomes.collect() for s in m.samples) > 0
+    violations_topic = target.gateway.settings.kafka.violations_topic
+    assert target.thread.run(
+        consume(target.gateway.settings.kafka.bootstrap_servers, violations_topic, 1)
+    )
 
 
 @st.composite
