@@ -107,6 +107,7 @@ class Pipeline:
         output_bytes = 0  # of the records built so far
         enforcement = self.enforcer.for_source(source, snapshot)
         shadow = self.enforcer.shadow_for(source, snapshot) if enforcement is not None else None
+        shadow_budget = ViolationBudget(self.max_request_violations)  # a request's, as above
         # Only events of a source with a plan are stamped; their context is put last.
         stamping = enforcement is not None
         unjudged = request_headers(source.id, None, None)
@@ -142,7 +143,7 @@ class Pipeline:
                     had_context = "context" in raw
                     started = time.perf_counter()
                     if shadow is not None:  # first: enforcing changes the event
-                        _shadow_tally(tally, shadow, raw)
+                        _shadow_tally(tally, shadow, raw, shadow_budget)
                     decision = enforcement.enforce(raw, budget)
                     tally.validation_s += time.perf_counter() - started
                     stamps = decision.appended
@@ -302,8 +303,10 @@ class Pipeline:
         return invalid_event_problem(raw), value, size
 
 
-def _shadow_tally(tally: Tally, shadow: Enforcement, event: dict[str, Any]) -> None:
-    judgement = shadow.judge(event)
+def _shadow_tally(
+    tally: Tally, shadow: Enforcement, event: dict[str, Any], budget: ViolationBudget
+) -> None:
+    judgement = shadow.judge(event, budget)
     plan_id, label = shadow.plan.id, judgement.event_label
     tally.shadow_outcomes[plan_id, label, judgement.would] += 1
     for v in judgement.violations:

@@ -74,12 +74,11 @@ class Shop:
         return shop
 
     async def amount_may_be(self, kinds: list[str]) -> None:
-        rule = {
-            "key": "Order Completed",
-            "type": "TRACK",
-            "version": 1,
-            "jsonSchema": amount_rule(kinds),
-        }
+        await self.rule(amount_rule(kinds))
+
+    async def rule(self, schema: dict[str, Any]) -> None:
+        """``Order Completed``'s rule from now on (a new plan version)."""
+        rule = {"key": "Order Completed", "type": "TRACK", "version": 1, "jsonSchema": schema}
         await self.api.ok("PUT", f"{SEGMENT}/{self.plan_id}/rules", {"rules": [rule]})
 
     async def version(self) -> int:
@@ -431,3 +430,30 @@ async def test_replay_jobs_through_the_native_api(api: Admin) -> None:
     # The change log records who started which replay.
     changes = await api.ok("GET", "/api/latest/changes?target=" + job["id"])
     assert [c["action"] for c in changes["data"]["changes"]] == ["createReplay"]
+
+
+async def test_replay_collects_no_more_violations_than_a_request_may(api: Admin) -> None:
+    """The worst quarantine for a replay: events with a thousand violations each. A replay
+    step collects at most as many violations as a request may (ingest.max_request_violations);
+    the events past them still fail, and say why."""
+    shop = await Shop.create(api)
+    tagged = amount_rule(["number"])
+    tagged["properties"]["properties"]["properties"]["tags"] = {
+        "type": "array",
+        "items": {"type": "string"},
+    }
+    await shop.rule(tagged)
+    await shop.until_enforced(order("probe", amount=1, tags=[1]), violated=True)
+    budget = api.gw.settings.ingest.max_request_violations
+    count = 2 * budget // 1000
+    for i in range(count):  # one per request: each is quarantined with its violations listed
+        await shop.send([order(f"t{i}", amount=1, tags=list(range(1000)))])
+    gw = api.gw
+    assert gw.store is not None
+    replays = Replays(gw.store, gw.settings.kafka, gw.settings.ingest)
+    job = await replays.run((await replays.create(ReplaySpec(dry_run=True))).id)
+    assert (job.status, job.progress.still_failing) == ("done", count)
+    failures = job.progress.failures
+    listed = [n for why, n in failures.items() if why.startswith("violation: Datatype-Mismatch")]
+    unlisted = [n for why, n in failures.items() if "this replay step's events already had" in why]
+    assert (sum(listed), sum(unlisted)) == (count // 2, count // 2)

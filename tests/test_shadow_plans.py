@@ -63,6 +63,20 @@ EVENTS = [
 ]
 
 
+async def until_shadowed(api: Admin, key: str) -> None:
+    """Wait for the data plane to have the source's shadow plan: an identify event of the
+    source (probes count under ``identify``, apart from the tests' events) is judged by it."""
+    async with asyncio.timeout(15):
+        while not metric_value(await metrics(api), SHADOW_OUTCOMES, event="identify"):
+            async with api.http.post(
+                ingest_url(api.gw, "/v1/identify"),
+                json={"userId": "probe", "traits": {}},
+                headers=basic_auth(key),
+            ) as resp:
+                assert resp.status in (200, 401)  # 401: the new source is not there yet
+            await asyncio.sleep(0.1)
+
+
 async def metrics(api: Admin) -> str:
     async with api.http.get(ingest_url(api.gw, "/metrics")) as resp:
         return await resp.text()
@@ -209,3 +223,40 @@ async def test_shadow_plan_errors(api: Admin) -> None:
 
     cleared = await api.ok("DELETE", path)
     assert cleared["data"]["shadows"][0]["shadow"] is None
+
+
+async def test_shadow_plan_collects_no_more_violations_than_a_request_may(api: Admin) -> None:
+    """The worst request for a shadowed source: every event with a thousand violations of the
+    candidate. The candidate's violations are collected within the request's budget
+    (ingest.max_request_violations), like enforcement's own; the events over it count as
+    drops, as enforcing the candidate would quarantine them."""
+    current = await segment_plan(api, "Current", amount_rule("number"))
+    tags = amount_rule("number")
+    tags["properties"]["properties"]["properties"]["tags"] = {
+        "type": "array",
+        "items": {"type": "string"},
+    }
+    candidate = await segment_plan(api, "Tagged", tags)
+    source = await api.source("Shop")
+    source_id, key = source["id"], source["writeKeys"][0]
+    await api.ok("POST", f"{SEGMENT}/{current}/sources", {"sourceId": source_id})
+    await api.ok("PUT", f"/api/latest/sources/{source_id}/shadow", {"trackingPlanId": candidate})
+    await until_shadowed(api, key)
+
+    budget = api.gw.settings.ingest.max_request_violations
+    events = [order(i, amount=1, tags=list(range(1000))) for i in range(2 * budget // 1000)]
+    async with api.http.post(
+        ingest_url(api.gw, "/v1/batch"), json={"batch": events}, headers=basic_auth(key)
+    ) as resp:
+        assert resp.status == 200
+    text = await metrics(api)
+    collected = metric_value(
+        text, "gateway_shadow_violations_total", source_id=source_id, event="Order Completed"
+    )
+    assert collected == budget  # ten events' worth, not twenty
+
+    # The default policies forward violations; the events over the budget would be dropped.
+    def would(outcome: str) -> float:
+        return metric_value(text, SHADOW_OUTCOMES, event="Order Completed", would=outcome)
+
+    assert (would("forward"), would("drop")) == (len(events) / 2, len(events) / 2)

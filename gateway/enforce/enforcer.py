@@ -186,13 +186,15 @@ class Enforcement:
             decision.appended = _stamp(event, plan, violations, policy)
         return decision
 
-    def judge(self, event: dict[str, Any]) -> Judgement:
+    def judge(self, event: dict[str, Any], budget: ViolationBudget) -> Judgement:
         """What :meth:`enforce` would decide, the event left as it is (no stamps, nothing
-        omitted); every violation is collected."""
+        omitted). An event that violates its rule once ``budget`` is spent is a drop with no
+        violations listed, as enforcing quarantines it (``invalid-event``)."""
         event_type: str = event["type"]
         policy = self._policies[event_type]
-        violations, label, _ = self._validate(event, event_type, policy, None)
-        assert violations is not None  # no budget: all of them
+        violations, label, _ = self._validate(event, event_type, policy, budget)
+        if violations is None:
+            return Judgement([], "drop", label)
         if not violations:
             return Judgement(violations, "forward", label)
         if policy.drop_reason(violations) is not None:
@@ -304,18 +306,35 @@ class ViolationBudget:
     loop for a minute. The verdict stays exact for every event; only the listing stops.
     """
 
-    __slots__ = ("left", "limit")
+    __slots__ = ("advice", "left", "limit", "scope")
 
-    def __init__(self, limit: int) -> None:
+    def __init__(
+        self,
+        limit: int,
+        scope: str = "this request's events",
+        advice: str = "send fewer invalid events per request",
+    ) -> None:
         self.limit = limit
         self.left = limit
+        self.scope = scope
+        self.advice = advice
 
     def exhausted_message(self) -> str:
         return (
-            f"event violates its rule, but its violations were not collected: this request's "
-            f"events already had more than {self.limit} (ingest.max_request_violations); "
-            "send fewer invalid events per request"
+            f"event violates its rule, but its violations were not collected: {self.scope} "
+            f"already had more than {self.limit} (ingest.max_request_violations); {self.advice}"
         )
+
+
+# Every key stamping may add to a forwarded event's context (the lists' ``…Total`` when cut).
+STAMPS = (
+    "trackingPlanId",
+    "trackingPlanVersion",
+    "violationErrors",
+    "violationErrorsTotal",
+    "omittedProperties",
+    "omittedPropertiesTotal",
+)
 
 
 def _stamp(

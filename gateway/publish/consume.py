@@ -8,7 +8,8 @@ none)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections import deque
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -19,6 +20,7 @@ from gateway.publish.producer import KafkaUnavailable, client_options
 CONNECT_S = 30.0
 FETCH_MS = 1000
 PROBE_FETCHES = 30  # fetches of FETCH_MS to read a partition's last batch, at most
+STALL_FETCHES = 30  # empty fetches of FETCH_MS in a row, short of the end, before giving up
 
 
 async def started_consumer(settings: KafkaSettings, client_id: str) -> AIOKafkaConsumer:
@@ -76,36 +78,98 @@ async def ends_of(
     return ends
 
 
-async def newest_records(
-    consumer: AIOKafkaConsumer, topic: str, scan: int, keep: Callable[[Any], bool]
-) -> tuple[list[Any], int, bool]:
-    """The records ``keep`` accepts among the newest ``scan`` of the topic (shared among its
-    partitions), in each partition's order; how many were read; whether that was the whole
-    topic."""
-    partitions = await partitions_of(consumer, topic)
-    if not partitions:
-        return [], 0, True
-    ends = await ends_of(consumer, partitions)
-    begins = await consumer.beginning_offsets(partitions)
-    share = max(1, scan // len(partitions))
-    starts = {tp: max(begins[tp], ends[tp] - share) for tp in partitions}
-    whole = all(starts[tp] == begins[tp] for tp in partitions)
-    remaining = {tp: ends[tp] for tp in partitions if starts[tp] < ends[tp]}
+async def read_range(
+    consumer: AIOKafkaConsumer,
+    ranges: dict[TopicPartition, tuple[int, int]],
+    positions: dict[TopicPartition, int],
+    max_records: int = 5000,
+) -> AsyncIterator[list[Any]]:
+    """The records from each partition's start (inclusive) to its end (exclusive), a fetch at
+    a time; ``positions`` follows each fetch (the next offset of each partition, at most its
+    end). Stops when every partition is read, or after ``STALL_FETCHES`` empty fetches in a row
+    (some positions are then short of their ends)."""
+    remaining = {tp: end for tp, (start, end) in ranges.items() if start < end}
+    for tp, (start, end) in ranges.items():
+        positions[tp] = min(start, end)
+    if not remaining:
+        return
     consumer.assign(list(remaining))
     for tp in remaining:
-        consumer.seek(tp, starts[tp])
-    kept: list[Any] = []
-    scanned = empty = 0
-    while remaining and empty < PROBE_FETCHES:
-        fetched = await consumer.getmany(*remaining, timeout_ms=FETCH_MS, max_records=5000)
-        for tp, records in fetched.items():
-            for record in records:
-                if record.offset < ends[tp]:
-                    scanned += 1
-                    if keep(record):
-                        kept.append(record)
+        consumer.seek(tp, positions[tp])
+    empty = 0
+    while remaining and empty < STALL_FETCHES:
+        fetched = await consumer.getmany(*remaining, timeout_ms=FETCH_MS, max_records=max_records)
+        batch = [
+            r for tp, records in fetched.items() if tp in remaining for r in records
+            if r.offset < remaining[tp]
+        ]  # fmt: skip
         for tp in list(remaining):
-            if await consumer.position(tp) >= remaining[tp]:
+            position = await consumer.position(tp)
+            positions[tp] = min(position, remaining[tp])
+            if position >= remaining[tp]:
+                consumer.pause(tp)
                 del remaining[tp]
         empty = 0 if fetched else empty + 1
-    return kept, scanned, whole and not remaining
+        if batch:
+            yield batch
+
+
+def read_all(
+    ranges: dict[TopicPartition, tuple[int, int]], positions: dict[TopicPartition, int]
+) -> bool:
+    """Whether :func:`read_range` got to every end."""
+    return all(positions.get(tp, start) >= end for tp, (start, end) in ranges.items())
+
+
+async def time_offsets(
+    consumer: AIOKafkaConsumer,
+    partitions: list[TopicPartition],
+    time_ms: int,
+    none: dict[TopicPartition, int],
+    unknown: dict[TopicPartition, int],
+) -> dict[TopicPartition, int]:
+    """Per partition, the offset of its first record at or after ``time_ms``; ``none`` where
+    no record is, ``unknown`` where the broker answered without the record's timestamp (some
+    Kafka-protocol brokers do: then only the records' own times can tell)."""
+    found = await consumer.offsets_for_times({tp: time_ms for tp in partitions})
+    offsets = {}
+    for tp in partitions:
+        at = found.get(tp)
+        if at is None:
+            offsets[tp] = none[tp]
+        else:
+            offsets[tp] = int(at.offset) if at.timestamp >= 0 else unknown[tp]
+    return offsets
+
+
+async def newest_ranges(
+    consumer: AIOKafkaConsumer, topic: str, scan: int, since_ms: int | None = None
+) -> tuple[dict[TopicPartition, tuple[int, int]], bool]:
+    """The ranges of the newest ``scan`` records of the topic, shared among its partitions
+    (with ``since_ms``, none older than that time, as far as the broker tells), for
+    :func:`read_range`; and whether they hold all there is."""
+    partitions = await partitions_of(consumer, topic)
+    if not partitions:
+        return {}, True
+    ends = await ends_of(consumer, partitions)
+    starts = await consumer.beginning_offsets(partitions)
+    if since_ms is not None:
+        starts = await time_offsets(consumer, partitions, since_ms, ends, starts)
+    share = max(1, scan // len(partitions))
+    ranges = {tp: (max(starts[tp], ends[tp] - share), ends[tp]) for tp in partitions}
+    return ranges, all(ranges[tp][0] == starts[tp] for tp in partitions)
+
+
+async def newest_records(
+    consumer: AIOKafkaConsumer, topic: str, scan: int, keep: Callable[[Any], bool], limit: int
+) -> tuple[list[Any], int, bool]:
+    """The newest ``limit`` records ``keep`` accepts among the newest ``scan`` of the topic,
+    in each partition's order; how many were read; whether that was the whole topic."""
+    ranges, whole = await newest_ranges(consumer, topic, scan)
+    kept: deque[Any] = deque(maxlen=limit)
+    scanned = 0
+    positions: dict[TopicPartition, int] = {}
+    async for batch in read_range(consumer, ranges, positions):
+        scanned += len(batch)
+        kept.extend(r for r in batch if keep(r))
+    return list(kept), scanned, whole and read_all(ranges, positions)

@@ -18,7 +18,8 @@ import jsonpatch
 import orjson
 from jsonpointer import JsonPointerException
 
-from gateway.enforce.enforcer import Enforcer
+from gateway.config import IngestSettings
+from gateway.enforce.enforcer import Enforcer, ViolationBudget
 from gateway.pipeline import invalid_event_problem
 from gateway.plans.snapshot import Snapshot, Source
 from gateway.publish.producer import Record
@@ -63,22 +64,31 @@ class Judge:
         snapshot: Snapshot,
         filters: Filters,
         fixes: Mapping[str, jsonpatch.JsonPatch],
-        max_event_bytes: int,
+        ingest: IngestSettings,
         events_topic: str,
     ) -> None:
         self.snapshot = snapshot
         self.sources = {s.id: s for s in snapshot.sources}
         self.filters = filters
         self.fixes = fixes
-        self.max_event_bytes = max_event_bytes
+        self.max_event_bytes = ingest.max_event_bytes
+        self.max_violations = ingest.max_request_violations
         self.events_topic = events_topic
         self.enforcer = Enforcer()
 
     def judge_all(self, records: Sequence[Any]) -> list[Verdict]:
-        """Verdicts of Kafka records (with ``topic``, ``partition``, ``offset``, ``value``)."""
-        return [self.judge(r.value, Origin(r.topic, r.partition, r.offset)) for r in records]
+        """Verdicts of Kafka records (with ``topic``, ``partition``, ``offset``, ``value``),
+        collecting at most as many violations as one request may (the rest only fail)."""
+        budget = ViolationBudget(
+            self.max_violations,
+            scope="this replay step's events",
+            advice="it still fails; its quarantine record lists them",
+        )
+        return [
+            self.judge(r.value, Origin(r.topic, r.partition, r.offset), budget) for r in records
+        ]
 
-    def judge(self, value: bytes | None, origin: Origin) -> Verdict:
+    def judge(self, value: bytes | None, origin: Origin, budget: ViolationBudget) -> Verdict:
         try:
             quarantined = orjson.loads(value or b"")
         except orjson.JSONDecodeError:
@@ -99,17 +109,23 @@ class Judge:
         verdict = Verdict(
             True, source_id, message_id if isinstance(message_id, str) else "", origin.text()
         )
-        verdict.why = self._why_not(event, name, source_id, origin, verdict)
+        verdict.why = self._why_not(event, name, source_id, origin, verdict, budget)
         return verdict
 
     def _why_not(
-        self, event: dict[str, Any], name: str, source_id: str, origin: Origin, verdict: Verdict
+        self,
+        event: dict[str, Any],
+        name: str,
+        source_id: str,
+        origin: Origin,
+        verdict: Verdict,
+        budget: ViolationBudget,
     ) -> str:
         """Why the event still fails ("" when it passes: ``verdict.record`` is set)."""
         if event.get("_truncated") is True:
             return "only a stub of the event was kept (it was too large or too deeply nested)"
         event, note = self._fixed(event, name)
-        why = self._check(event, source_id, origin, verdict)
+        why = self._check(event, source_id, origin, verdict, budget)
         return _cut(why + note) if why else ""
 
     def _fixed(self, event: dict[str, Any], name: str) -> tuple[dict[str, Any], str]:
@@ -127,7 +143,12 @@ class Judge:
         return fixed, ""
 
     def _check(
-        self, event: dict[str, Any], source_id: str, origin: Origin, verdict: Verdict
+        self,
+        event: dict[str, Any],
+        source_id: str,
+        origin: Origin,
+        verdict: Verdict,
+        budget: ViolationBudget,
     ) -> str:
         """Why the (fixed) event fails now, or "" and ``verdict.record`` set."""
         if not verdict.message_id or not isinstance(event.get("messageId"), str):
@@ -152,7 +173,7 @@ class Judge:
         plan_id = plan_version = None
         violations = 0
         if enforcement is not None:
-            decision = enforcement.enforce(event, None)
+            decision = enforcement.enforce(event, budget)
             if decision.reason is not None:
                 first = decision.violations[0] if decision.violations else {}
                 more = len(decision.violations) - 1

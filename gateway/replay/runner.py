@@ -39,9 +39,11 @@ from gateway.metrics import Metrics
 from gateway.plans.snapshot import Snapshot, SnapshotError, parse_snapshot
 from gateway.publish.consume import (
     CONNECT_S,
-    FETCH_MS,
+    STALL_FETCHES,
     ends_of,
     partitions_of,
+    read_all,
+    read_range,
     started_consumer,
 )
 from gateway.publish.producer import KafkaPublisher, KafkaUnavailable
@@ -53,7 +55,6 @@ log = logging.getLogger("gateway.replay")
 CHUNK_RECORDS = 500
 MAX_FAILURE_KINDS = 50  # distinct reasons kept in a job's progress; the rest are counted together
 OTHER_FAILURES = "(other reasons)"
-STALL_FETCHES = 30  # empty fetches of FETCH_MS in a row, short of the end, before giving up
 
 
 class Status:
@@ -221,7 +222,7 @@ class Replays:
             await self.snapshot(spec),
             spec.filters(),
             compiled_fixes(spec),
-            self.ingest.max_event_bytes,
+            self.ingest,
             self.kafka.events_topic,
         )
         publisher = None
@@ -437,38 +438,19 @@ async def _chunks(
     consumer: AIOKafkaConsumer, topic: str, job: ReplayJob, chunk_records: int
 ) -> AsyncIterator[list[Any]]:
     """The job's remaining records, a chunk at a time; ``job.positions`` follows each chunk."""
-    remaining = {
-        TopicPartition(topic, int(p)): end for p, end in job.ends.items() if job.positions[p] < end
-    }
-    if not remaining:
-        return
-    consumer.assign(list(remaining))
-    for tp in remaining:
-        consumer.seek(tp, job.positions[str(tp.partition)])
-    empty = 0
-    while remaining:
-        fetched = await consumer.getmany(*remaining, timeout_ms=FETCH_MS, max_records=chunk_records)
-        chunk: list[Any] = []
-        for tp, records in fetched.items():
-            end = remaining.get(tp)
-            if end is not None:
-                chunk.extend(r for r in records if r.offset < end)
-        for tp in list(remaining):
-            position = await consumer.position(tp)
-            job.positions[str(tp.partition)] = min(position, remaining[tp])
-            if position >= remaining[tp]:
-                consumer.pause(tp)
-                del remaining[tp]
-        empty = 0 if fetched else empty + 1
-        if empty >= STALL_FETCHES:
-            where = ", ".join(
-                f"{tp.partition}@{job.positions[str(tp.partition)]}" for tp in remaining
-            )
-            raise OSError(f"{topic} gave no records for {STALL_FETCHES} s at {where}")
-        if chunk:
-            yield chunk
-        elif not remaining:
-            return
+    ranges = {TopicPartition(topic, int(p)): (job.positions[p], end) for p, end in job.ends.items()}
+    positions: dict[TopicPartition, int] = {}
+
+    def follow() -> None:
+        job.positions.update({str(tp.partition): at for tp, at in positions.items()})
+
+    async for chunk in read_range(consumer, ranges, positions, chunk_records):
+        follow()
+        yield chunk
+    follow()
+    if not read_all(ranges, positions):
+        short = ", ".join(f"{p}@{job.positions[p]}" for p in job.ends)
+        raise OSError(f"{topic} gave no records for {STALL_FETCHES} s at {short}")
 
 
 async def _replayed_since(
@@ -478,37 +460,27 @@ async def _replayed_since(
     pending: set[tuple[str, str]],
 ) -> set[tuple[str, str]]:
     """Which of ``pending`` the events topic holds as replayed records after ``since``."""
-    ends = await _end_offsets(consumer, topic)
-    remaining = {
-        TopicPartition(topic, int(p)): end for p, end in ends.items() if since.get(p, 0) < end
+    ranges = {
+        TopicPartition(topic, int(p)): (since.get(p, 0), end)
+        for p, end in (await _end_offsets(consumer, topic)).items()
     }
+    positions: dict[TopicPartition, int] = {}
     found: set[tuple[str, str]] = set()
-    if not remaining:
-        return found
-    consumer.assign(list(remaining))
-    for tp in remaining:
-        consumer.seek(tp, since.get(str(tp.partition), 0))
-    empty = 0
-    while remaining and found != pending:
-        fetched = await consumer.getmany(*remaining, timeout_ms=FETCH_MS, max_records=5000)
-        for records in fetched.values():
-            for r in records:
-                if REPLAYED_HEADER not in (r.headers or ()):
-                    continue
-                headers = dict(r.headers)
-                source_id = headers.get("source-id", b"").decode()
-                try:
-                    message_id = orjson.loads(r.value).get("messageId")
-                except (orjson.JSONDecodeError, AttributeError):
-                    continue
-                if isinstance(message_id, str):
-                    key = (source_id, stored.message_key(message_id))
-                    if key in pending:
-                        found.add(key)
-        for tp in list(remaining):
-            if await consumer.position(tp) >= remaining[tp]:
-                del remaining[tp]
-        empty = 0 if fetched else empty + 1
-        if empty >= STALL_FETCHES:
-            raise OSError(f"{topic} gave no records for {STALL_FETCHES} s while checking a replay")
+    async for batch in read_range(consumer, ranges, positions):
+        for r in batch:
+            if REPLAYED_HEADER not in (r.headers or ()):
+                continue
+            source_id = dict(r.headers).get("source-id", b"").decode()
+            try:
+                message_id = orjson.loads(r.value).get("messageId")
+            except (orjson.JSONDecodeError, AttributeError):
+                continue
+            if isinstance(message_id, str):
+                key = (source_id, stored.message_key(message_id))
+                if key in pending:
+                    found.add(key)
+        if found == pending:
+            return found
+    if not read_all(ranges, positions):
+        raise OSError(f"{topic} gave no records for {STALL_FETCHES} s while checking a replay")
     return found

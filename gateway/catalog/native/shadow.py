@@ -30,7 +30,7 @@ from gateway.catalog.store import plans as stored_plans
 from gateway.catalog.store.schema import MAX_INTEGER
 from gateway.catalog.store.snapshot import read_snapshot_document
 from gateway.config import KafkaSettings
-from gateway.enforce.enforcer import Enforcement, Enforcer
+from gateway.enforce.enforcer import STAMPS, Enforcement, Enforcer, ViolationBudget
 from gateway.enforce.violations import ADDITIONAL_PROPERTIES
 from gateway.errors import BadRequest, Conflict, NotFound, Unavailable
 from gateway.outcomes import EVENT_TYPES
@@ -41,15 +41,9 @@ from gateway.publish.records import event_name
 
 MAX_EVENTS = 100_000
 SCANNED_PER_TOPIC = 200_000
-# What the gateway adds to a forwarded event's context: taken off before judging it again.
-STAMPS = (
-    "trackingPlanId",
-    "trackingPlanVersion",
-    "violationErrors",
-    "violationErrorsTotal",
-    "omittedProperties",
-    "omittedPropertiesTotal",
-)
+# Violations a summary collects per plan: past them it ends (complete = false). Each event is
+# at most ingest.max_event_bytes, but its violations can number thousands.
+SUMMARY_VIOLATIONS = 1_000_000
 
 
 class ShadowRequest(msgspec.Struct, rename="camel", forbid_unknown_fields=True, kw_only=True):
@@ -85,7 +79,9 @@ class EventChange(msgspec.Struct, rename="camel", kw_only=True):
 class Summary(msgspec.Struct, rename="camel", kw_only=True):
     events: int  # judged
     scanned: int  # records read
-    complete: bool  # false: fewer of the source's events than asked were found
+    # false: fewer of the source's events than asked were found, or the summary's budget of
+    # collected violations (1,000,000 per plan) ran out before all were judged
+    complete: bool
     by_event: list[EventChange]
     text: list[str]
 
@@ -117,26 +113,28 @@ def _shadow(row: Any) -> Shadow:
 
 async def set_shadow(call: Call) -> Answer:
     request: ShadowRequest = call.params
-    source_id = call.path["source_id"]
-    async with call.store.write() as conn:
-        await _connection(conn, source_id)
-        plan = await stored_plans.get(conn, request.tracking_plan_id)  # 404 when missing
-        version = request.version
-        if version not in (None, plan.version) and (
-            await stored_plans.version_document(conn, plan.id, version or 0) is None
-        ):
-            raise NotFound(f"tracking plan {plan.id} has no version {version}")
-        shadow = {"planId": request.tracking_plan_id, "version": request.version}
-        await stored.set_shadow(conn, source_id, shadow)
-        row = await _connection(conn, source_id)
-    return Answer(Shadows([_shadow(row)]), source_id)
+    return await _stored_shadow(call, request)
 
 
 async def delete_shadow(call: Call) -> Answer:
+    return await _stored_shadow(call, None)
+
+
+async def _stored_shadow(call: Call, request: ShadowRequest | None) -> Answer:
+    """Set (or, without a request, clear) the source's shadow plan; the connection after."""
     source_id = call.path["source_id"]
     async with call.store.write() as conn:
         await _connection(conn, source_id)
-        await stored.set_shadow(conn, source_id, None)
+        shadow = None
+        if request is not None:
+            plan = await stored_plans.get(conn, request.tracking_plan_id)  # 404 when missing
+            version = request.version
+            if version not in (None, plan.version) and (
+                await stored_plans.version_document(conn, plan.id, version or 0) is None
+            ):
+                raise NotFound(f"tracking plan {plan.id} has no version {version}")
+            shadow = {"planId": plan.id, "version": version}
+        await stored.set_shadow(conn, source_id, shadow)
         row = await _connection(conn, source_id)
     return Answer(Shadows([_shadow(row)]), source_id)
 
@@ -194,28 +192,27 @@ async def _summary(
     def of_source(record: Any) -> bool:
         return any(k == "source-id" and v == mine for k, v in record.headers or ())
 
-    found: list[tuple[int, dict[str, Any] | None]] = []
+    found: list[tuple[int, bytes, bool]] = []  # (time, record value, quarantined)
     scanned, complete = 0, True
     for topic in (kafka.events_topic, kafka.quarantine_topic):
         consumer = await started_consumer(kafka, "gateway-shadow-summary")  # one per topic
         try:
             records, read, whole = await newest_records(
-                consumer, topic, SCANNED_PER_TOPIC, of_source
+                consumer, topic, SCANNED_PER_TOPIC, of_source, wanted
             )
         finally:
             await consumer.stop()
         scanned += read
         complete = complete and whole
         quarantined = topic == kafka.quarantine_topic
-        found += [(r.timestamp, _event_of(r.value, quarantined)) for r in records]
-    found.sort(key=lambda pair: pair[0])
-    events = [event for _, event in found[-wanted:] if event is not None]
-    complete = complete or len(found) >= wanted
-    changes = await asyncio.to_thread(_compare, current, candidate, events)
+        found += [(r.timestamp, r.value, quarantined) for r in records]
+    found.sort(key=lambda item: item[0])
+    newest = found[-wanted:]
+    judged, changes = await asyncio.to_thread(_compare, current, candidate, newest)
     return Summary(
-        events=len(events),
+        events=judged,
         scanned=scanned,
-        complete=complete,
+        complete=(complete or len(found) >= wanted) and judged == len(newest),
         by_event=changes,
         text=_sentences(changes),
     )
@@ -231,19 +228,27 @@ def _event_of(value: bytes, quarantined: bool) -> dict[str, Any] | None:
     if not isinstance(event, dict) or event.get("_truncated") is True:
         return None
     context = event.get("context")
-    if isinstance(context, dict):
+    if isinstance(context, dict):  # the stamps off: the event as the gateway received it
         for stamp in STAMPS:
             context.pop(stamp, None)
     return event if isinstance(event.get("type"), str) else None
 
 
 def _compare(
-    current: Enforcement, candidate: Enforcement, events: list[dict[str, Any]]
-) -> list[EventChange]:
+    current: Enforcement, candidate: Enforcement, records: list[tuple[int, bytes, bool]]
+) -> tuple[int, list[EventChange]]:
+    """The events judged (all of them, unless the violations to collect ran out first), and
+    what changes per event name (runs in a worker thread)."""
     by_name: dict[str, EventChange] = {}
-    for event in events:
-        if event["type"] not in EVENT_TYPES:  # not an event the gateway judges
+    budgets = ViolationBudget(SUMMARY_VIOLATIONS), ViolationBudget(SUMMARY_VIOLATIONS)
+    judged = 0
+    for _, value, quarantined in records:
+        if budgets[0].left <= 0 or budgets[1].left <= 0:
+            break  # the rest would only be counted as drops: the summary ends here
+        event = _event_of(value, quarantined)
+        if event is None or event["type"] not in EVENT_TYPES:  # not an event the gateway judges
             continue
+        judged += 1
         name = event_name(event) if event["type"] == "track" else event["type"]
         change = by_name.get(name)
         if change is None:
@@ -256,7 +261,7 @@ def _compare(
                 no_longer_dropped=0,
                 stripped={},
             )
-        now, then = current.judge(event), candidate.judge(event)
+        now, then = current.judge(event, budgets[0]), candidate.judge(event, budgets[1])
         change.total += 1
         _count(change.now, now.would)
         _count(change.candidate, then.would)
@@ -266,7 +271,7 @@ def _compare(
             extra = {v["property"] for v in then.violations if v["type"] == ADDITIONAL_PROPERTIES}
             for prop in extra:  # each property once per event
                 change.stripped[prop] = change.stripped.get(prop, 0) + 1
-    return sorted(by_name.values(), key=lambda c: -c.total)
+    return judged, sorted(by_name.values(), key=lambda c: -c.total)
 
 
 def _count(outcomes: Outcomes, would: str) -> None:

@@ -20,19 +20,19 @@ from typing import Annotated, Any
 
 import msgspec
 import orjson
+from aiokafka import TopicPartition
 
 from gateway.catalog.http import KAFKA_KEY
 from gateway.catalog.native import Answer, Call, Operation, Version
 from gateway.config import KafkaSettings
 from gateway.errors import BadRequest, NotFound, Unavailable
-from gateway.publish.consume import FETCH_MS, ends_of, partitions_of, started_consumer
+from gateway.publish.consume import newest_ranges, read_all, read_range, started_consumer
 from gateway.publish.producer import KafkaUnavailable
 from gateway.publish.violations import VIOLATION_GENERATED
 from gateway.times import format_timestamp
 
 MAX_SCANNED = 200_000
 MAX_WINDOW_MINUTES = 7 * 24 * 60
-STALL_FETCHES = 10
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 
 
@@ -100,42 +100,13 @@ async def _scan(
     consumer = await started_consumer(kafka, "gateway-violation-samples")
     groups: dict[tuple[str, str, str], _Group] = {}
     scanned = 0
-    complete = True
     try:
-        partitions = await partitions_of(consumer, topic)
-        if not partitions:
-            return groups, 0, True
-        ends = await ends_of(consumer, partitions)
-        begins = await consumer.beginning_offsets(partitions)
-        found = await consumer.offsets_for_times({tp: since_ms for tp in partitions})
-        share = MAX_SCANNED // len(partitions)
-        remaining = {}
-        for tp in partitions:
-            start = begins[tp]
-            at = found.get(tp)
-            if at is None:
-                start = ends[tp]  # nothing at or after the window's start
-            elif at.timestamp >= 0:
-                start = max(start, at.offset)
-            if ends[tp] - start > share:
-                start, complete = ends[tp] - share, False
-            if start < ends[tp]:
-                remaining[tp] = start
-        consumer.assign(list(remaining))
-        for tp, start in remaining.items():
-            consumer.seek(tp, start)
-        empty = 0
-        while remaining and empty < STALL_FETCHES:
-            fetched = await consumer.getmany(*remaining, timeout_ms=FETCH_MS, max_records=5000)
-            batch = [r for tp, records in fetched.items() for r in records if r.offset < ends[tp]]
+        ranges, complete = await newest_ranges(consumer, topic, MAX_SCANNED, since_ms)
+        positions: dict[TopicPartition, int] = {}
+        async for batch in read_range(consumer, ranges, positions):
             scanned += len(batch)
             await asyncio.to_thread(_tally, groups, batch, since_ms, query)
-            for tp in list(remaining):
-                if await consumer.position(tp) >= ends[tp]:
-                    del remaining[tp]
-            empty = 0 if fetched else empty + 1
-        if remaining:
-            complete = False
+        complete = complete and read_all(ranges, positions)
     finally:
         await consumer.stop()
     return groups, scanned, complete
