@@ -114,3 +114,26 @@ async def test_pages_of_a_table_in_any_order(store: Store) -> None:
         assert (total, [r.id for r in rows]) == (3, [ids[2]])
         total, rows = await page_of_table(conn, events_store.TABLE, "name", False, 3, 2)
         assert (total, rows) == (3, [])
+
+
+async def test_replay_claims_are_never_taken_twice(store: Store) -> None:
+    """A replayed event is claimed once, whatever job claims it again, in one call or two."""
+    from gateway.catalog.store import replays
+
+    now = "2026-12-03T00:00:00.000Z"
+    async with store.engine.begin() as conn:
+        first = await replays.claim(
+            conn, "rpl_a", now, [("src", "m1", "q/0/1"), ("src", "m2", "q/0/2")]
+        )
+        again = await replays.claim(conn, "rpl_a", now, [("src", "m1", "q/0/1")])
+        other = await replays.claim(
+            conn, "rpl_b", now, [("src", "m2", "q/0/2"), ("src", "m3", "q/0/3")]
+        )
+        await replays.mark_done(conn, "rpl_a")
+        done = await replays.claim(conn, "rpl_a", now, [("src", "m1", "q/0/1")])
+        pending = await replays.pending(conn, "rpl_b")
+    assert first == {("src", "m1"), ("src", "m2")}
+    assert again == {("src", "m1")}  # still its own, not yet done: a resumed step
+    assert other == {("src", "m3")}  # m2 is rpl_a's
+    assert done == set()  # replayed: never again
+    assert pending == [("src", "m3")]

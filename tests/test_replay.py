@@ -457,3 +457,24 @@ async def test_replay_collects_no_more_violations_than_a_request_may(api: Admin)
     listed = [n for why, n in failures.items() if why.startswith("violation: Datatype-Mismatch")]
     unlisted = [n for why, n in failures.items() if "this replay step's events already had" in why]
     assert (sum(listed), sum(unlisted)) == (count // 2, count // 2)
+
+
+async def test_many_replays_at_once_leave_none_behind(api: Admin) -> None:
+    """Twelve replays asked for at once: some are refused (429) before anything is created,
+    and every one created is started — none is left 'running' with nothing running it."""
+    await Shop.create(api)
+
+    async def create() -> int:
+        status, _ = await api("PUT", "/api/latest/replays", {"dryRun": True})
+        return status
+
+    statuses = await asyncio.gather(*(create() for _ in range(12)))
+    assert set(statuses) <= {200, 429}
+    assert statuses.count(200) >= 1
+    async with asyncio.timeout(30):
+        while True:
+            listed = (await api.ok("GET", "/api/latest/replays?limit=100"))["data"]["replays"]
+            if all(job["status"] == "done" for job in listed):
+                break
+            await asyncio.sleep(0.1)
+    assert len(listed) == statuses.count(200)

@@ -48,10 +48,22 @@ class ReplayJobs:
     def __init__(self, replays: Replays) -> None:
         self.replays = replays
         self._running: dict[str, tuple[asyncio.Task[ReplayJob], asyncio.Event]] = {}
+        self._creating = 0  # jobs being created, each to be started: their places are taken
 
     def check_room(self) -> None:
-        if len(self._running) >= MAX_RUNNING:
+        if len(self._running) + self._creating >= MAX_RUNNING:
             raise TooManyReplays(f"{MAX_RUNNING} replays are running; retry when one is done")
+
+    async def create(self, spec: ReplaySpec) -> ReplayJob:
+        """Create a job and start it, or refuse (429) before creating anything."""
+        self.check_room()
+        self._creating += 1
+        try:
+            job = await self.replays.create(spec)
+        finally:
+            self._creating -= 1
+        self.start(job.id)  # no await since the check: its place is still free
+        return job
 
     def start(self, job_id: str) -> None:
         self.check_room()
@@ -92,10 +104,7 @@ class ListQuery(msgspec.Struct, forbid_unknown_fields=True):
 
 
 async def create_replay(call: Call) -> Answer:
-    jobs = call.app[REPLAYS_KEY]
-    jobs.check_room()
-    job = await jobs.replays.create(call.params)
-    jobs.start(job.id)
+    job = await call.app[REPLAYS_KEY].create(call.params)
     return Answer(ReplayList([job]), job.id)
 
 

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import and_, delete, insert, select, tuple_, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.catalog.store import schema
@@ -55,20 +56,13 @@ async def claim(
 ) -> set[tuple[str, str]]:
     """Claim (source id, message key, where it was quarantined) entries for ``job_id``; the
     (source id, message key) pairs now claimed by this job and not yet done — those already
-    replayed, or claimed by another job, are left out."""
+    replayed, or claimed by another job (even one claiming them at this moment), are left
+    out: an existing claim is never overwritten (INSERT … ON CONFLICT DO NOTHING)."""
+    module = postgresql if conn.dialect.name == "postgresql" else sqlite
     claimed: set[tuple[str, str]] = set()
     for start in range(0, len(wanted), CLAIM_CHUNK):
         part = wanted[start : start + CLAIM_CHUNK]
-        keys = [(source_id, key) for source_id, key, _ in part]
-        present = {
-            (row.source_id, row.message_id): row
-            for row in await conn.execute(
-                select(
-                    replayed.c.source_id, replayed.c.message_id, replayed.c.job_id, replayed.c.done
-                ).where(tuple_(replayed.c.source_id, replayed.c.message_id).in_(keys))
-            )
-        }
-        new = [
+        rows = [
             {
                 "source_id": source_id,
                 "message_id": key,
@@ -78,12 +72,17 @@ async def claim(
                 "replayed_at": now,
             }
             for source_id, key, where in part
-            if (source_id, key) not in present
         ]
-        if new:
-            await conn.execute(insert(replayed), new)
-        claimed.update((str(row["source_id"]), str(row["message_id"])) for row in new)
-        claimed.update(k for k, row in present.items() if row.job_id == job_id and not row.done)
+        await conn.execute(module.insert(replayed).on_conflict_do_nothing(), rows)
+        keys = [(source_id, key) for source_id, key, _ in part]
+        mine = await conn.execute(
+            select(replayed.c.source_id, replayed.c.message_id).where(
+                tuple_(replayed.c.source_id, replayed.c.message_id).in_(keys),
+                replayed.c.job_id == job_id,
+                replayed.c.done.is_(False),
+            )
+        )
+        claimed.update((row.source_id, row.message_id) for row in mine)
     return claimed
 
 
