@@ -123,6 +123,54 @@ def engines_table(figures: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+# Throughput targets (issue "One validation engine"), as ratios within one run.
+TARGET_CEILING_PER_NAIVE = 8.0
+TARGET_BATCH_OF_CEILING = 0.5
+TARGET_VIOLATIONS_OF_BATCH = 0.85
+
+
+def throughput_verdict(results: dict[str, dict[str, Any]]) -> list[str]:
+    """The throughput targets the run measured, each met or not. The two compared against an
+    interleaved measurement are judged on it (see inprocess.naive and live.Session.violations);
+    the ratio of the separately run scenarios is shown beside it."""
+    lines = []
+    ceiling_rate = results["ceiling"]["events_per_s"]
+    naive, batch, violations = (results.get(n) for n in ("naive", "batch", "violations"))
+    if naive is not None:
+        ratio = naive["ceiling_per_naive_interleaved"]
+        lines.append(
+            abuse.line(
+                ratio >= TARGET_CEILING_PER_NAIVE,
+                f"ceiling {ratio:.2f} x naive (interleaved; "
+                f"{ceiling_rate / naive['events_per_s']:.2f} x as separate runs) "
+                f">= {TARGET_CEILING_PER_NAIVE:g} x",
+            )
+        )
+    if batch is not None:
+        ratio = batch["events_per_s"] / ceiling_rate
+        lines.append(
+            abuse.line(
+                ratio >= TARGET_BATCH_OF_CEILING,
+                f"batch {ratio:.3f} of ceiling >= {TARGET_BATCH_OF_CEILING:g}",
+            )
+        )
+    if violations is not None:
+        ratio = violations["batch_ratio_interleaved"]
+        separate = (
+            f"; {violations['events_per_s'] / batch['events_per_s']:.3f} as separate runs"
+            if batch is not None
+            else ""
+        )
+        lines.append(
+            abuse.line(
+                ratio >= TARGET_VIOLATIONS_OF_BATCH,
+                f"violations {ratio:.3f} of batch (interleaved{separate}) "
+                f">= {TARGET_VIOLATIONS_OF_BATCH:g}",
+            )
+        )
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
     parser.add_argument(
@@ -163,6 +211,9 @@ def main(argv: list[str] | None = None) -> int:
         print("\n" + engines_table(results["engines"]))
     if "producers" in results:
         print("\n" + producers_table(results["producers"]))
+    throughput = throughput_verdict(results)
+    if throughput:
+        print("\nthroughput targets:\n" + "\n".join(throughput))
     if "abuse" in results:
         print("\nabuse targets:\n" + "\n".join(abuse.verdict(results["abuse"])))
     print(f"\n{meta['cores']} cores, {meta['cpu']}; written to {args.out}")

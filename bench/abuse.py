@@ -226,7 +226,7 @@ def verdict(figures: dict[str, Any]) -> list[str]:
     """The targets, each met or not, as lines for the end of the run."""
     ratio = figures.get("p99_ratio_to_latency")
     return [
-        _line(
+        line(
             ratio is not None and ratio <= TARGET_P99_RATIO,
             f"good p99 {figures['p99_ms']:.1f} ms <= {TARGET_P99_RATIO:g} x latency p99 "
             + (
@@ -235,12 +235,12 @@ def verdict(figures: dict[str, Any]) -> list[str]:
                 else "(no latency run)"
             ),
         ),
-        _line(
+        line(
             figures["peak_rss_mb"] <= TARGET_PEAK_RSS_MB,
             f"gateway peak RSS {figures['peak_rss_mb']:.0f} MB <= {TARGET_PEAK_RSS_MB:.0f} MB",
         ),
-        _line(figures["server_errors"] == 0, f"5xx answers: {figures['server_errors']}"),
-        _line(
+        line(figures["server_errors"] == 0, f"5xx answers: {figures['server_errors']}"),
+        line(
             figures["good_missing_in_kafka"] == 0,
             f"good events answered 200 and missing in Kafka: {figures['good_missing_in_kafka']}"
             f" of {figures['good_acked']}",
@@ -248,5 +248,5 @@ def verdict(figures: dict[str, Any]) -> list[str]:
     ]
 
 
-def _line(met: bool, text: str) -> str:
+def line(met: bool, text: str) -> str:
     return f"  [{'met' if met else 'NOT met'}] {text}"

@@ -89,7 +89,8 @@ def make_middleware(metrics: Metrics, cors_origins: tuple[str, ...]) -> Any:
             response.headers["Access-Control-Allow-Origin"] = "*" if allow_any else origin
             if not allow_any:
                 response.headers["Vary"] = "Origin"
-        metrics.request_duration.labels(route, str(status or response.status)).observe(
+        status_label = str(status or response.status)
+        metrics.labelled(metrics.request_duration, route, status_label).observe(
             time.perf_counter() - started
         )
         return response

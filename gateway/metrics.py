@@ -7,6 +7,7 @@ fixed vocabularies, ``route`` from the router's templates, never from raw client
 from __future__ import annotations
 
 import os
+from typing import Any, TypeVar
 
 from prometheus_client import (
     CollectorRegistry,
@@ -25,6 +26,8 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 
 __all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
 
+LabelledMetric = TypeVar("LabelledMetric", Counter, Gauge, Histogram)
+
 
 class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
@@ -32,6 +35,8 @@ class Metrics:
         # With several worker processes (gateway.workers) samples go to shared files and
         # every exposition adds up all processes.
         self.multiprocess = MULTIPROC_ENV in os.environ
+        # (metric, label values) -> that metric's child; see labelled().
+        self._children: dict[tuple[object, tuple[str, ...]], Any] = {}
         r = self.registry
         self.events_received = Counter(
             PREFIX + "events_received_total", "Events received", ["source_id", "type"], registry=r
@@ -129,6 +134,16 @@ class Metrics:
             "Admin: plan snapshots of a catalog revision that could not be built",
             registry=r,
         )
+
+    def labelled(self, metric: LabelledMetric, *values: str) -> LabelledMetric:
+        """``metric.labels(*values)``, remembered: ``labels()`` checks and locks on every call
+        (several microseconds), and one request counts dozens of label sets. Children are never
+        removed, and label values are bounded (see above), so neither is this."""
+        key = (metric, values)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*values)
+        return child
 
     def exposition(self) -> bytes:
         if self.multiprocess:

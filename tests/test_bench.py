@@ -24,16 +24,7 @@ FIELDS = {
 
 def run_quick(scenario: str, out: Path, timeout_s: float) -> subprocess.CompletedProcess[str]:
     """``python -m bench SCENARIO --quick --out OUT``; fails the test unless it exits 0."""
-    done = subprocess.run(
-        [sys.executable, "-m", "bench", scenario, "--quick", "--out", str(out)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout_s,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    return done
+    return run_quick_many([scenario], out, timeout_s)
 
 
 def test_ceiling_quick_produces_numbers(tmp_path: Path) -> None:
@@ -51,3 +42,33 @@ def test_ceiling_quick_produces_numbers(tmp_path: Path) -> None:
     meta = orjson.loads(out.with_suffix(".meta.json").read_bytes())
     assert meta["cores"] >= 1
     assert "ceiling" in done.stdout
+
+
+def test_ratio_targets_are_measured_interleaved(tmp_path: Path) -> None:
+    out = tmp_path / "latest.json"
+    done = run_quick_many(["naive", "violations"], out, timeout_s=300)
+    results = orjson.loads(out.read_bytes())
+    assert list(results) == ["ceiling", "naive", "violations"]
+    assert set(results["naive"]) == FIELDS | {"ceiling_per_naive_interleaved"}
+    assert set(results["violations"]) == FIELDS | {"batch_ratio_interleaved"}
+    # Ratios of rates: both sides did work (no zero, no missing side).
+    assert results["naive"]["ceiling_per_naive_interleaved"] > 1  # jsonschema is far slower
+    assert 0 < results["violations"]["batch_ratio_interleaved"] < 10
+    targets = done.stdout.split("throughput targets:", 1)[1]
+    assert "x naive (interleaved;" in targets
+    assert "of batch (interleaved)" in targets  # no batch run: no separate-runs ratio
+
+
+def run_quick_many(
+    scenarios: list[str], out: Path, timeout_s: float
+) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", *scenarios, "--quick", "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return done

@@ -261,14 +261,11 @@ class Enforcement:
     ) -> list[Violation] | None:
         """One rule's violations of the event (None: some, over the request's budget)."""
         rule = self._rules.get(planned.fingerprint) or self._enforcer.rule(planned)
-        if rule.is_valid(event):
-            return []
         if budget is None:
-            return rule.violations(event)
-        if budget.left <= 0:
-            return None
-        violations = rule.violations(event)
-        budget.left -= len(violations)
+            return rule.check(event)
+        violations = rule.check(event, budget.left > 0)
+        if violations:
+            budget.left -= len(violations)
         return violations
 
 

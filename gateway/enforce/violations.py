@@ -100,21 +100,35 @@ def violations_of(
     root_schema: Mapping[str, Any],
     located_cache: dict[tuple[Any, ...], Any],
     conditional: bool,
+    texts_cache: dict[tuple[Any, ...], tuple[str, str, str, str, str]],
 ) -> list[Violation]:
     """Classify a rule's errors on ``event``; ``located_cache`` (one per rule) remembers where in
     the rule each error points. ``conditional``: the rule has ``then``/``else`` branches (see
-    :func:`has_branches`); without, no error needs its evaluation path walked."""
+    :func:`has_branches`); without, no error needs its evaluation path walked.
+
+    ``texts_cache`` (one per rule) remembers the texts of violations that depend on
+    nothing but where they are in the rule and in the event: most invalid events of a rule
+    break it in the same few places."""
     found: list[Violation] = []
     seen_if: set[tuple[str, str]] = set()
     seen_closed: set[tuple[str, str]] = set()
     for error in errors:
         instance_at = error.instance_path
+        kind = error.kind
+        texts_key = None
+        if not isinstance(kind, _NAMED):
+            texts_key = (type(kind), tuple(error.schema_path), tuple(instance_at))
+            texts = texts_cache.get(texts_key)
+            if texts is not None:
+                found.append(_violation(*texts))
+                if conditional:
+                    _add_branches(found, error, instance_at, root_schema, located_cache, seen_if)
+                continue
         instance_path = _pointer(instance_at)
         # The engine's schema path is already resolved through local $refs.
         keyword, schema, at_schema, schema_path, kind_of, message = _keyword_at(
             error, root_schema, located_cache
         )
-        kind = error.kind
         if isinstance(kind, _REQUIRED):
             name = kind.property
             if keyword == "dependencies":
@@ -135,34 +149,46 @@ def violations_of(
                 extras = [k for k in closed if not isinstance(planned, dict) or k not in planned]
                 found.extend(_additional(extras, instance_path, schema_path))
         else:
-            found.append(
-                _violation(
-                    kind_of,
-                    error.message if message is None else message,
-                    _last(instance_at),
-                    instance_path,
-                    schema_path,
-                )
+            texts = (
+                kind_of,
+                error.message if message is None else message,
+                _last(instance_at),
+                instance_path,
+                schema_path,
             )
-        if not conditional:
-            continue
-        for if_pointer, branch, consumed in _branches(error, root_schema, located_cache):
-            # ajv reports a failed then/else branch also as an `if` error, once per place.
-            at = instance_at[:consumed]
-            key = (_pointer(at), if_pointer)
-            if key in seen_if:
-                continue
-            seen_if.add(key)
-            found.append(
-                _violation(
-                    ADVANCE_RULES_VIOLATION,
-                    f'must match "{branch}" schema',
-                    _last(at),
-                    _pointer(at),
-                    if_pointer,
-                )
-            )
+            if texts_key is not None and message is not None and len(texts_cache) < _TEXTS_MAX:
+                # The engine's own message quotes the value: only ajv's wording is remembered.
+                texts_cache[texts_key] = texts
+            found.append(_violation(*texts))
+        if conditional:
+            _add_branches(found, error, instance_at, root_schema, located_cache, seen_if)
     return found
+
+
+def _add_branches(
+    found: list[Violation],
+    error: jsonschema_rs.ValidationError,
+    instance_at: Sequence[Any],
+    root_schema: Mapping[str, Any],
+    located_cache: dict[tuple[Any, ...], Any],
+    seen_if: set[tuple[str, str]],
+) -> None:
+    for if_pointer, branch, consumed in _branches(error, root_schema, located_cache):
+        # ajv reports a failed then/else branch also as an `if` error, once per place.
+        at = instance_at[:consumed]
+        key = (_pointer(at), if_pointer)
+        if key in seen_if:
+            continue
+        seen_if.add(key)
+        found.append(
+            _violation(
+                ADVANCE_RULES_VIOLATION,
+                f'must match "{branch}" schema',
+                _last(at),
+                _pointer(at),
+                if_pointer,
+            )
+        )
 
 
 def has_branches(schema: Any) -> bool:
@@ -214,6 +240,8 @@ def _type_of(keyword: str) -> str:
 
 _REQUIRED = jsonschema_rs.ValidationErrorKind.Required
 _ADDITIONAL = jsonschema_rs.ValidationErrorKind.AdditionalProperties
+# Kinds whose violations name a property the error carries (not its place): never remembered.
+_NAMED = (_REQUIRED, _ADDITIONAL, jsonschema_rs.ValidationErrorKind.FalseSchema)
 _PATTERN_FAILURES = (
     jsonschema_rs.ValidationErrorKind.BacktrackLimitExceeded,
     jsonschema_rs.ValidationErrorKind.RegexEngineFailure,
@@ -326,6 +354,9 @@ def _branches(
 
 
 _BRANCH_CACHE_MAX = 512
+# Violation texts remembered per rule (violations_of): places in events, so a separate bound
+# that events with violations at thousands of array indexes cannot take from the above.
+_TEXTS_MAX = 512
 
 
 def _walk(path: Sequence[Any], root: Mapping[str, Any]) -> list[tuple[str, str, int]]:

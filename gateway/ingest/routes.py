@@ -217,7 +217,7 @@ async def publish_request(
         # body many times over; they are held until Kafka acknowledges them, so they are charged
         # too (the body's own bytes already stand for them once, see EVENT_MEMORY_FACTOR).
         hold.grow(sum(len(r.value) for r in records) - hold.bytes // EVENT_MEMORY_FACTOR)
-        _count(ctx.metrics.events_received, source.id, tally.received)
+        _count(ctx.metrics, ctx.metrics.events_received, source.id, tally.received)
         _count_violations(ctx.metrics, source.id, tally)
         try:
             await ctx.publisher.publish(records, ctx.settings.ack_timeout_s)
@@ -274,27 +274,28 @@ async def _process(
     return await asyncio.to_thread(process, events, source, snapshot, info, forced_type, results)
 
 
-def _count(counter: Any, source_id: str, counts: Any) -> None:
+def _count(metrics: Metrics, counter: Any, source_id: str, counts: Any) -> None:
     for type_label, n in counts.items():
-        counter.labels(source_id, type_label).inc(n)
+        metrics.labelled(counter, source_id, type_label).inc(n)
 
 
 def _count_violations(metrics: Metrics, source_id: str, tally: Tally) -> None:
     if tally.validation_s:
         metrics.validation_duration.observe(tally.validation_s)
+    labelled = metrics.labelled
     for (plan_id, event_label, rule_version, violation_type), n in tally.violations.items():
-        metrics.violations.labels(
-            source_id, plan_id, event_label, rule_version, violation_type
+        labelled(
+            metrics.violations, source_id, plan_id, event_label, rule_version, violation_type
         ).inc(n)
     for (plan_id, event_label, valid), n in tally.checked.items():
-        metrics.events_checked.labels(source_id, plan_id, event_label, valid).inc(n)
+        labelled(metrics.events_checked, source_id, plan_id, event_label, valid).inc(n)
     for (plan_id, event_label, kind), n in tally.shadow_violations.items():
-        metrics.shadow_violations.labels(source_id, plan_id, event_label, kind).inc(n)
+        labelled(metrics.shadow_violations, source_id, plan_id, event_label, kind).inc(n)
     for (plan_id, event_label, would), n in tally.shadow_outcomes.items():
-        metrics.shadow_outcomes.labels(source_id, plan_id, event_label, would).inc(n)
+        labelled(metrics.shadow_outcomes, source_id, plan_id, event_label, would).inc(n)
 
 
 def _count_outcomes(metrics: Metrics, source_id: str, tally: Tally) -> None:
-    _count(metrics.events_forwarded, source_id, tally.forwarded)
+    _count(metrics, metrics.events_forwarded, source_id, tally.forwarded)
     for (type_label, reason), n in tally.quarantined.items():
-        metrics.events_quarantined.labels(source_id, type_label, reason).inc(n)
+        metrics.labelled(metrics.events_quarantined, source_id, type_label, reason).inc(n)

@@ -1,0 +1,91 @@
+"""A rule's events are judged alike whichever of the engine's calls goes first.
+
+``CompiledRule.check`` asks the engine for the verdict first, or, for a rule whose events have
+lately been invalid often, collects the violations at once. Both orders must give the same
+answer for every event, and the rule must move between them as its traffic changes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gateway.enforce.compile import ERRORS_FIRST_SCORE, CompiledRule
+
+RULE: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "properties": {
+            "type": "object",
+            "properties": {
+                "price": {"type": "number", "minimum": 0},
+                "sku": {"type": "string", "pattern": "^sku-[0-9]+$"},
+                "email": {"type": "string", "format": "email"},
+            },
+            "required": ["price"],
+            "additionalProperties": False,
+        }
+    },
+}
+VALID = {"properties": {"price": 3, "sku": "sku-12", "email": "ada@example.com"}}
+INVALID = [
+    {"properties": {"price": -1}},
+    {"properties": {"sku": "SKU?", "email": "nope"}},
+    {"properties": {"price": "3", "coupon": "X"}},
+    {"properties": {"price": 1, "email": 7}},
+]
+
+
+def _reference(event: Any) -> list[dict[str, Any]]:
+    rule = CompiledRule(RULE)  # a fresh rule: verdict first
+    return [] if rule.is_valid(event) else rule.violations(event)
+
+
+def test_both_orders_judge_every_event_alike() -> None:
+    rule = CompiledRule(RULE)
+    traffic = [*INVALID * 10, *[VALID] * 60, *(INVALID + [VALID] * 3) * 5]
+    modes = set()
+    for event in traffic:
+        modes.add(rule._score >= ERRORS_FIRST_SCORE)
+        assert rule.check(event) == _reference(event)
+    assert modes == {True, False}  # both orders were taken
+
+
+def test_a_rule_moves_to_errors_first_and_back() -> None:
+    rule = CompiledRule(RULE)
+    for event in INVALID * 5:
+        rule.check(event)
+    assert rule._score >= ERRORS_FIRST_SCORE
+    for _ in range(40):
+        rule.check(VALID)
+    assert rule._score == 0
+    # Mostly valid traffic with an invalid event now and then stays verdict first.
+    for _ in range(10):
+        for event in [INVALID[0], VALID, VALID, VALID, VALID, VALID]:
+            rule.check(event)
+        assert rule._score < ERRORS_FIRST_SCORE
+
+
+def test_without_collecting_an_invalid_event_is_none_in_either_order() -> None:
+    rule = CompiledRule(RULE)
+    for event in INVALID * 5:
+        rule.check(event)
+    assert rule._score >= ERRORS_FIRST_SCORE
+    assert rule.check(INVALID[1], collect=False) is None
+    assert rule.check(VALID, collect=False) == []
+    fresh = CompiledRule(RULE)
+    assert fresh.check(INVALID[1], collect=False) is None
+    assert fresh.check(VALID, collect=False) == []
+
+
+def test_an_event_too_deep_for_the_engine_is_invalid_in_either_order() -> None:
+    deep: Any = 1
+    for _ in range(5000):
+        deep = [deep]
+    event = {"properties": {"price": deep}}
+    errors_first = CompiledRule(RULE)
+    for bad in INVALID * 5:
+        errors_first.check(bad)
+    for rule in (CompiledRule(RULE), errors_first):
+        [violation] = rule.check(event) or [None]
+        assert violation is not None
+        assert violation["type"] == "Unknown-Violation"
