@@ -35,8 +35,9 @@ INVALID = [
 ]
 
 
-def _reference(event: Any) -> list[dict[str, Any]]:
-    rule = CompiledRule(RULE)  # a fresh rule: verdict first
+def _fresh(schema: Any, event: Any) -> list[dict[str, Any]]:
+    """The event's violations from a fresh rule: the verdict first."""
+    rule = CompiledRule(schema)
     return [] if rule.is_valid(event) else rule.violations(event)
 
 
@@ -46,7 +47,7 @@ def test_both_orders_judge_every_event_alike() -> None:
     modes = set()
     for event in traffic:
         modes.add(rule._score >= ERRORS_FIRST_SCORE)
-        assert rule.check(event) == _reference(event)
+        assert rule.check(event) == _fresh(RULE, event)
     assert modes == {True, False}  # both orders were taken
 
 
@@ -89,3 +90,32 @@ def test_an_event_too_deep_for_the_engine_is_invalid_in_either_order() -> None:
         [violation] = rule.check(event) or [None]
         assert violation is not None
         assert violation["type"] == "Unknown-Violation"
+
+
+def test_remembered_violation_texts_stay_few_and_short_whatever_the_events() -> None:
+    # Violations at places clients choose: array items, and keys of any length.
+    rule = CompiledRule(
+        {
+            "type": "object",
+            "properties": {
+                "properties": {
+                    "type": "object",
+                    "properties": {"items": {"type": "array", "items": {"type": "integer"}}},
+                    "additionalProperties": {"type": "string"},
+                }
+            },
+        }
+    )
+    events = [
+        {"properties": {"items": ["x"] * 3000}},
+        {"properties": {f"k{i}": 1 for i in range(500)}},
+        {"properties": {"k" * 20_000: 1}},
+    ]
+    for event in events * 2:
+        found = rule.check(event)
+        assert found == _fresh(rule.schema, event)
+    texts = rule._texts
+    assert 0 < len(texts) <= 64
+    for _, _, instance_at in texts:
+        assert all(isinstance(segment, str) for segment in instance_at)
+        assert sum(len(segment) + 1 for segment in instance_at) <= 256

@@ -156,8 +156,13 @@ def violations_of(
                 instance_path,
                 schema_path,
             )
-            if texts_key is not None and message is not None and len(texts_cache) < _TEXTS_MAX:
-                # The engine's own message quotes the value: only ajv's wording is remembered.
+            if (
+                texts_key is not None
+                and message is not None  # the engine's own message quotes the value
+                and len(texts_cache) < _TEXTS_MAX
+                and len(instance_path) <= _TEXTS_PATH_MAX
+                and not any(isinstance(segment, int) for segment in instance_at)
+            ):
                 texts_cache[texts_key] = texts
             found.append(_violation(*texts))
         if conditional:
@@ -354,9 +359,12 @@ def _branches(
 
 
 _BRANCH_CACHE_MAX = 512
-# Violation texts remembered per rule (violations_of): places in events, so a separate bound
-# that events with violations at thousands of array indexes cannot take from the above.
-_TEXTS_MAX = 512
+# Violation texts remembered per rule (violations_of). Their keys are places in events, which
+# clients choose: only places named by object keys (not array items, of which one event can
+# have thousands), of a bounded length, and a bounded number of them per rule, kept apart from
+# the caches above, so no event can make a rule hold much or crowd out what is worth keeping.
+_TEXTS_MAX = 64
+_TEXTS_PATH_MAX = 256
 
 
 def _walk(path: Sequence[Any], root: Mapping[str, Any]) -> list[tuple[str, str, int]]:
