@@ -196,3 +196,32 @@ async def test_records_of_a_request_stay_within_a_multiple_of_its_size(gateway: 
     assert value_of(forwarded[0])["context"]["pad"] == "x" * 30_000
     doc = assert_stub_quarantine(quarantined[0], f"m{len(forwarded)}")
     assert "records would exceed" in doc["violations"][0]["message"]
+
+
+async def test_records_stay_bounded_when_violations_make_them_larger_than_the_events(
+    make_gateway: GatewayFactory, tmp_path: Path
+) -> None:
+    """Each ~700-byte event is dropped with 60 violations listed: a quarantine record of
+    ~11 KB. The events alone are far within the request's bound, their records are not: the
+    records stop at 8 x max_request_bytes all the same, the rest are stubs saying why."""
+    snapshot = plan_snapshot(TAGS_RULES, {"global": {"anyOtherViolation": "drop"}})
+    gw = await gateway_with_plan(
+        make_gateway, tmp_path, snapshot, ingest={"max_request_bytes": 64 * 1024}
+    )
+    items = [{**tagged([1] * 60), "messageId": f"m{i}"} for i in range(100)]
+    assert await post_json(gw, "/v1/batch", {"batch": items}) == (200, "OK")
+    records = await topic(gw, quarantine=True)
+    assert [value_of(r)["event"]["messageId"] for r in records] == [f"m{i}" for i in range(100)]
+    reasons = [value_of(r)["reason"] for r in records]
+    kept = reasons.count("violation")
+    assert 0 < kept < 100
+    # Within the bound but for the last record that fit and the stubs (1 KB each at most).
+    limit = 8 * 64 * 1024
+    total = sum(len(r.value) for r in records)
+    assert total <= limit + len(records[kept - 1].value) + (100 - kept) * 1024, total
+    assert sum(len(r.value) for r in records[: kept - 1]) <= limit
+    assert reasons == ["violation"] * kept + ["invalid-event"] * (100 - kept)
+    doc = assert_stub_quarantine(records[kept], f"m{kept}")
+    assert "records would exceed" in doc["violations"][0]["message"]
+    assert value_of(records[0])["violationsTotal"] == 60
+    assert await topic(gw) == []
