@@ -492,15 +492,21 @@ def amount_rule(kind: str | list[str]) -> dict[str, Any]:
     }
 
 
-async def until_enforced(api: Admin, key: str, event: dict[str, Any], *, violated: bool) -> None:
+async def until_enforced(
+    api: Admin, key: str, event: dict[str, Any], *, violated: bool, outcome: str | None = None
+) -> None:
     """Wait for the data plane to see a catalog change: a dry run of ``event`` (sent with
-    ``key``) has violations, or has none."""
+    ``key``) has violations, or has none; and with ``outcome``, gets that outcome (a
+    connection's settings may reach the data plane a refresh after the connection itself)."""
     url = ingest_url(api.gw, "/v1/validate")
     async with asyncio.timeout(15):
         while True:
             async with api.http.post(url, json={"batch": [event]}, headers=basic_auth(key)) as resp:
                 if resp.status == 200:
                     [result] = (await resp.json())["results"]
-                    if bool(result["violations"]) == violated:
+                    if bool(result["violations"]) == violated and outcome in (
+                        None,
+                        result["outcome"],
+                    ):
                         return
             await asyncio.sleep(0.1)

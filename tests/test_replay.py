@@ -70,7 +70,10 @@ class Shop:
             f"/catalog/tracking-plans/{plan_id}/sources/{shop.source_id}",
             {"config": DROP},
         )
-        await shop.until_enforced(order("probe", amount="5"), violated=True)
+        # Dropped: the connection's settings, not only the plan, reached the data plane.
+        await until_enforced(
+            api, shop.key, order("probe", amount="5"), violated=True, outcome="quarantined"
+        )
         return shop
 
     async def amount_may_be(self, kinds: list[str]) -> None:

@@ -91,7 +91,7 @@ async def test_shadow_plan_measured_summarised_and_promoted(api: Admin) -> None:
     await api.ok(
         "PUT", f"/catalog/tracking-plans/{current}/sources/{source_id}", {"config": CONFIG}
     )
-    await until_enforced(api, key, order(99, amount="x"), violated=True)
+    await until_enforced(api, key, order(99, amount="x"), violated=True, outcome="quarantined")
 
     shadow_path = f"/api/latest/sources/{source_id}/shadow"
     set_ = await api.ok("PUT", shadow_path, {"trackingPlanId": candidate})
