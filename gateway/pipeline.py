@@ -130,6 +130,7 @@ class Pipeline:
         """
         tally = Tally()
         enforcement = self.enforcer.for_source(source, snapshot)
+        # Only events of a source with a plan are stamped; their context is put last.
         prepared = self._prepare_all(events, info, forced_type, stamping=enforcement is not None)
         judged = self._judge_all(events, prepared, source, snapshot, enforcement, tally)
         records = self._build(events, prepared, judged, source, enforcement, info, tally, results)
