@@ -161,7 +161,7 @@ async def test_replay_judges_pinned_events_by_their_version(api: Admin) -> None:
         {"config": {"track": {"anyOtherViolation": "drop"}}},
     )
     key = source["writeKeys"][0]
-    await until_enforced(api, key, order("probe", "5"), violated=True)
+    await until_enforced(api, key, order("probe", "5"), violated=True, outcome="quarantined")
     pinned = order("pinned", "5", {"trackingPlanId": plan_id, "trackingPlanVersion": numbers})
     async with api.http.post(
         ingest_url(api.gw, "/v1/batch"),
