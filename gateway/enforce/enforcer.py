@@ -24,6 +24,8 @@ from gateway.enforce.violations import (
     ADDITIONAL_PROPERTIES,
     Violation,
     invalid_event_violation,
+    node_at_tokens,
+    pointer_tokens,
     unknown_version_violation,
     unplanned_event_violation,
 )
@@ -389,19 +391,8 @@ def _omit(event: dict[str, Any], violation: Violation) -> str:
 
     The key may already be gone: an earlier omission may have removed one of its parents.
     """
-    segments = [
-        s.replace("~1", "/").replace("~0", "~")
-        for s in violation["meta"]["instancePath"].split("/")[1:]
-    ]
-    node: Any = event
-    for segment in segments:
-        if isinstance(node, dict):
-            node = node.get(segment)
-        elif isinstance(node, list) and segment.isdigit() and int(segment) < len(node):
-            node = node[int(segment)]
-        else:
-            node = None
-            break
+    segments = pointer_tokens(violation["meta"]["instancePath"])
+    node = node_at_tokens(event, segments)
     if isinstance(node, dict):
         node.pop(violation["property"], None)
     return ".".join([*segments, violation["property"]])

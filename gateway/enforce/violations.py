@@ -490,5 +490,28 @@ def _pointer(path: Sequence[Any]) -> str:
     return "/" + text
 
 
+def pointer_tokens(pointer: str) -> list[str]:
+    """The unescaped reference tokens of a JSON Pointer (RFC 6901): :func:`_pointer` undone."""
+    return [t.replace("~1", "/").replace("~0", "~") for t in pointer.split("/")[1:]]
+
+
+MISSING = object()
+
+
+def node_at_tokens(root: Any, tokens: Sequence[str]) -> Any:
+    """The value the tokens of a JSON Pointer lead to in ``root``; MISSING where none is."""
+    node = root
+    for token in tokens:
+        if isinstance(node, dict):
+            node = node.get(token, MISSING)
+        elif isinstance(node, list) and token.isdigit() and int(token) < len(node):
+            node = node[int(token)]
+        else:
+            return MISSING
+        if node is MISSING:
+            return MISSING
+    return node
+
+
 def _last(path: Sequence[Any]) -> str:
     return str(path[-1]) if path else ""

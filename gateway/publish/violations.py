@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 
+from gateway.enforce.violations import MISSING, node_at_tokens, pointer_tokens
 from gateway.outcomes import QuarantineReason
 from gateway.publish.producer import Record
 from gateway.publish.records import MAX_TEXT_CHARS, cut_text, event_name
@@ -22,7 +23,6 @@ from gateway.publish.records import MAX_TEXT_CHARS, cut_text, event_name
 VIOLATION_GENERATED = "Violation Generated"
 MAX_PER_EVENT = 20
 MAX_VALUE_CHARS = 256
-_MISSING = object()
 
 
 def violation_records(
@@ -88,17 +88,9 @@ def _text(value: Any) -> str | None:
 
 def _offending(event: dict[str, Any], pointer: str) -> str | None:
     """The JSON of the value at ``pointer`` (RFC 6901) in the event, cut; None if absent."""
-    found: Any = event
-    for token in pointer.split("/")[1:] if pointer else ():
-        token = token.replace("~1", "/").replace("~0", "~")
-        if isinstance(found, dict):
-            found = found.get(token, _MISSING)
-        elif isinstance(found, list) and token.isdigit() and int(token) < len(found):
-            found = found[int(token)]
-        else:
-            found = _MISSING
-        if found is _MISSING:
-            return None
+    found = node_at_tokens(event, pointer_tokens(pointer))
+    if found is MISSING:
+        return None
     try:
         text = orjson.dumps(found).decode()
     except orjson.JSONEncodeError:

@@ -45,6 +45,7 @@ from gateway.publish.consume import (
     read_all,
     read_range,
     started_consumer,
+    time_offsets,
 )
 from gateway.publish.producer import KafkaPublisher, KafkaUnavailable
 from gateway.replay.judge import REPLAYED_HEADER, Judge, Verdict
@@ -394,11 +395,9 @@ async def _range(
     starts, ends = dict(first), dict(last)
     # Where the times fall, as a first bound; records are checked one by one too (_in_time).
     if spec.since is not None:
-        found = await consumer.offsets_for_times({tp: _ms(spec.since) for tp in partitions})
-        starts = {tp: _offset_of(found.get(tp), last[tp], first[tp]) for tp in partitions}
+        starts = await time_offsets(consumer, partitions, _ms(spec.since), last, first)
     if spec.until is not None:
-        found = await consumer.offsets_for_times({tp: _ms(spec.until) for tp in partitions})
-        ends = {tp: _offset_of(found.get(tp), last[tp], last[tp]) for tp in partitions}
+        ends = await time_offsets(consumer, partitions, _ms(spec.until), last, last)
     if spec.from_offset is not None:
         starts = {tp: max(starts[tp], spec.from_offset) for tp in partitions}
     if spec.to_offset is not None:
@@ -411,15 +410,6 @@ async def _range(
 
 def _ms(time: datetime) -> int:
     return int(time.timestamp() * 1000)
-
-
-def _offset_of(found: Any, none: int, unknown: int) -> int:
-    """The offset offsets_for_times found; ``none`` when no record is at or after the time;
-    ``unknown`` when the broker answered without the record's timestamp (some Kafka-protocol
-    brokers do: the time is then only checked record by record)."""
-    if found is None:
-        return none
-    return int(found.offset) if found.timestamp >= 0 else unknown
 
 
 def _in_time(records: list[Any], spec: ReplaySpec) -> list[Any]:
