@@ -285,7 +285,7 @@ class Pipeline:
                     )
                 records.append(Record(self.quarantine_topic, key, quarantined, headers, raw))
                 output_bytes += len(quarantined)
-                tally.quarantined[type_label, reason.value] += 1
+                tally.quarantined[type_label, reason] += 1  # a StrEnum: its value
             if self.violations_topic and decision is not None and problem is None:
                 output_bytes += self._stream(records, raw, source.id, decision, output_bytes)
             if results is not None:

@@ -92,7 +92,7 @@ def test_an_event_too_deep_for_the_engine_is_invalid_in_either_order() -> None:
         assert violation["type"] == "Unknown-Violation"
 
 
-def test_remembered_violation_texts_stay_few_and_short_whatever_the_events() -> None:
+def test_remembered_violations_stay_few_and_short_whatever_the_events() -> None:
     # Violations at places clients choose: array items, and keys of any length.
     rule = CompiledRule(
         {
@@ -114,8 +114,8 @@ def test_remembered_violation_texts_stay_few_and_short_whatever_the_events() -> 
     for event in events * 2:
         found = rule.check(event)
         assert found == _fresh(rule.schema, event)
-    texts = rule._texts
-    assert 0 < len(texts) <= 64
-    for _, _, instance_at in texts:
+    remembered = rule._remembered
+    assert 0 < len(remembered) <= 64
+    for _, _, instance_at in remembered:
         assert all(isinstance(segment, str) for segment in instance_at)
         assert sum(len(segment) + 1 for segment in instance_at) <= 256

@@ -186,14 +186,14 @@ ERRORS_FIRST_SCORE = 16
 class CompiledRule:
     """One rule, compiled once; shared by every plan event whose rules are equal."""
 
-    __slots__ = ("_branches", "_located", "_score", "_texts", "_validator", "error", "schema")
+    __slots__ = ("_branches", "_located", "_remembered", "_score", "_validator", "error", "schema")
 
     def __init__(self, schema: Mapping[str, Any]) -> None:
         self.schema = schema
         self._validator, self.error = _compile(schema)
         # Schema paths already walked for violations (see violations.py), per rule.
         self._located: dict[tuple[Any, ...], Any] = {}
-        self._texts: dict[tuple[Any, ...], tuple[str, str, str, str, str]] = {}
+        self._remembered: dict[tuple[Any, ...], Violation] = {}
         self._branches = has_branches(schema)
         self._score = 0  # how often this rule's events were invalid lately (see above)
 
@@ -246,7 +246,7 @@ class CompiledRule:
                 self.schema,
                 self._located,
                 self._branches,
-                self._texts,
+                self._remembered,
             )
         except ValueError:
             return [unknown_violation("event nested too deeply to validate")]

@@ -26,29 +26,21 @@ class Policy:
     latest_rule_version: bool = False
 
     def drop_reason(self, violations: list[Violation]) -> QuarantineReason | None:
-        """The reason to quarantine, or None to forward; several drop rules drop once."""
-        reasons: list[QuarantineReason] = []
+        """The reason to quarantine, or None to forward; several drop rules drop once, for
+        the most specific reason (the record lists every violation anyway): an unplanned
+        event, then unplanned properties, then any other violation."""
+        found: QuarantineReason | None = None
         for v in violations:
             kind = v["type"]
             if kind == UNPLANNED_EVENT:
                 if not self.allow_unplanned_events:
-                    reasons.append(QuarantineReason.UNPLANNED_EVENT)
+                    return QuarantineReason.UNPLANNED_EVENT
             elif kind == ADDITIONAL_PROPERTIES:
                 if self.unplanned_properties == "drop":
-                    reasons.append(QuarantineReason.UNPLANNED_PROPERTIES)
-            elif self.any_other_violation == "drop":
-                reasons.append(QuarantineReason.VIOLATION)
-        if not reasons:
-            return None
-        # Report the most specific reason; the record lists every violation anyway.
-        return min(reasons, key=_REASON_ORDER.index)
-
-
-_REASON_ORDER = [
-    QuarantineReason.UNPLANNED_EVENT,
-    QuarantineReason.UNPLANNED_PROPERTIES,
-    QuarantineReason.VIOLATION,
-]
+                    found = QuarantineReason.UNPLANNED_PROPERTIES
+            elif found is None and self.any_other_violation == "drop":
+                found = QuarantineReason.VIOLATION
+        return found
 
 
 def policies_for(config: Mapping[str, Any]) -> dict[str, Policy]:

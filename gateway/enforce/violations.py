@@ -100,27 +100,27 @@ def violations_of(
     root_schema: Mapping[str, Any],
     located_cache: dict[tuple[Any, ...], Any],
     conditional: bool,
-    texts_cache: dict[tuple[Any, ...], tuple[str, str, str, str, str]],
+    remembered: dict[tuple[Any, ...], Violation],
 ) -> list[Violation]:
     """Classify a rule's errors on ``event``; ``located_cache`` (one per rule) remembers where in
     the rule each error points. ``conditional``: the rule has ``then``/``else`` branches (see
     :func:`has_branches`); without, no error needs its evaluation path walked.
 
-    ``texts_cache`` (one per rule) remembers the texts of violations that depend on
-    nothing but where they are in the rule and in the event: most invalid events of a rule
-    break it in the same few places."""
+    ``remembered`` (one per rule) holds the violations that depend on nothing but where they
+    are in the rule and in the event: most invalid events of a rule break it in the same few
+    places, and they share one object each (violations are never changed once made)."""
     found: list[Violation] = []
     seen_if: set[tuple[str, str]] = set()
-    seen_closed: set[tuple[str, str]] = set()
+    seen_closed: set[tuple[str, str]] | None = None
     for error in errors:
         instance_at = error.instance_path
         kind = error.kind
-        texts_key = None
-        if not isinstance(kind, _NAMED):
-            texts_key = (type(kind), tuple(error.schema_path), tuple(instance_at))
-            texts = texts_cache.get(texts_key)
-            if texts is not None:
-                found.append(_violation(*texts))
+        place = None
+        if kind.__class__ not in _NAMED:
+            place = (kind.__class__, tuple(error.schema_path), tuple(instance_at))
+            known = remembered.get(place)
+            if known is not None:
+                found.append(known)
                 if conditional:
                     _add_branches(found, error, instance_at, root_schema, located_cache, seen_if)
                 continue
@@ -143,13 +143,15 @@ def violations_of(
             # `additionalProperties: false` beside neither `properties` nor `patternProperties`
             # is reported once per object, as a false schema: every key of it is unplanned.
             closed = _node_at(event, instance_at)
+            if seen_closed is None:
+                seen_closed = set()
             if (schema_path, instance_path) not in seen_closed and isinstance(closed, dict):
                 seen_closed.add((schema_path, instance_path))
                 planned = schema.get("properties")
                 extras = [k for k in closed if not isinstance(planned, dict) or k not in planned]
                 found.extend(_additional(extras, instance_path, schema_path))
         else:
-            texts = (
+            violation = _violation(
                 kind_of,
                 error.message if message is None else message,
                 _last(instance_at),
@@ -157,14 +159,14 @@ def violations_of(
                 schema_path,
             )
             if (
-                texts_key is not None
+                place is not None
                 and message is not None  # the engine's own message quotes the value
-                and len(texts_cache) < _TEXTS_MAX
-                and len(instance_path) <= _TEXTS_PATH_MAX
+                and len(remembered) < _REMEMBERED_MAX
+                and len(instance_path) <= _REMEMBERED_PATH_MAX
                 and not any(isinstance(segment, int) for segment in instance_at)
             ):
-                texts_cache[texts_key] = texts
-            found.append(_violation(*texts))
+                remembered[place] = violation
+            found.append(violation)
         if conditional:
             _add_branches(found, error, instance_at, root_schema, located_cache, seen_if)
     return found
@@ -246,7 +248,8 @@ def _type_of(keyword: str) -> str:
 _REQUIRED = jsonschema_rs.ValidationErrorKind.Required
 _ADDITIONAL = jsonschema_rs.ValidationErrorKind.AdditionalProperties
 # Kinds whose violations name a property the error carries (not its place): never remembered.
-_NAMED = (_REQUIRED, _ADDITIONAL, jsonschema_rs.ValidationErrorKind.FalseSchema)
+# A kind is an instance of exactly one of the engine's kind classes, so a set finds it.
+_NAMED = frozenset([_REQUIRED, _ADDITIONAL, jsonschema_rs.ValidationErrorKind.FalseSchema])
 _PATTERN_FAILURES = (
     jsonschema_rs.ValidationErrorKind.BacktrackLimitExceeded,
     jsonschema_rs.ValidationErrorKind.RegexEngineFailure,
@@ -359,12 +362,12 @@ def _branches(
 
 
 _BRANCH_CACHE_MAX = 512
-# Violation texts remembered per rule (violations_of). Their keys are places in events, which
+# Violations remembered per rule (violations_of). Their keys are places in events, which
 # clients choose: only places named by object keys (not array items, of which one event can
 # have thousands), of a bounded length, and a bounded number of them per rule, kept apart from
 # the caches above, so no event can make a rule hold much or crowd out what is worth keeping.
-_TEXTS_MAX = 64
-_TEXTS_PATH_MAX = 256
+_REMEMBERED_MAX = 64
+_REMEMBERED_PATH_MAX = 256
 
 
 def _walk(path: Sequence[Any], root: Mapping[str, Any]) -> list[tuple[str, str, int]]:

@@ -58,9 +58,8 @@ def stub(event: Any, event_bytes: int | None) -> dict[str, Any]:
 
 
 def _bounded_violation(violation: dict[str, Any]) -> dict[str, Any]:
-    """The violation with its texts (and those of its ``meta``) cut to MAX_TEXT_CHARS."""
-    if not _has_long_text(violation):
-        return violation  # the common case: no copy
+    """A copy of the violation with its texts (and those of its ``meta``) cut to
+    MAX_TEXT_CHARS."""
     bounded: dict[str, Any] = {}
     for k, value in violation.items():
         if isinstance(value, str):
@@ -88,7 +87,11 @@ def _has_long_text(violation: dict[str, Any]) -> bool:
 
 def bounded_violations(violations: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """The first MAX_VIOLATIONS violations, their texts cut; the caller records the total."""
-    return [_bounded_violation(v) for v in violations[:MAX_VIOLATIONS]]
+    kept = list(violations[:MAX_VIOLATIONS])
+    for i, violation in enumerate(kept):
+        if _has_long_text(violation):  # rare: copied with its texts cut
+            kept[i] = _bounded_violation(violation)
+    return kept
 
 
 def bounded_texts(texts: Sequence[str]) -> list[str]:
@@ -190,7 +193,7 @@ def quarantine_value(
     """
     return orjson.dumps(
         {
-            "reason": reason.value,
+            "reason": reason,  # a StrEnum: orjson writes its value
             "sourceId": source_id,
             "trackingPlanId": plan_id,
             "trackingPlanVersion": plan_version,
