@@ -320,6 +320,36 @@ def test_format(fmt: str, value: str, valid: bool) -> None:
     assert_forwarded(decision, event, expected)
 
 
+UUID = "123e4567-e89b-12d3-a456-426614174000"
+
+
+def test_uuid_is_reported_as_its_format_wherever_it_is_written() -> None:
+    # The engine checks `format: "uuid"` as a pattern (one of its own, or, beside a pattern
+    # of the subschema's, as a format): violations name the format where the rule has it.
+    rule = props_rule(
+        obj(
+            {
+                "id": {"type": "string", "format": "uuid"},
+                "ref": {"$ref": "#/definitions/key"},
+                "ids": {"type": "array", "items": {"format": "uuid"}},
+                "slug": {"type": "string", "format": "uuid", "pattern": "^[0-9a-f-]+$"},
+            }
+        ),
+        definitions={"key": {"type": "string", "format": "uuid"}},
+    )
+    good = track(id=UUID, ref=UUID.upper(), ids=[UUID], slug=UUID)
+    assert_forwarded(enforce_rule(rule, good), good, [])
+    bad = track(id=UUID + "\n", ref="x", ids=[UUID, UUID[:-1] + "g"], slug="-" * 36)
+    fmt = 'must match format "uuid"'
+    expected = [
+        violation(ADV, fmt, "id", "/properties/id", f"{PROPS_SP}/properties/id/format"),
+        violation(ADV, fmt, "ref", "/properties/ref", "#/definitions/key/format"),
+        violation(ADV, fmt, "1", "/properties/ids/1", f"{PROPS_SP}/properties/ids/items/format"),
+        violation(ADV, fmt, "slug", "/properties/slug", f"{PROPS_SP}/properties/slug/format"),
+    ]
+    assert_forwarded(enforce_rule(rule, bad), bad, expected)
+
+
 # ---------------------------------------------------------------------------------------------
 # drafts by $schema
 

@@ -298,9 +298,10 @@ def _keyword_of(
     """The keyword that failed, its value, the (sub)schema holding it, and its schema path.
 
     The keyword is the last segment of the engine's schema path (inside ``propertyNames`` that
-    is the keyword the name failed, as in ajv), with two exceptions: draft-04's boolean
-    ``exclusiveMinimum``/``exclusiveMaximum`` are reported as the bound they modify, and a
-    pattern the regex engine gave up on is reported as ``pattern`` wherever it sits.
+    is the keyword the name failed, as in ajv), with three exceptions: draft-04's boolean
+    ``exclusiveMinimum``/``exclusiveMaximum`` are reported as the bound they modify, a
+    pattern the regex engine gave up on is reported as ``pattern`` wherever it sits, and
+    ``format: "uuid"``, which the engine checks as a pattern, is reported as the format.
     """
     path = list(error.schema_path)
     parent = _node_at(root, path[:-1])
@@ -308,6 +309,9 @@ def _keyword_of(
     if isinstance(error.kind, jsonschema_rs.ValidationErrorKind.FalseSchema):
         return "false", False, schema, path
     keyword = str(path[-1]) if path else error.kind.name
+    if keyword == "pattern" and "pattern" not in schema and schema.get("format") == "uuid":
+        keyword = path[-1] = "format"  # checked as a pattern (compile.UUID_PATTERN)
+        return keyword, "uuid", schema, path
     if isinstance(error.kind, _PATTERN_FAILURES):
         if len(path) >= 2 and path[-2] == "patternProperties":
             return "pattern", path[-1], {}, path
