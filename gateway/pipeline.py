@@ -46,11 +46,11 @@ from gateway.outcomes import EVENT_TYPES, Outcome, QuarantineReason
 from gateway.plans.snapshot import Snapshot, Source
 from gateway.publish.producer import RECORD_MARGIN_BYTES, Record, max_record_bytes
 from gateway.publish.records import (
+    QuarantineRecords,
     bounded_violations,
     event_key,
     event_name,
     headers_for,
-    quarantine_value,
     request_headers,
     stub,
 )
@@ -208,6 +208,7 @@ class Pipeline:
         if enforcement is not None:
             enforced_version = enforcement.plan.version
             judged_headers = request_headers(source.id, enforcement.plan.id, enforced_version)
+        quarantine = QuarantineRecords(source.id, info.received_at_text)
         # The last stamps written, and their JSON: events without violations share one object.
         last_stamps: dict[str, Any] | None = None
         last_written = b""
@@ -261,27 +262,19 @@ class Pipeline:
                 output_bytes += len(value)
                 tally.forwarded[type_label] += 1
             else:
-                quarantined = quarantine_value(
-                    reason=reason,
-                    source_id=source.id,
-                    plan_id=decision.plan.id if decision else None,
-                    plan_version=decision.plan.version if decision else None,
-                    violations=violations,
-                    received_at=info.received_at_text,
-                    event=stub(raw, event_bytes) if value is None else value,
+                quarantined = quarantine.value(
+                    reason,
+                    decision.plan.id if decision else None,
+                    decision.plan.version if decision else None,
+                    violations,
+                    stub(raw, event_bytes) if value is None else value,
                 )
                 if len(quarantined) > self.max_value_bytes:
                     # Only where ingest.max_event_bytes is set close to Kafka's record limit.
                     reason = QuarantineReason.INVALID_EVENT
                     violations = [invalid_event_violation(self._too_large(quarantined))]
-                    quarantined = quarantine_value(
-                        reason=reason,
-                        source_id=source.id,
-                        plan_id=None,
-                        plan_version=None,
-                        violations=violations,
-                        received_at=info.received_at_text,
-                        event=stub(raw, event_bytes),
+                    quarantined = quarantine.value(
+                        reason, None, None, violations, stub(raw, event_bytes)
                     )
                 records.append(Record(self.quarantine_topic, key, quarantined, headers, raw))
                 output_bytes += len(quarantined)

@@ -1,8 +1,10 @@
-"""The record of a forwarded event is byte for byte ``orjson.dumps`` of the stamped event.
+"""Records are byte for byte what writing them in full gives.
 
-The pipeline writes each event once before enforcement and splices the stamps in; and it sizes
-an item with the batch envelope merged in without merging. Both shortcuts must agree exactly
-with the straightforward computation, whatever shape the event's ``context`` has.
+The pipeline writes each event once before enforcement and splices the stamps in; it sizes an
+item with the batch envelope merged in without merging; and it writes quarantine records from
+parts shared by the request. Each shortcut must agree exactly with the straightforward
+computation: ``orjson.dumps`` of the stamped event (whatever shape its ``context`` has), of the
+merged item, of the quarantine record's object.
 """
 
 from __future__ import annotations
@@ -16,8 +18,10 @@ import pytest
 from gateway.config import IngestSettings, KafkaSettings
 from gateway.enforce.enforcer import Enforcer
 from gateway.ingest.normalize import SharedParts, merge_shared, request_info
+from gateway.outcomes import QuarantineReason
 from gateway.pipeline import Pipeline
 from gateway.plans.snapshot import parse_snapshot
+from gateway.publish.records import QuarantineRecords, bounded_violations
 from tests.records_support import plan_snapshot
 
 RULES = {
@@ -75,3 +79,37 @@ def test_merged_size_is_exact_without_merging(own: Any, shared: dict[str, Any]) 
     size = len(orjson.dumps(event)) + SharedParts(info).added_bytes(event)
     merge_shared(event, info)
     assert size == len(orjson.dumps(event))
+
+
+QUARANTINE_CASES: list[Any] = [
+    ("violation", "tp_1", 3, [{"type": "Datatype-Mismatch", "message": "must be number"}]),
+    ("invalid-event", None, None, [{"type": "Invalid-Event", "message": "x" * 1000}]),
+    ("unplanned-event", 'tp_\u00e9"\\', 0, [{"type": "Unplanned-Event"}] * 150),
+]
+
+
+@pytest.mark.parametrize(("reason", "plan_id", "version", "violations"), QUARANTINE_CASES)
+@pytest.mark.parametrize("event", [{"type": "track", "n": "\u2028"}, "stub"])
+def test_quarantine_records_are_the_documented_object_written_once(
+    reason: str, plan_id: str | None, version: int | None, violations: list[Any], event: Any
+) -> None:
+    # Written from parts shared by the request's records; the same bytes as writing the
+    # record's object in full, its event embedded as written and its violations bounded.
+    stub = {"type": "track", "_truncated": True}
+    records = QuarantineRecords('src_"1', "2026-11-01T10:00:00.000Z")
+    written = orjson.dumps(event) if event != "stub" else stub
+    for _ in range(2):  # the second time from the request's shared head
+        value = records.value(QuarantineReason(reason), plan_id, version, violations, written)
+        assert value == orjson.dumps(
+            {
+                "reason": reason,
+                "sourceId": 'src_"1',
+                "trackingPlanId": plan_id,
+                "trackingPlanVersion": version,
+                "violations": bounded_violations(violations),
+                "violationsTotal": len(violations),
+                "receivedAt": "2026-11-01T10:00:00.000Z",
+                "event": event if event != "stub" else stub,
+            }
+        )
+    assert len(orjson.loads(value)["violations"]) == min(len(violations), 100)

@@ -176,6 +176,53 @@ def headers_for(event: Any, shared: tuple[Header, Header, Header], violations: i
     ]
 
 
+class QuarantineRecords:
+    """Writes the quarantine records of one request (layout: see the module's docstring).
+
+    The parts every record of the request shares (its source, time, and per reason and plan
+    the record's head) are written once; each record adds its violations and its event's
+    JSON, embedded as it is (not serialized again), so a record costs no second pass over the
+    event and adds no nesting level to it.
+    """
+
+    __slots__ = ("_heads", "_source_id", "_tail")
+
+    def __init__(self, source_id: str, received_at: str) -> None:
+        self._source_id = source_id
+        self._tail = b',"receivedAt":' + orjson.dumps(received_at) + b',"event":'
+        self._heads: dict[tuple[QuarantineReason, str | None, int | None], bytes] = {}
+
+    def value(
+        self,
+        reason: QuarantineReason,
+        plan_id: str | None,
+        plan_version: int | None,
+        violations: Sequence[dict[str, Any]],
+        event: bytes | dict[str, Any],
+    ) -> bytes:
+        """One record; ``event`` is the event's JSON as published, or a stub."""
+        key = (reason, plan_id, plan_version)
+        head = self._heads.get(key)
+        if head is None:
+            shared = {
+                "reason": reason,  # a StrEnum: orjson writes its value
+                "sourceId": self._source_id,
+                "trackingPlanId": plan_id,
+                "trackingPlanVersion": plan_version,
+            }
+            head = self._heads[key] = orjson.dumps(shared)[:-1] + b',"violations":'
+        return b"".join(
+            (
+                head,
+                orjson.dumps(bounded_violations(violations)),
+                b',"violationsTotal":%d' % len(violations),
+                self._tail,
+                event if isinstance(event, bytes) else orjson.dumps(event),
+                b"}",
+            )
+        )
+
+
 def quarantine_value(
     *,
     reason: QuarantineReason,
@@ -186,20 +233,6 @@ def quarantine_value(
     received_at: str,
     event: bytes | dict[str, Any],
 ) -> bytes:
-    """The quarantine record; ``event`` is the event's JSON as published, or a stub.
-
-    The event's JSON is embedded as it is (not serialized again), so the record costs no
-    second pass over the event and adds no nesting level to it.
-    """
-    return orjson.dumps(
-        {
-            "reason": reason,  # a StrEnum: orjson writes its value
-            "sourceId": source_id,
-            "trackingPlanId": plan_id,
-            "trackingPlanVersion": plan_version,
-            "violations": bounded_violations(violations),
-            "violationsTotal": len(violations),
-            "receivedAt": received_at,
-            "event": orjson.Fragment(event) if isinstance(event, bytes) else event,
-        }
-    )
+    """A single quarantine record (see :class:`QuarantineRecords`)."""
+    records = QuarantineRecords(source_id, received_at)
+    return records.value(reason, plan_id, plan_version, violations, event)
