@@ -6,7 +6,7 @@ BIN = $(VENV)/bin
 
 JS = tests/js
 
-.PHONY: install run test lint test-deps
+.PHONY: install run test lint test-deps bench
 
 $(BIN)/gateway: pyproject.toml
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Python >= 3.11 is required")'
@@ -43,3 +43,11 @@ test-deps: $(JS)/node_modules/.package-lock.json /usr/bin/chromedriver /usr/bin/
 
 test: lint test-deps
 	$(BIN)/pytest
+
+# The benchmarks (README: Benchmarks), with wrk as the load generator: the Python fallback
+# takes CPU from the two cores the gateway and the broker share.
+/usr/bin/wrk:
+	apt-get install -y -q wrk || (apt-get update -q && apt-get install -y -q wrk)
+
+bench: install /usr/bin/wrk
+	$(BIN)/python -m bench $(SCENARIOS)
