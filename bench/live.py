@@ -34,7 +34,7 @@ HERE = Path(__file__).parent
 BATCH = 100
 SINGLE_CONNECTIONS = 32
 BATCH_CONNECTIONS = 8
-INTERLEAVED_SLICES = 4  # violations: pairs of slices of the interleaved comparison
+INTERLEAVED_SLICE_S = 3.0  # violations: the length of each slice of the interleaved comparison
 PACING_CYCLE_S = 0.05  # latency: request + pause per connection
 PACING_PROBE_S = 2.0  # latency: the paced run that measures the requests' own time
 REFRESH_WINDOW_S = 10.0  # plan-scale: the load window in which the snapshot changes
@@ -361,15 +361,18 @@ class Session:
 
     def interleaved(self, duration_s: float) -> float:
         """Events/s of batches half violating over those of batches 5 % violating, measured in
-        INTERLEAVED_SLICES alternating slices of each."""
+        alternating slices of about INTERLEAVED_SLICE_S, ``duration_s`` for each in all (at
+        least two slices each); each pair of slices starts with the other load than the last,
+        so that a drift over the run weighs on both alike."""
         stack, auth = self.get(), basic_auth(WRITE_KEY)
         loads = {v: _batch_bodies(self.corpus, v) for v in (0.5, 0.05)}
-        slice_s = max(1.0, duration_s / INTERLEAVED_SLICES)
+        pairs = max(2, int(duration_s // INTERLEAVED_SLICE_S))
+        slice_s = max(1.0, duration_s / pairs)
         counted = {v: [0, 0.0] for v in loads}  # events, seconds
-        for _ in range(INTERLEAVED_SLICES):
-            for violating, bodies in loads.items():
+        for pair in range(pairs):
+            for violating in (0.5, 0.05) if pair % 2 == 0 else (0.05, 0.5):
                 load = stack.load(
-                    "/v1/batch", bodies, auth=auth, connections=BATCH_CONNECTIONS,
+                    "/v1/batch", loads[violating], auth=auth, connections=BATCH_CONNECTIONS,
                     duration_s=slice_s,
                 )  # fmt: skip
                 counted[violating][0] += load.ok_requests * BATCH
