@@ -113,3 +113,46 @@ def test_quarantine_records_are_the_documented_object_written_once(
             }
         )
     assert len(orjson.loads(value)["violations"]) == min(len(violations), 100)
+
+
+@pytest.mark.parametrize("setting", ["omit", "drop"])
+def test_violations_shared_by_events_are_left_as_they_were_made(setting: str) -> None:
+    # A violation that depends only on its place is made once per rule and shared by every
+    # event that has it: stamping, omitting, bounding and writing records only read it.
+    config = {"global": {"unplannedProperties": setting, "anyOtherViolation": setting}}
+    snapshot = parse_snapshot(plan_snapshot(RULES, config))
+    source, pipeline = snapshot.sources[0], Pipeline(IngestSettings(), KafkaSettings(), Enforcer())
+    made = {
+        "type": "Datatype-Mismatch",
+        "message": "must be number",
+        "property": "n",
+        "meta": {
+            "instancePath": "/properties/n",
+            "schemaPath": "#/properties/properties/properties/n/type",
+        },
+    }
+    seen = []
+    for _ in range(3):  # requests
+        batch = [
+            {
+                "type": "track",
+                "userId": f"u{i}",
+                "event": "Tagged",
+                "properties": {"n": "x", "extra": i},
+            }
+            for i in range(2)
+        ]
+        info = request_info(request_ip="127.0.0.1", envelope={"batch": batch})
+        records, _ = pipeline.process(batch, source, snapshot, info)
+        for record in records:
+            written = orjson.loads(record.value)
+            if setting == "omit":  # forwarded, without the unplanned key
+                assert written["properties"] == {"n": "x"}
+                [stamped] = record.event["context"]["violationErrors"]
+                seen.append(stamped)
+            else:  # quarantined, with the unplanned key
+                assert written["event"]["properties"]["extra"] in (0, 1)
+                assert made in written["violations"]
+    if setting == "omit":
+        assert all(violation is seen[0] for violation in seen)  # one object, shared
+        assert seen[0] == made  # as it was made, after three requests used it
