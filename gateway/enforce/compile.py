@@ -48,7 +48,11 @@ _PATTERN_OPTIONS = jsonschema_rs.FancyRegexOptions(
     dfa_size_limit=DFA_SIZE_LIMIT,
 )
 
-_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+# `format: "uuid"` (not a format of drafts 04-07; ajv-formats has it). The engine checks it as
+# this pattern, natively (see _engine_form); the callback below only where a subschema has a
+# pattern of its own.
+UUID_PATTERN = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+_UUID = re.compile(UUID_PATTERN)
 
 
 def _is_uuid(value: str) -> bool:
@@ -129,19 +133,15 @@ def _remote_ref(schema: Mapping[str, Any]) -> str | None:
 # Annotations in drafts 04-07 (ajv ignores them too) that the engine would assert.
 _ANNOTATIONS = frozenset(["contentEncoding", "contentMediaType"])
 
-# `format: "uuid"` (not a format of drafts 04-07; ajv-formats has it) is given to the engine as
-# this pattern, which it checks natively: a Python format callback costs about a microsecond a
-# value, and slows every check of a rule that has one. Its violations still name `format`
-# (violations.py). Where the subschema has a pattern of its own, the callback checks it.
-UUID_PATTERN = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
-
 
 def _engine_form(schema: Mapping[str, Any]) -> tuple[dict[str, Any], bool]:
     """The schema as the engine should see it, and whether it needs the format callbacks.
 
     A copy, if anything changes: without :data:`_ANNOTATIONS`, and with ``format: "uuid"`` as
-    :data:`UUID_PATTERN`. Both replace or remove leaf keywords only, so every other keyword
-    keeps its schema path.
+    :data:`UUID_PATTERN` (a Python format callback costs about a microsecond a value, and
+    slows every check of a rule that has one; violations still name the format, see
+    violations.py). Both replace or remove leaf keywords only, so every other keyword keeps
+    its schema path.
     """
     if all(_ANNOTATIONS.isdisjoint(s) and s.get("format") != "uuid" for s in _subschemas(schema)):
         return dict(schema), False

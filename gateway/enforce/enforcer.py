@@ -24,7 +24,7 @@ from gateway.enforce.violations import (
     ADDITIONAL_PROPERTIES,
     Violation,
     invalid_event_violation,
-    node_at_tokens,
+    node_at,
     pointer_tokens,
     unknown_version_violation,
     unplanned_event_violation,
@@ -392,7 +392,7 @@ def _omit(event: dict[str, Any], violation: Violation) -> str:
     The key may already be gone: an earlier omission may have removed one of its parents.
     """
     segments = pointer_tokens(violation["meta"]["instancePath"])
-    node = node_at_tokens(event, segments)
+    node = node_at(event, segments)
     if isinstance(node, dict):
         node.pop(violation["property"], None)
     return ".".join([*segments, violation["property"]])

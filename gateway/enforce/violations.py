@@ -142,7 +142,7 @@ def violations_of(
         elif keyword == "false" and at_schema and at_schema[-1] == "additionalProperties":
             # `additionalProperties: false` beside neither `properties` nor `patternProperties`
             # is reported once per object, as a false schema: every key of it is unplanned.
-            closed = _node_at(event, instance_at)
+            closed = node_at(event, instance_at)
             if seen_closed is None:
                 seen_closed = set()
             if (schema_path, instance_path) not in seen_closed and isinstance(closed, dict):
@@ -304,7 +304,7 @@ def _keyword_of(
     ``format: "uuid"``, which the engine checks as a pattern, is reported as the format.
     """
     path = list(error.schema_path)
-    parent = _node_at(root, path[:-1])
+    parent = node_at(root, path[:-1])
     schema: Mapping[str, Any] = parent if isinstance(parent, Mapping) else {}
     if isinstance(error.kind, jsonschema_rs.ValidationErrorKind.FalseSchema):
         return "false", False, schema, path
@@ -323,18 +323,6 @@ def _keyword_of(
 
 
 _DRAFT_04_BOUNDS = {"exclusiveMinimum": "minimum", "exclusiveMaximum": "maximum"}
-
-
-def _node_at(root: Any, path: Sequence[Any]) -> Any:
-    node = root
-    for segment in path:
-        if isinstance(node, dict):
-            node = node.get(segment)
-        elif isinstance(node, list) and isinstance(segment, int) and segment < len(node):
-            node = node[segment]
-        else:
-            return None
-    return node
 
 
 def _dependants(
@@ -407,7 +395,7 @@ def _walk(path: Sequence[Any], root: Mapping[str, Any]) -> list[tuple[str, str, 
             )
         ):
             consumed += 1
-        node = _node_at(node, [segment])
+        node = node_at(node, [segment])
         pointer = [*pointer, segment]
         previous = segment
     return branches
@@ -418,12 +406,11 @@ def _resolve_local(root: Mapping[str, Any], ref: Any) -> tuple[Any, list[Any]] |
         return None
     node: Any = root
     parts: list[Any] = []
-    for raw in ref[1:].split("/")[1:]:
-        part = raw.replace("~1", "/").replace("~0", "~")
+    for part in pointer_tokens(ref[1:]):
         if isinstance(node, Mapping) and part in node:
             node = node[part]
             parts.append(part)
-        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+        elif isinstance(node, list) and part.isascii() and part.isdigit() and int(part) < len(node):
             node = node[int(part)]
             parts.append(int(part))
         else:
@@ -505,17 +492,24 @@ def pointer_tokens(pointer: str) -> list[str]:
 MISSING = object()
 
 
-def node_at_tokens(root: Any, tokens: Sequence[str]) -> Any:
-    """The value the tokens of a JSON Pointer lead to in ``root``; MISSING where none is."""
+def node_at(root: Any, path: Sequence[Any]) -> Any:
+    """The value ``path`` leads to in ``root``; MISSING where none is. Segments are object keys
+    and array indexes: ints (the engine's paths) or their digits (JSON Pointer tokens)."""
     node = root
-    for token in tokens:
+    for segment in path:
         if isinstance(node, dict):
-            node = node.get(token, MISSING)
-        elif isinstance(node, list) and token.isdigit() and int(token) < len(node):
-            node = node[int(token)]
+            node = node.get(segment, MISSING)
+            if node is MISSING:
+                return MISSING
+        elif isinstance(node, list):
+            if isinstance(segment, str):
+                if not (segment.isascii() and segment.isdigit() and len(segment) < 19):
+                    return MISSING
+                segment = int(segment)
+            if not isinstance(segment, int) or not 0 <= segment < len(node):
+                return MISSING
+            node = node[segment]
         else:
-            return MISSING
-        if node is MISSING:
             return MISSING
     return node
 

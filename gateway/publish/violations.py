@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from gateway.enforce.violations import MISSING, node_at_tokens, pointer_tokens
+from gateway.enforce.violations import MISSING, node_at, pointer_tokens
 from gateway.outcomes import QuarantineReason
 from gateway.publish.producer import Record
 from gateway.publish.records import MAX_TEXT_CHARS, cut_text, event_name
@@ -88,7 +88,7 @@ def _text(value: Any) -> str | None:
 
 def _offending(event: dict[str, Any], pointer: str) -> str | None:
     """The JSON of the value at ``pointer`` (RFC 6901) in the event, cut; None if absent."""
-    found = node_at_tokens(event, pointer_tokens(pointer))
+    found = node_at(event, pointer_tokens(pointer))
     if found is MISSING:
         return None
     try:
