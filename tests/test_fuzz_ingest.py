@@ -396,7 +396,10 @@ def _inflate(req: FuzzRequest) -> bytes:
 
 # Text with the odd parts of Unicode: NUL, controls, lone surrogates, private use, emoji.
 odd_text = st.text(st.characters(codec=None, categories=None), max_size=40) | st.sampled_from(
-    ["", "\x00", "\ud800", "\udfff", "a\x00b", "\u202e", "\ufeff", "😀" * 3, " ", "null"]
+    [
+        *["", "\x00", "\ud800", "\udfff", "a\x00b", "\u202e", "\ufeff", "😀" * 3, " ", "null"],
+        *["\u00b2", "\u0663"],  # digits to str.isdigit(); int() refuses the first
+    ]
 )
 huge_numbers = st.sampled_from(
     [2**63, -(2**63) - 1, 2**64, 10**400, 1e308, -1e308, 5e-324, 0.1, -0.0, 2**53 + 1]

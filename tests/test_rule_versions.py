@@ -114,6 +114,8 @@ def violations(
         (1, 1, [("Unknown-Violation", "")]),
         (True, 1, [("Unknown-Violation", "")]),  # not an integer
         ("9" * 40, 1, [("Unknown-Violation", "")]),
+        ("\u00b2", 1, [("Unknown-Violation", "")]),  # a digit to str.isdigit, not to int()
+        ("\u0663", 1, [("Unknown-Violation", "")]),  # an Arabic-Indic 3: versions are ASCII
         ({"v": 3}, 1, [("Unknown-Violation", "")]),
     ],
 )

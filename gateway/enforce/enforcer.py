@@ -286,7 +286,7 @@ def _chosen_version(
         return planned, []
     pinned = protocols["event_version"]
     number = pinned
-    if isinstance(pinned, str) and pinned.isdigit() and len(pinned) < 10:
+    if isinstance(pinned, str) and pinned.isascii() and pinned.isdigit() and len(pinned) < 10:
         number = int(pinned)
     chosen = planned.at_version(number) if type(number) is int else None
     if chosen is None:
