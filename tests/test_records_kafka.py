@@ -16,7 +16,7 @@ import orjson
 from aiokafka.partitioner import DefaultPartitioner
 
 from gateway.metrics import Metrics
-from gateway.publish.producer import Deliveries, KafkaPublisher, Record
+from gateway.publish.producer import PRODUCE_SLICE, Deliveries, KafkaPublisher, Record
 from gateway.publish.records import MAX_HEADER_BYTES, MAX_KEY_BYTES, MAX_TEXT_CHARS
 from gateway.server import Gateway
 from tests.conftest import (
@@ -141,3 +141,55 @@ async def test_a_send_is_done_only_when_its_last_record_is_reported() -> None:
     empty = Deliveries(asyncio.get_running_loop().create_future())
     empty.seal()  # nothing produced (all refused at once): done at once
     assert empty.done.done()
+
+
+class _CountingClient:
+    """The publisher's librdkafka producer, counting the records produced through it."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.produced = 0
+
+    def produce(self, *args: Any, **kwargs: Any) -> None:
+        self.client.produce(*args, **kwargs)
+        self.produced += 1
+
+    def __len__(self) -> int:
+        return len(self.client)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.client, name)
+
+
+async def test_a_large_request_is_produced_in_slices_serving_others_between(
+    broker: Any, tmp_path: Path
+) -> None:
+    # Producing takes a few µs a record on the event loop: thousands in one go would hold
+    # every other request up for milliseconds.
+    settings = gateway_settings(broker, tmp_path).kafka
+    publisher = KafkaPublisher(settings, Metrics())
+    await publisher.start()
+    try:
+        assert await publisher.wait_connected(15)
+        counting = _CountingClient(publisher._client)
+        publisher._client = counting  # type: ignore[assignment]
+        headers = [(name, b"") for name in sorted(HEADER_NAMES)]
+        records = [
+            Record(settings.events_topic, b"u1", b'{"n":%d}' % i, headers)
+            for i in range(3 * PRODUCE_SLICE)
+        ]
+        seen: list[int] = []  # records produced whenever the other task ran
+
+        async def other_request() -> None:
+            while counting.produced < len(records):
+                seen.append(counting.produced)
+                await asyncio.sleep(0)
+
+        other = asyncio.create_task(other_request())
+        await publisher.publish(records, 10.0)
+        await other
+    finally:
+        await publisher.stop()
+    assert [n for n in seen if 0 < n < len(records)]  # it ran while they were produced
+    forwarded = await consume_all(settings.bootstrap_servers, settings.events_topic)
+    assert sorted(r.value for r in forwarded) == sorted(r.value for r in records)
