@@ -32,7 +32,7 @@ def scenarios(session: live.Session) -> dict[str, Scenario]:
         "naive": (inprocess.naive, 10.0, 2.0),
         "engines": (engines.engines, 10.0, 2.0),
         "producers": (producers.producers, 10.0, 2.0),
-        "batch": (session.batch, 20.0, 4.0),
+        "batch": (session.batch_scenario, 20.0, 4.0),
         "violations": (session.violations, 20.0, 4.0),
         "single": (session.single, 20.0, 4.0),
         "latency": (session.latency, 20.0, 4.0),
@@ -130,9 +130,9 @@ TARGET_VIOLATIONS_OF_BATCH = 0.85
 
 
 def throughput_verdict(results: dict[str, dict[str, Any]]) -> list[str]:
-    """The throughput targets the run measured, each met or not. The two compared against an
-    interleaved measurement are judged on it (see inprocess.naive and live.Session.violations);
-    the ratio of the separately run scenarios is shown beside it."""
+    """The throughput targets the run measured, each met or not, judged on the interleaved
+    measurements (see inprocess.naive, live.Session.batch_scenario and .violations); the ratio
+    of the separately run scenarios is shown beside each."""
     lines = []
     ceiling_rate = results["ceiling"]["events_per_s"]
     naive, batch, violations = (results.get(n) for n in ("naive", "batch", "violations"))
@@ -147,11 +147,13 @@ def throughput_verdict(results: dict[str, dict[str, Any]]) -> list[str]:
             )
         )
     if batch is not None:
-        ratio = batch["events_per_s"] / ceiling_rate
+        ratio = batch["ceiling_ratio_interleaved"]
         lines.append(
             abuse.line(
                 ratio >= TARGET_BATCH_OF_CEILING,
-                f"batch {ratio:.3f} of ceiling >= {TARGET_BATCH_OF_CEILING:g}",
+                f"batch {ratio:.3f} of ceiling (interleaved; "
+                f"{batch['events_per_s'] / ceiling_rate:.3f} as separate runs) "
+                f">= {TARGET_BATCH_OF_CEILING:g}",
             )
         )
     if violations is not None:

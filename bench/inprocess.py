@@ -76,19 +76,27 @@ def interleaved(duration_s: float, first: Handle, second: Handle, bodies: list[b
     counted = [[0, 0.0], [0, 0.0]]  # per handle: events, seconds
     for _ in range(max(1, round(duration_s / SLICE_S / 2))):
         for total, handle in zip(counted, (first, second), strict=True):
-            # Each slice starts with no garbage of the other's: one side's collections (the
-            # reference implementation makes plenty) are not timed on the other side.
-            gc.collect()
-            started = time.perf_counter()
-            deadline = started + SLICE_S
-            while time.perf_counter() < deadline:
-                for body in bodies:
-                    total[0] += handle(body)
-                    if time.perf_counter() >= deadline:
-                        break
-            total[1] += time.perf_counter() - started
+            events, seconds = run_slice(handle, bodies, SLICE_S)
+            total[0] += events
+            total[1] += seconds
     (first_events, first_s), (second_events, second_s) = counted
     return (first_events / first_s) / (second_events / second_s)
+
+
+def run_slice(handle: Handle, bodies: list[bytes], duration_s: float) -> tuple[int, float]:
+    """``bodies`` through ``handle`` round-robin for ``duration_s``: (events, seconds)."""
+    # Each slice starts with no garbage of what ran before: one side's collections (the
+    # reference implementation makes plenty) are not timed on the other side.
+    gc.collect()
+    events = 0
+    started = time.perf_counter()
+    deadline = started + duration_s
+    while time.perf_counter() < deadline:
+        for body in bodies:
+            events += handle(body)
+            if time.perf_counter() >= deadline:
+                break
+    return events, time.perf_counter() - started
 
 
 def _ceiling_handle(corpus: Corpus) -> Handle:
@@ -133,6 +141,15 @@ def _naive_handle(corpus: Corpus) -> Handle:
 def ceiling(duration_s: float) -> dict[str, Any]:
     corpus = Corpus()
     return _run(duration_s, _bodies(corpus, 20), _ceiling_handle(corpus))
+
+
+def ceiling_slices(corpus: Corpus) -> Callable[[float], tuple[int, float]]:
+    """One slice of ``ceiling``'s loop at a time (for a comparison interleaved with it):
+    ``slice(seconds)`` → (events, seconds)."""
+    bodies, handle = _bodies(corpus, 20), _ceiling_handle(corpus)
+    tune_gc()  # as `gateway serve` runs
+    handle(bodies[0])  # warm up: compile rules, fill caches
+    return lambda duration_s: run_slice(handle, bodies, duration_s)
 
 
 def naive(duration_s: float) -> dict[str, Any]:

@@ -27,6 +27,7 @@ from typing import Any
 import orjson
 
 from bench.corpus import WRITE_KEY, Corpus, scale_write_key
+from bench.inprocess import ceiling_slices
 from bench.measure import CpuWindow, result, rss_mb
 from gateway.broker import EmbeddedBroker, free_port
 
@@ -34,7 +35,7 @@ HERE = Path(__file__).parent
 BATCH = 100
 SINGLE_CONNECTIONS = 32
 BATCH_CONNECTIONS = 8
-INTERLEAVED_SLICE_S = 3.0  # violations: the length of each slice of the interleaved comparison
+INTERLEAVED_SLICE_S = 3.0  # batch, violations: each slice of their interleaved comparisons
 PACING_CYCLE_S = 0.05  # latency: request + pause per connection
 PACING_PROBE_S = 2.0  # latency: the paced run that measures the requests' own time
 REFRESH_WINDOW_S = 10.0  # plan-scale: the load window in which the snapshot changes
@@ -303,6 +304,27 @@ def track_bodies(corpus: Corpus, count: int = 5000, message_id: str = "") -> lis
     return [orjson.dumps(e) for e in events[:count]]
 
 
+# One slice of a load: run(seconds) → (events, seconds).
+SliceRun = Callable[[float], tuple[int, float]]
+
+
+def alternate(duration_s: float, first: SliceRun, second: SliceRun) -> float:
+    """``first``'s events/s over ``second``'s, measured in alternating slices of about
+    INTERLEAVED_SLICE_S, ``duration_s`` for each in all (at least two slices each); each pair
+    of slices starts with the other side than the last, so that a drift over the run weighs on
+    both alike."""
+    pairs = max(2, int(duration_s // INTERLEAVED_SLICE_S))
+    slice_s = max(1.0, duration_s / pairs)
+    counted = [[0, 0.0], [0, 0.0]]  # per side: events, seconds
+    for pair in range(pairs):
+        for side in (0, 1) if pair % 2 == 0 else (1, 0):
+            events, seconds = (first, second)[side](slice_s)
+            counted[side][0] += events
+            counted[side][1] += seconds
+    (first_events, first_s), (second_events, second_s) = counted
+    return (first_events / first_s) / (second_events / second_s)
+
+
 class Session:
     """One broker + gateway shared by the scenarios on the standard corpus, started on first use.
 
@@ -351,34 +373,36 @@ class Session:
         load = self._run("/v1/batch", bodies, BATCH_CONNECTIONS, duration_s)
         return figures(self.get(), load, BATCH)
 
+    def batch_scenario(self, duration_s: float) -> dict[str, Any]:
+        """``batch``; then its load and ``ceiling``'s in-process loop again, in alternating
+        slices: the ratio of their rates there (``ceiling_ratio_interleaved``) is what the
+        target is judged on, as both then see the same machine."""
+        figures_ = self.batch(duration_s)
+        ratio = alternate(duration_s, self._batch_slices(0.05), ceiling_slices(self.corpus))
+        return figures_ | {"ceiling_ratio_interleaved": round(ratio, 3)}
+
     def violations(self, duration_s: float) -> dict[str, Any]:
         """``batch`` with half the events violating; then both loads again, in alternating
         slices against the same gateway: the ratio of their rates in those slices
         (``batch_ratio_interleaved``) is what the target is judged on, as both then see the
         same machine (a shared one drifts in speed over minutes)."""
         figures_ = self.batch(duration_s, violating=0.5)
-        return figures_ | {"batch_ratio_interleaved": round(self.interleaved(duration_s), 3)}
+        ratio = alternate(duration_s, self._batch_slices(0.5), self._batch_slices(0.05))
+        return figures_ | {"batch_ratio_interleaved": round(ratio, 3)}
 
-    def interleaved(self, duration_s: float) -> float:
-        """Events/s of batches half violating over those of batches 5 % violating, measured in
-        alternating slices of about INTERLEAVED_SLICE_S, ``duration_s`` for each in all (at
-        least two slices each); each pair of slices starts with the other load than the last,
-        so that a drift over the run weighs on both alike."""
+    def _batch_slices(self, violating: float) -> SliceRun:
+        """``batch``'s load, one slice at a time (see :func:`alternate`)."""
         stack, auth = self.get(), basic_auth(WRITE_KEY)
-        loads = {v: _batch_bodies(self.corpus, v) for v in (0.5, 0.05)}
-        pairs = max(2, int(duration_s // INTERLEAVED_SLICE_S))
-        slice_s = max(1.0, duration_s / pairs)
-        counted = {v: [0, 0.0] for v in loads}  # events, seconds
-        for pair in range(pairs):
-            for violating in (0.5, 0.05) if pair % 2 == 0 else (0.05, 0.5):
-                load = stack.load(
-                    "/v1/batch", loads[violating], auth=auth, connections=BATCH_CONNECTIONS,
-                    duration_s=slice_s,
-                )  # fmt: skip
-                counted[violating][0] += load.ok_requests * BATCH
-                counted[violating][1] += load.seconds
-        rate = {v: events / seconds for v, (events, seconds) in counted.items()}
-        return rate[0.5] / rate[0.05]
+        bodies = _batch_bodies(self.corpus, violating)
+
+        def run(duration_s: float) -> tuple[int, float]:
+            load = stack.load(
+                "/v1/batch", bodies, auth=auth, connections=BATCH_CONNECTIONS,
+                duration_s=duration_s,
+            )  # fmt: skip
+            return load.ok_requests * BATCH, load.seconds
+
+        return run
 
     def single(self, duration_s: float) -> dict[str, Any]:
         load = self._run("/v1/track", track_bodies(self.corpus), SINGLE_CONNECTIONS, duration_s)

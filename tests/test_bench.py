@@ -46,17 +46,20 @@ def test_ceiling_quick_produces_numbers(tmp_path: Path) -> None:
 
 def test_ratio_targets_are_measured_interleaved(tmp_path: Path) -> None:
     out = tmp_path / "latest.json"
-    done = run_quick_many(["naive", "violations"], out, timeout_s=300)
+    done = run_quick_many(["naive", "batch", "violations"], out, timeout_s=300)
     results = orjson.loads(out.read_bytes())
-    assert list(results) == ["ceiling", "naive", "violations"]
+    assert list(results) == ["ceiling", "naive", "batch", "violations"]
     assert set(results["naive"]) == FIELDS | {"ceiling_per_naive_interleaved"}
+    assert set(results["batch"]) == FIELDS | {"ceiling_ratio_interleaved"}
     assert set(results["violations"]) == FIELDS | {"batch_ratio_interleaved"}
     # Ratios of rates: both sides did work (no zero, no missing side).
     assert results["naive"]["ceiling_per_naive_interleaved"] > 1  # jsonschema is far slower
+    assert 0 < results["batch"]["ceiling_ratio_interleaved"] < 10
     assert 0 < results["violations"]["batch_ratio_interleaved"] < 10
     targets = done.stdout.split("throughput targets:", 1)[1]
     assert "x naive (interleaved;" in targets
-    assert "of batch (interleaved)" in targets  # no batch run: no separate-runs ratio
+    assert "of ceiling (interleaved;" in targets
+    assert "of batch (interleaved;" in targets
 
 
 def run_quick_many(
