@@ -18,9 +18,15 @@ from aiohttp import web
 
 from gateway.broker import EmbeddedBroker, free_port
 from gateway.metrics import Metrics
-from gateway.plans.cache import CHILD_PARSE_BYTES, PERSISTED_NAME, PlanCache
-from gateway.plans.providers import HttpProvider, provider_from_source
-from gateway.plans.snapshot import Snapshot, SnapshotError, parse_snapshot
+from gateway.plans.cache import CHILD_PARSE_BYTES, PERSISTED_NAME, PlanCache, check_document
+from gateway.plans.providers import Fetched, HttpProvider, provider_from_source
+from gateway.plans.snapshot import (
+    Snapshot,
+    SnapshotError,
+    compact_snapshot,
+    compact_snapshot_of_json,
+    parse_snapshot,
+)
 from gateway.server import Gateway
 from tests.conftest import (
     DISABLED_KEY,
@@ -625,6 +631,104 @@ async def test_malformed_large_snapshot_is_an_error_and_keeps_nothing(tmp_path: 
         assert not (tmp_path / "cache" / PERSISTED_NAME).exists()
     finally:
         await cache.stop()
+
+
+def rich_doc() -> dict[str, Any]:
+    """A document using every part of the format that names a rule."""
+    rules = {"type": "object", "properties": {"properties": {"required": ["sku"]}}}
+    event = {
+        "name": "Order Completed",
+        "eventType": "track",
+        "identitySection": "properties",
+        "rules": rules,
+        "ruleVersion": 2,
+        "otherVersions": {"3": {"required": ["properties"]}},
+    }
+    identify = {"eventType": "identify", "rules": {"required": ["traits"]}}
+    common = {"version": 4, "rules": {"properties": {"context": {"type": "object"}}}}
+    plan = {
+        "id": "tp_rich",
+        "name": "Rich",
+        "version": 3,
+        "events": [event, identify, {**event, "name": "Order Refunded", "rules": True}],
+        "commonRule": common,
+        "pastVersions": [
+            {"version": 1, "events": [identify]},
+            {"version": 2, "events": [event], "commonRule": common},
+        ],
+        "description": "not read",
+    }
+    doc = snapshot_doc(sources=[source_doc(SOURCE_ID, [WRITE_KEY], plan_id="tp_rich")])
+    doc["trackingPlans"] = [plan, plan_doc("tp_other")]
+    doc["sources"][0]["trackingPlan"]["shadow"] = {"id": "tp_rich", "version": 2}
+    return doc
+
+
+def checked(content: bytes) -> bytes | str:
+    """check_document's compact form, or its error."""
+    try:
+        return check_document(Fetched(content, ""))[0]
+    except SnapshotError as exc:
+        return str(exc)
+
+
+def decoded_whole(content: bytes) -> bytes | str:
+    """What checking the whole decoded document gives (the path for YAML, and for JSON before
+    rules were left undecoded)."""
+    try:
+        return compact_snapshot(orjson.loads(content))
+    except orjson.JSONDecodeError:
+        return "not JSON"
+    except SnapshotError as exc:
+        return str(exc)
+
+
+def test_json_rules_left_undecoded_check_alike() -> None:
+    for doc in (rich_doc(), large_doc(50)):
+        content = orjson.dumps(doc)
+        fast = compact_snapshot_of_json(content)  # each distinct rule decoded once
+        assert fast is not None
+        assert fast == decoded_whole(content) == checked(content)
+
+
+def _with(doc: dict[str, Any], change: Callable[[dict[str, Any]], None]) -> bytes:
+    change(doc)
+    return orjson.dumps(doc)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda d: d["trackingPlans"][0]["events"][1].update(eventType="alias"),
+        lambda d: d["trackingPlans"][0]["events"][0].update(rules=3),
+        lambda d: d["trackingPlans"][0]["events"][0]["otherVersions"].update({"1": {}}),
+        lambda d: d["trackingPlans"][0].update(events={"not": "a list"}),
+        lambda d: d["trackingPlans"][0]["pastVersions"][1].update(version=7),
+        lambda d: d["trackingPlans"][0].update(commonRule={"rules": []}),
+        lambda d: d["sources"][0]["trackingPlan"]["shadow"].update(version=9),
+        lambda d: d.update(trackingPlans={}),
+    ],
+)
+def test_malformed_json_documents_get_the_same_errors(
+    change: Callable[[dict[str, Any]], None],
+) -> None:
+    content = _with(rich_doc(), change)
+    error = checked(content)
+    assert isinstance(error, str)
+    assert error == decoded_whole(content)
+
+
+def test_values_orjson_refuses_get_the_same_errors() -> None:
+    # msgspec takes integers beyond 64 bits, orjson reads them as floats: the document is then
+    # checked whole, as before (the version is not an integer).
+    content = orjson.dumps(rich_doc()).replace(b'"version":3', b'"version":' + b"9" * 30, 1)
+    assert compact_snapshot_of_json(content) is None
+    assert (
+        checked(content) == decoded_whole(content) == "trackingPlans[0].version: must be an integer"
+    )
+    broken = checked(b'{"revision": "r", "trackingPlans": [')
+    assert isinstance(broken, str)
+    assert broken.startswith("snapshot is not valid JSON")
 
 
 # --- replaced snapshots: released piecewise once nothing uses them ---------------------------

@@ -34,6 +34,7 @@ from gateway.plans.snapshot import (
     Snapshot,
     SnapshotError,
     compact_snapshot,
+    compact_snapshot_of_json,
     snapshot_from_compact,
     snapshot_revision_of,
 )
@@ -312,9 +313,15 @@ def snapshot_of(fetched: Fetched) -> tuple[Snapshot, bytes]:
 def check_document(fetched: Fetched) -> tuple[bytes, bytes]:
     """Decode and check a document: its compact form, and the JSON document to persist.
 
-    The decoded document is dropped on return, before the snapshot is built from the compact
-    form (see :func:`compact_snapshot`).
+    A JSON document with a revision is read with its rules left undecoded, each distinct rule
+    decoded once (:func:`compact_snapshot_of_json`); any other is decoded whole. The decoded
+    document is dropped on return, before the snapshot is built from the compact form (see
+    :func:`compact_snapshot`).
     """
+    if not fetched.yaml:
+        compact = compact_snapshot_of_json(fetched.content)
+        if compact is not None:
+            return compact, fetched.content
     doc = decode_document(fetched)
     if not isinstance(doc, dict):
         raise SnapshotError("snapshot: must be an object")
