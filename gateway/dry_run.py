@@ -19,8 +19,7 @@ from gateway.enforce.enforcer import Enforcer
 from gateway.ingest.normalize import request_info
 from gateway.outcomes import Outcome
 from gateway.pipeline import EventResult, Pipeline
-from gateway.plans.cache import snapshot_of
-from gateway.plans.providers import Fetched
+from gateway.plans.document import Fetched, snapshot_of
 from gateway.plans.snapshot import Snapshot, SnapshotError, Source
 
 

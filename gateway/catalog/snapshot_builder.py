@@ -31,7 +31,8 @@ from gateway.catalog.store import Store
 from gateway.catalog.store.snapshot import read_snapshot_document
 from gateway.errors import ApiError
 from gateway.metrics import Metrics
-from gateway.plans.providers import SNAPSHOT_PATH, Fetched, ProviderError
+from gateway.plans.document import Fetched
+from gateway.plans.providers import SNAPSHOT_PATH, ProviderError
 
 log = logging.getLogger(__name__)
 

@@ -26,18 +26,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-import orjson
-
 from gateway.metrics import Metrics
-from gateway.plans.providers import Fetched, ProviderError, SnapshotProvider, decode_document
-from gateway.plans.snapshot import (
-    Snapshot,
-    SnapshotError,
-    compact_snapshot,
-    compact_snapshot_of_json,
-    snapshot_from_compact,
-    snapshot_revision_of,
-)
+from gateway.plans.document import CHECK_FAILED, Fetched, check_document
+from gateway.plans.providers import ProviderError, SnapshotProvider
+from gateway.plans.snapshot import Snapshot, SnapshotError, snapshot_from_compact
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -45,7 +37,6 @@ T = TypeVar("T")
 PERSISTED_NAME = "snapshot.json"
 # Documents at least this large are decoded in a child process (see PlanCache._load).
 CHILD_PARSE_BYTES = 1 << 20
-CHECK_FAILED = 3  # exit code of `python -m gateway.plans.decoder` for a malformed document
 JITTER_RATIO = 0.1
 # A replaced snapshot is released once no request holds it, waiting at most this long.
 RELEASE_POLL_S = 0.05
@@ -302,34 +293,3 @@ def _build_for_serving(compact: bytes) -> Snapshot:
         if enabled:
             gc.enable()
     return snapshot
-
-
-def snapshot_of(fetched: Fetched) -> tuple[Snapshot, bytes]:
-    """The snapshot, and the JSON document to persist for it."""
-    compact, content = check_document(fetched)
-    return snapshot_from_compact(compact), content
-
-
-def check_document(fetched: Fetched) -> tuple[bytes, bytes]:
-    """Decode and check a document: its compact form, and the JSON document to persist.
-
-    A JSON document with a revision is read with its rules left undecoded, each distinct rule
-    decoded once (:func:`compact_snapshot_of_json`); any other is decoded whole. The decoded
-    document is dropped on return, before the snapshot is built from the compact form (see
-    :func:`compact_snapshot`).
-    """
-    if not fetched.yaml:
-        compact = compact_snapshot_of_json(fetched.content)
-        if compact is not None:
-            return compact, fetched.content
-    doc = decode_document(fetched)
-    if not isinstance(doc, dict):
-        raise SnapshotError("snapshot: must be an object")
-    content = fetched.content  # persisted as fetched, unless the cases below apply
-    if "revision" not in doc:
-        # Persist the derived revision too, so a restart reports the same one.
-        doc = {"revision": snapshot_revision_of(fetched.content), **doc}
-        content = orjson.dumps(doc)
-    elif fetched.yaml:
-        content = orjson.dumps(doc)
-    return compact_snapshot(doc), content

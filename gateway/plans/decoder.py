@@ -2,8 +2,8 @@
 
 Reads the document on stdin. On success writes the compact form's length on one line, the
 compact form, then the document to persist if it differs from the input (see
-:func:`gateway.plans.cache.check_document`), and exits 0. A malformed document exits with
-:data:`gateway.plans.cache.CHECK_FAILED` and the reason on stderr.
+:func:`gateway.plans.document.check_document`), and exits 0. A malformed document exits with
+:data:`gateway.plans.document.CHECK_FAILED` and the reason on stderr.
 """
 
 from __future__ import annotations
@@ -11,8 +11,7 @@ from __future__ import annotations
 import os
 import sys
 
-from gateway.plans.cache import CHECK_FAILED, check_document
-from gateway.plans.providers import Fetched
+from gateway.plans.document import CHECK_FAILED, Fetched, check_document
 from gateway.plans.snapshot import SnapshotError
 
 CHILD_NICENESS = 10

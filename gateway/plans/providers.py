@@ -8,31 +8,19 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 from urllib.parse import urlsplit
 
 import aiohttp
-import orjson
-import yaml
 
-from gateway.plans.snapshot import SnapshotError
+from gateway.plans.document import Fetched
 
 SNAPSHOT_PATH = "/internal/v1/snapshot"
 
 
 class ProviderError(Exception):
     """The snapshot could not be fetched (unreachable, bad status, unreadable file)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Fetched:
-    """A new document; ``etag`` identifies it for the next conditional fetch."""
-
-    content: bytes
-    etag: str
-    yaml: bool = False
 
 
 class SnapshotProvider(Protocol):
@@ -43,17 +31,6 @@ class SnapshotProvider(Protocol):
         ...
 
     async def close(self) -> None: ...
-
-
-def decode_document(fetched: Fetched) -> Any:
-    try:
-        if fetched.yaml:
-            return yaml.safe_load(fetched.content)
-        return orjson.loads(fetched.content)
-    except (yaml.YAMLError, orjson.JSONDecodeError) as exc:
-        raise SnapshotError(
-            f"snapshot is not valid {'YAML' if fetched.yaml else 'JSON'}: {exc}"
-        ) from None
 
 
 class FileProvider:
