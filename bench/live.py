@@ -28,7 +28,7 @@ import orjson
 
 from bench.corpus import WRITE_KEY, Corpus, scale_write_key
 from bench.inprocess import ceiling_slices
-from bench.measure import CpuWindow, result, rss_mb
+from bench.measure import CpuWindow, SliceRun, alternate, result, rss_mb
 from gateway.broker import EmbeddedBroker, free_port
 
 HERE = Path(__file__).parent
@@ -304,27 +304,6 @@ def track_bodies(corpus: Corpus, count: int = 5000, message_id: str = "") -> lis
     return [orjson.dumps(e) for e in events[:count]]
 
 
-# One slice of a load: run(seconds) → (events, seconds).
-SliceRun = Callable[[float], tuple[int, float]]
-
-
-def alternate(duration_s: float, first: SliceRun, second: SliceRun) -> float:
-    """``first``'s events/s over ``second``'s, measured in alternating slices of about
-    INTERLEAVED_SLICE_S, ``duration_s`` for each in all (at least two slices each); each pair
-    of slices starts with the other side than the last, so that a drift over the run weighs on
-    both alike."""
-    pairs = max(2, int(duration_s // INTERLEAVED_SLICE_S))
-    slice_s = max(1.0, duration_s / pairs)
-    counted = [[0, 0.0], [0, 0.0]]  # per side: events, seconds
-    for pair in range(pairs):
-        for side in (0, 1) if pair % 2 == 0 else (1, 0):
-            events, seconds = (first, second)[side](slice_s)
-            counted[side][0] += events
-            counted[side][1] += seconds
-    (first_events, first_s), (second_events, second_s) = counted
-    return (first_events / first_s) / (second_events / second_s)
-
-
 class Session:
     """One broker + gateway shared by the scenarios on the standard corpus, started on first use.
 
@@ -378,7 +357,9 @@ class Session:
         slices: the ratio of their rates there (``ceiling_ratio_interleaved``) is what the
         target is judged on, as both then see the same machine."""
         figures_ = self.batch(duration_s)
-        ratio = alternate(duration_s, self._batch_slices(0.05), ceiling_slices(self.corpus))
+        ratio = alternate(
+            duration_s, INTERLEAVED_SLICE_S, self._batch_slices(0.05), ceiling_slices(self.corpus)
+        )
         return figures_ | {"ceiling_ratio_interleaved": round(ratio, 3)}
 
     def violations(self, duration_s: float) -> dict[str, Any]:
@@ -387,7 +368,9 @@ class Session:
         (``batch_ratio_interleaved``) is what the target is judged on, as both then see the
         same machine (a shared one drifts in speed over minutes)."""
         figures_ = self.batch(duration_s, violating=0.5)
-        ratio = alternate(duration_s, self._batch_slices(0.5), self._batch_slices(0.05))
+        ratio = alternate(
+            duration_s, INTERLEAVED_SLICE_S, self._batch_slices(0.5), self._batch_slices(0.05)
+        )
         return figures_ | {"batch_ratio_interleaved": round(ratio, 3)}
 
     def _batch_slices(self, violating: float) -> SliceRun:

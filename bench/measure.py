@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +17,27 @@ def percentile(sorted_values: list[float], q: float) -> float | None:
         return None
     index = min(len(sorted_values) - 1, max(0, round(q / 100 * (len(sorted_values) - 1))))
     return sorted_values[index]
+
+
+# One slice of a load: run(seconds) → (events, seconds).
+SliceRun = Callable[[float], tuple[int, float]]
+
+
+def alternate(duration_s: float, slice_s: float, first: SliceRun, second: SliceRun) -> float:
+    """``first``'s events/s over ``second``'s, measured in alternating slices of about
+    ``slice_s``, ``duration_s`` for each in all (at least two slices each); each pair of slices
+    starts with the other side than the last, so that a drift over the run weighs on both
+    alike (a shared machine drifts in speed by more than the targets' margins)."""
+    pairs = max(2, int(duration_s // slice_s))
+    slice_s = duration_s / pairs
+    counted = [[0, 0.0], [0, 0.0]]  # per side: events, seconds
+    for pair in range(pairs):
+        for side in (0, 1) if pair % 2 == 0 else (1, 0):
+            events, seconds = (first, second)[side](slice_s)
+            counted[side][0] += events
+            counted[side][1] += seconds
+    (first_events, first_s), (second_events, second_s) = counted
+    return (first_events / first_s) / (second_events / second_s)
 
 
 def cpu_seconds(pid: int) -> float:

@@ -19,13 +19,12 @@ from aiohttp import web
 from gateway.broker import EmbeddedBroker, free_port
 from gateway.metrics import Metrics
 from gateway.plans.cache import CHILD_PARSE_BYTES, PERSISTED_NAME, PlanCache
-from gateway.plans.document import Fetched, check_document
+from gateway.plans.document import Fetched, check_document, compact_snapshot_of_json
 from gateway.plans.providers import HttpProvider, provider_from_source
 from gateway.plans.snapshot import (
     Snapshot,
     SnapshotError,
     compact_snapshot,
-    compact_snapshot_of_json,
     parse_snapshot,
 )
 from gateway.server import Gateway

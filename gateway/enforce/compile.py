@@ -26,6 +26,7 @@ from gateway.enforce.violations import (
     Violation,
     has_branches,
     unknown_violation,
+    uuid_as_pattern,
     violations_of,
 )
 
@@ -150,12 +151,11 @@ def _engine_form(schema: Mapping[str, Any]) -> tuple[dict[str, Any], bool]:
     for sub in _subschemas(form):
         for keyword in _ANNOTATIONS:
             sub.pop(keyword, None)
-        if sub.get("format") == "uuid":
-            if "pattern" in sub:
-                callbacks = True
-            else:
-                del sub["format"]
-                sub["pattern"] = UUID_PATTERN
+        if uuid_as_pattern(sub):
+            del sub["format"]
+            sub["pattern"] = UUID_PATTERN
+        elif sub.get("format") == "uuid":
+            callbacks = True
     return form, callbacks
 
 

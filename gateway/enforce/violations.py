@@ -309,8 +309,8 @@ def _keyword_of(
     if isinstance(error.kind, jsonschema_rs.ValidationErrorKind.FalseSchema):
         return "false", False, schema, path
     keyword = str(path[-1]) if path else error.kind.name
-    if keyword == "pattern" and "pattern" not in schema and schema.get("format") == "uuid":
-        keyword = path[-1] = "format"  # checked as a pattern (compile.UUID_PATTERN)
+    if keyword == "pattern" and uuid_as_pattern(schema):
+        keyword = path[-1] = "format"
         return keyword, "uuid", schema, path
     if isinstance(error.kind, _PATTERN_FAILURES):
         if len(path) >= 2 and path[-2] == "patternProperties":
@@ -323,6 +323,12 @@ def _keyword_of(
 
 
 _DRAFT_04_BOUNDS = {"exclusiveMinimum": "minimum", "exclusiveMaximum": "maximum"}
+
+
+def uuid_as_pattern(schema: Mapping[str, Any]) -> bool:
+    """Whether the engine checks this (sub)schema's ``format: "uuid"`` as a pattern
+    (compile.UUID_PATTERN): where it has no ``pattern`` of its own to keep."""
+    return schema.get("format") == "uuid" and "pattern" not in schema
 
 
 def _dependants(
@@ -410,9 +416,9 @@ def _resolve_local(root: Mapping[str, Any], ref: Any) -> tuple[Any, list[Any]] |
         if isinstance(node, Mapping) and part in node:
             node = node[part]
             parts.append(part)
-        elif isinstance(node, list) and part.isascii() and part.isdigit() and int(part) < len(node):
-            node = node[int(part)]
-            parts.append(int(part))
+        elif isinstance(node, list) and (index := list_index(part, len(node))) is not None:
+            node = node[index]
+            parts.append(index)
         else:
             return None
     return node, parts
@@ -492,6 +498,17 @@ def pointer_tokens(pointer: str) -> list[str]:
 MISSING = object()
 
 
+def list_index(token: str, length: int) -> int | None:
+    """The array index a JSON Pointer token names, if it is one of ``length`` items: ASCII
+    digits only (``str.isdigit`` also takes digits ``int`` refuses), and few enough that no
+    token costs more than a short conversion."""
+    if token.isascii() and token.isdigit() and len(token) < 19:
+        index = int(token)
+        if index < length:
+            return index
+    return None
+
+
 def node_at(root: Any, path: Sequence[Any]) -> Any:
     """The value ``path`` leads to in ``root``; MISSING where none is. Segments are object keys
     and array indexes: ints (the engine's paths) or their digits (JSON Pointer tokens)."""
@@ -503,9 +520,7 @@ def node_at(root: Any, path: Sequence[Any]) -> Any:
                 return MISSING
         elif isinstance(node, list):
             if isinstance(segment, str):
-                if not (segment.isascii() and segment.isdigit() and len(segment) < 19):
-                    return MISSING
-                segment = int(segment)
+                segment = list_index(segment, len(node))
             if not isinstance(segment, int) or not 0 <= segment < len(node):
                 return MISSING
             node = node[segment]

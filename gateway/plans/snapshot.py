@@ -150,75 +150,6 @@ def parse_snapshot(doc: Any) -> Snapshot:
     return snapshot_from_compact(compact_snapshot(doc))
 
 
-class _EventDoc(msgspec.Struct):
-    """The fields of a plan's event that :func:`_event_rows` reads; rules stay undecoded."""
-
-    name: Any = msgspec.UNSET
-    eventType: Any = msgspec.UNSET
-    identitySection: Any = msgspec.UNSET
-    rules: msgspec.Raw = msgspec.Raw(b"{}")
-    ruleVersion: Any = msgspec.UNSET
-    otherVersions: dict[str, msgspec.Raw] = {}
-
-
-class _PastDoc(msgspec.Struct):
-    """The fields of a plan's past version that :func:`_plan_row` reads."""
-
-    version: Any = msgspec.UNSET
-    events: list[_EventDoc] = []
-    commonRule: Any = msgspec.UNSET
-
-
-class _PlanDoc(_PastDoc):
-    """The fields of a plan that :func:`_plan_row` reads."""
-
-    id: Any = msgspec.UNSET
-    name: Any = msgspec.UNSET
-    pastVersions: list[_PastDoc] = []
-
-
-class _Doc(msgspec.Struct):
-    revision: Any = msgspec.UNSET
-    sources: Any = msgspec.UNSET
-    trackingPlans: list[_PlanDoc] = []
-
-
-_DOC_DECODER = msgspec.json.Decoder(_Doc)
-
-
-def compact_snapshot_of_json(content: bytes) -> bytes | None:
-    """:func:`compact_snapshot` of a JSON document with a revision, decoding each distinct rule
-    once: rules make up most of a large catalog, and plans repeat them (a 45 MB document
-    decodes in a sixth of the time). None when the document is not shaped as expected (not
-    JSON, a container of another type than the format's, no revision or not a string, a value
-    orjson would not take): then the whole document is decoded as before, and
-    :func:`compact_snapshot` says precisely what is wrong."""
-    try:
-        doc = _DOC_DECODER.decode(content)
-    except (msgspec.DecodeError, msgspec.ValidationError):
-        return None
-    if not isinstance(doc.revision, str):
-        return None
-    try:
-        return compact_snapshot(_present(doc))
-    except (orjson.JSONDecodeError, orjson.JSONEncodeError):
-        # What orjson refuses and msgspec takes, such as integers beyond 64 bits.
-        return None
-
-
-def _present(struct: msgspec.Struct) -> dict[str, Any]:
-    """The fields the document has, as the dict the checks read (nested structs too)."""
-    out: dict[str, Any] = {}
-    for name in struct.__struct_fields__:
-        value = getattr(struct, name)
-        if value is msgspec.UNSET:
-            continue
-        if isinstance(value, list) and value and isinstance(value[0], msgspec.Struct):
-            value = [_present(item) for item in value]
-        out[name] = value
-    return out
-
-
 def compact_snapshot(doc: Any) -> bytes:
     """Check a document and return its compact form (JSON lines), to build the snapshot from.
 
@@ -437,7 +368,7 @@ def _common_row(obj: dict[str, Any], where: str, rules: _Rules) -> list[Any] | N
 
 class _Rules(dict[str, Any]):
     """The distinct rules of a document by digest; ``by_text`` remembers the digest of each
-    rule text met undecoded (see :func:`compact_snapshot_of_json`)."""
+    rule text met undecoded (see ``gateway.plans.document.compact_snapshot_of_json``)."""
 
     def __init__(self) -> None:
         super().__init__()

@@ -85,13 +85,14 @@ def _has_long_text(violation: dict[str, Any]) -> bool:
     return False
 
 
+def _bounded(violation: dict[str, Any]) -> dict[str, Any]:
+    """The violation, or (rarely) a copy with its texts cut."""
+    return _bounded_violation(violation) if _has_long_text(violation) else violation
+
+
 def bounded_violations(violations: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """The first MAX_VIOLATIONS violations, their texts cut; the caller records the total."""
-    kept = list(violations[:MAX_VIOLATIONS])
-    for i, violation in enumerate(kept):
-        if _has_long_text(violation):  # rare: copied with its texts cut
-            kept[i] = _bounded_violation(violation)
-    return kept
+    return [_bounded(violation) for violation in violations[:MAX_VIOLATIONS]]
 
 
 def _violations_json(violations: Sequence[dict[str, Any]]) -> bytes:
@@ -101,8 +102,8 @@ def _violations_json(violations: Sequence[dict[str, Any]]) -> bytes:
     parts = []
     for violation in violations[:MAX_VIOLATIONS]:
         written = orjson.dumps(violation)
-        if len(written) > MAX_TEXT_CHARS and _has_long_text(violation):
-            written = orjson.dumps(_bounded_violation(violation))
+        if len(written) > MAX_TEXT_CHARS and (bounded := _bounded(violation)) is not violation:
+            written = orjson.dumps(bounded)
         parts.append(written)
     return b"[" + b",".join(parts) + b"]"
 
