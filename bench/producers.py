@@ -39,8 +39,7 @@ HEADERS = [("source-id", b"src_bench"), ("event-type", b"track"), ("violations",
 def _requests(count: int) -> list[list[Record]]:
     events = Corpus().make_events(count * REQUEST_EVENTS, 0.0)
     records = [
-        Record("bench", str(e.get("userId", "")).encode(), orjson.dumps(e), HEADERS, e)
-        for e in events
+        Record("bench", str(e.get("userId", "")).encode(), orjson.dumps(e), HEADERS) for e in events
     ]
     return [records[i : i + REQUEST_EVENTS] for i in range(0, len(records), REQUEST_EVENTS)]
 

@@ -55,8 +55,7 @@ class MicroStore:
                 self._quarantined(orjson.loads(record.value))
 
     def _forwarded(self, record: Record) -> None:
-        # The record's event is what its value holds (stamped); a record without one is read.
-        event = record.event if isinstance(record.event, dict) else orjson.loads(record.value)
+        event = orjson.loads(record.value)
         context = event.get("context") if isinstance(event, dict) else None
         violations = context.get("violationErrors") if isinstance(context, dict) else None
         violations = violations if isinstance(violations, list) else []

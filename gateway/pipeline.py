@@ -258,7 +258,7 @@ class Pipeline:
             headers = headers_for(raw, shared_headers, len(violations))
             if reason is None:
                 assert value is not None  # a forwarded event is always written
-                records.append(Record(self.events_topic, key, value, headers, raw))
+                records.append(Record(self.events_topic, key, value, headers))
                 output_bytes += len(value)
                 tally.forwarded[type_label] += 1
             else:
@@ -276,7 +276,7 @@ class Pipeline:
                     quarantined = quarantine.value(
                         reason, None, None, violations, stub(raw, event_bytes)
                     )
-                records.append(Record(self.quarantine_topic, key, quarantined, headers, raw))
+                records.append(Record(self.quarantine_topic, key, quarantined, headers))
                 output_bytes += len(quarantined)
                 tally.quarantined[type_label, reason] += 1  # a StrEnum: its value
             if self.violations_topic and decision is not None and problem is None:

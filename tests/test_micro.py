@@ -11,7 +11,7 @@ from gateway.publish.producer import Record
 
 def forwarded(event: object, violations: int) -> Record:
     headers = [("violations", str(violations).encode())]
-    return Record("events", None, orjson.dumps(event), headers, event)
+    return Record("events", None, orjson.dumps(event), headers)
 
 
 def test_records_sorted_into_good_and_bad_whatever_the_events_hold() -> None:
@@ -27,7 +27,7 @@ def test_records_sorted_into_good_and_bad_whatever_the_events_hold() -> None:
             # A client's own violationErrors (the source's plan does not propagate them).
             forwarded({"type": "track", "event": "A", "context": {"violationErrors": [1]}}, 2),
             forwarded({"type": "identify", "context": {"violationErrors": "x"}}, 1),
-            Record("events.quarantine", None, orjson.dumps(quarantined), [], None),
+            Record("events.quarantine", None, orjson.dumps(quarantined), []),
         ]
     )
     assert (micro.good_count, micro.bad_count, micro.run_bad_count) == (1, 3, 3)

@@ -8,13 +8,18 @@ rest of the request is forwarded exactly once and answered 200.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 from aiokafka.partitioner import DefaultPartitioner
+from confluent_kafka import KafkaError, Message
 
+from gateway.config import KafkaSettings
 from gateway.metrics import Metrics
 from gateway.publish.producer import PRODUCE_SLICE, Deliveries, KafkaPublisher, Record
 from gateway.publish.records import MAX_HEADER_BYTES, MAX_KEY_BYTES, MAX_TEXT_CHARS
@@ -30,6 +35,20 @@ from tests.conftest import (
 from tests.records_support import assert_stub_quarantine, post_json, topic, value_of
 
 GOOD = {"type": "track", "userId": "u-good", "event": "Good", "messageId": "m-good"}
+MESSAGE = Message()
+HEADERS = [(name, SOURCE_ID.encode() if name == "source-id" else b"") for name in HEADER_NAMES]
+
+
+@contextlib.asynccontextmanager
+async def _publisher(settings: KafkaSettings) -> AsyncIterator[KafkaPublisher]:
+    """The gateway's publisher, connected to the test broker."""
+    publisher = KafkaPublisher(settings, Metrics())
+    await publisher.start()
+    try:
+        assert await publisher.wait_connected(15)
+        yield publisher
+    finally:
+        await publisher.stop()
 
 
 async def test_huge_user_id_fails_only_its_event(gateway: Gateway) -> None:
@@ -82,26 +101,27 @@ async def test_event_over_kafka_record_limit_is_quarantined_alone(
 
 async def test_publisher_quarantines_a_record_kafka_refuses(broker: Any, tmp_path: Path) -> None:
     settings = gateway_settings(broker, tmp_path).kafka
-    publisher = KafkaPublisher(settings, Metrics())
-    await publisher.start()
-    try:
-        assert await publisher.wait_connected(15)
+    async with _publisher(settings) as publisher:
         event = {"type": "track", "messageId": "m-huge", "userId": "u1", "receivedAt": "now"}
-        headers = [(name, b"") for name in sorted(HEADER_NAMES)]
-        headers[[n for n, _ in headers].index("source-id")] = ("source-id", SOURCE_ID.encode())
-        good = Record(settings.events_topic, b"u1", orjson.dumps(GOOD), headers, GOOD)
-        # Beyond the producer's message.max.bytes: librdkafka refuses it in produce().
-        huge = Record(settings.events_topic, b"u1", b'"' + b"h" * 2_000_000 + b'"', headers, event)
-        await publisher.publish([good, huge], 5.0)
-    finally:
-        await publisher.stop()
+        good = Record(settings.events_topic, b"u1", orjson.dumps(GOOD), HEADERS)
+        # Beyond the producer's message.max.bytes: librdkafka refuses it in produce(). The
+        # stub names the event, read back from the record: one to forward, one quarantined.
+        blob = {"properties": {"blob": "h" * 2_000_000}}
+        huge = Record(settings.events_topic, b"u1", orjson.dumps(event | blob), HEADERS)
+        quarantined = orjson.dumps(
+            {"reason": "violation", "event": event | {"messageId": "m-huge-q"} | blob}
+        )
+        huge_quarantined = Record(settings.quarantine_topic, b"u2", quarantined, HEADERS)
+        await publisher.publish([good, huge, huge_quarantined], 5.0)
     forwarded = await consume_all(settings.bootstrap_servers, settings.events_topic)
     assert [r.value for r in forwarded] == [orjson.dumps(GOOD)]
-    [record] = await consume_all(settings.bootstrap_servers, settings.quarantine_topic)
-    doc = assert_stub_quarantine(record, "m-huge")
-    assert "MSG_SIZE_TOO_LARGE" in doc["violations"][0]["message"]
-    assert doc["receivedAt"] == "now"
-    assert record.key == b"u1"
+    stubs = await consume_all(settings.bootstrap_servers, settings.quarantine_topic)
+    assert sorted(r.key for r in stubs) == [b"u1", b"u2"]
+    for record in stubs:
+        doc = assert_stub_quarantine(record, "m-huge" if record.key == b"u1" else "m-huge-q")
+        assert "MSG_SIZE_TOO_LARGE" in doc["violations"][0]["message"]
+        assert doc["receivedAt"] == "now"
+        assert doc["event"]["userId"] == "u1"
 
 
 async def test_records_are_partitioned_by_key_as_kafkas_default_partitioner_does(
@@ -130,13 +150,13 @@ async def test_a_send_is_done_only_when_its_last_record_is_reported() -> None:
     # to be produced: the request must still wait for all of them (else a 200 is untrue).
     deliveries = Deliveries(asyncio.get_running_loop().create_future())
     deliveries.produced = 2
-    deliveries.report(0, None, None)
-    deliveries.report(1, None, None)
+    deliveries.report(None, MESSAGE)
+    deliveries.report(None, MESSAGE)
     assert not deliveries.done.done()  # a third record is still to be produced
     deliveries.produced = 3
     deliveries.seal()
     assert not deliveries.done.done()
-    deliveries.report(2, None, None)
+    deliveries.report(None, MESSAGE)
     assert deliveries.done.done()
     empty = Deliveries(asyncio.get_running_loop().create_future())
     empty.seal()  # nothing produced (all refused at once): done at once
@@ -161,21 +181,72 @@ class _CountingClient:
         return getattr(self.client, name)
 
 
+class _RefusingClient(_CountingClient):
+    """The real producer, but the first ``refusals`` records holding ``marker`` are reported as
+    refused by the broker (message too large) once delivered: they go to a side topic instead,
+    so the test's topics hold only what the publisher sent on."""
+
+    def __init__(self, client: Any, marker: bytes, refusals: int) -> None:
+        super().__init__(client)
+        self.marker, self.refusals = marker, refusals
+
+    def produce(self, topic: str, value: bytes, key: bytes | None, **kwargs: Any) -> None:
+        if self.marker in value and self.refusals:
+            self.refusals -= 1
+            report, original = kwargs["on_delivery"], topic
+
+            def refused(_: Any, message: Any) -> None:
+                message.set_topic(original)
+                report(KafkaError(KafkaError.MSG_SIZE_TOO_LARGE), message)
+
+            kwargs["on_delivery"] = refused
+            topic = f"{topic}.refused"
+        super().produce(topic, value, key, **kwargs)
+
+
+@pytest.mark.parametrize("refusals", [2, 4])
+async def test_records_refused_at_delivery_are_retried_alone_then_stubbed(
+    broker: Any, tmp_path: Path, refusals: int
+) -> None:
+    # A broker whose record limit is below the producer's refuses a whole produce request:
+    # its other records are sent again one by one, and a record refused on its own too is
+    # replaced by a stub. Two records alike in topic, key and value are both sent again.
+    settings = gateway_settings(broker, tmp_path).kafka
+    async with _publisher(settings) as publisher:
+        publisher._client = _RefusingClient(publisher._client, b"m-big", refusals)  # type: ignore[assignment]
+        big = {**GOOD, "messageId": "m-big", "receivedAt": "now"}
+        records = [
+            Record(settings.events_topic, b"u1", orjson.dumps(GOOD), HEADERS),
+            Record(settings.events_topic, b"u2", orjson.dumps(big), HEADERS),
+            Record(settings.events_topic, b"u2", orjson.dumps(big), HEADERS),
+        ]
+        await publisher.publish(records, 10.0)
+    forwarded = await consume_all(settings.bootstrap_servers, settings.events_topic)
+    quarantined = await consume_all(settings.bootstrap_servers, settings.quarantine_topic)
+    if refusals == 2:  # refused in the request, delivered on their own
+        assert sorted(value_of(r)["messageId"] for r in forwarded) == ["m-big", "m-big", "m-good"]
+        assert quarantined == []
+    else:  # refused on their own too: a stub each
+        assert [value_of(r)["messageId"] for r in forwarded] == ["m-good"]
+        assert len(quarantined) == 2
+        for record in quarantined:
+            doc = assert_stub_quarantine(record, "m-big")
+            assert "MSG_SIZE_TOO_LARGE" in doc["violations"][0]["message"]
+            assert doc["receivedAt"] == "now"
+            assert record.key == b"u2"
+
+
 async def test_a_large_request_is_produced_in_slices_serving_others_between(
     broker: Any, tmp_path: Path
 ) -> None:
     # Producing takes a few µs a record on the event loop: thousands in one go would hold
     # every other request up for milliseconds.
     settings = gateway_settings(broker, tmp_path).kafka
-    publisher = KafkaPublisher(settings, Metrics())
-    await publisher.start()
-    try:
-        assert await publisher.wait_connected(15)
+    async with _publisher(settings) as publisher:
         counting = _CountingClient(publisher._client)
         publisher._client = counting  # type: ignore[assignment]
-        headers = [(name, b"") for name in sorted(HEADER_NAMES)]
         records = [
-            Record(settings.events_topic, b"u1", b'{"n":%d}' % i, headers)
+            Record(settings.events_topic, b"u1", b'{"n":%d}' % i, HEADERS)
             for i in range(3 * PRODUCE_SLICE)
         ]
         seen: list[int] = []  # records produced whenever the other task ran
@@ -188,8 +259,6 @@ async def test_a_large_request_is_produced_in_slices_serving_others_between(
         other = asyncio.create_task(other_request())
         await publisher.publish(records, 10.0)
         await other
-    finally:
-        await publisher.stop()
     assert [n for n in seen if 0 < n < len(records)]  # it ran while they were produced
     forwarded = await consume_all(settings.bootstrap_servers, settings.events_topic)
     assert sorted(r.value for r in forwarded) == sorted(r.value for r in records)

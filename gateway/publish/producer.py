@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import time
 from collections.abc import Sequence
@@ -34,6 +33,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import confluent_kafka
+import orjson
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError as AdminError
 from aiokafka.errors import TopicAlreadyExistsError
@@ -96,8 +96,20 @@ class Record:
     key: bytes | None
     value: bytes
     headers: list[tuple[str, bytes]]
-    # The event the record was made from: what a stub names should Kafka refuse the record.
-    event: Any = None
+
+
+def record_event(record: Record, quarantine_topic: str) -> Any:
+    """The event a record holds, read back from its value (a quarantine record holds it under
+    ``event``); None if it cannot be read. Records keep no reference to the parsed events
+    (those are freed as soon as the records are built), so this is how a refused record's
+    stub finds what to name: rare, and costs what parsing the record costs."""
+    try:
+        value = orjson.loads(record.value)
+    except orjson.JSONDecodeError:
+        return None
+    if record.topic == quarantine_topic:
+        return value.get("event") if isinstance(value, dict) else None
+    return value
 
 
 class Publisher(Protocol):
@@ -170,7 +182,11 @@ def producer_config(settings: KafkaSettings) -> dict[str, Any]:
 class Deliveries:
     """The delivery reports of one send: done when every record produced has its report, and
     not before the last record is produced (reports of the first may arrive while a full queue
-    holds the rest back)."""
+    holds the rest back).
+
+    One bound method takes every record's report: a callable per record, to tell them apart,
+    costs the event loop about a microsecond a record. The rare failed record is found again by
+    what its report carries (:func:`failed_records`)."""
 
     __slots__ = ("done", "failed", "produced", "reported", "sealed")
 
@@ -179,12 +195,12 @@ class Deliveries:
         self.produced = 0
         self.reported = 0
         self.sealed = False
-        self.failed: list[tuple[int, KafkaError]] = []
+        self.failed: list[tuple[KafkaError, Message]] = []
 
-    def report(self, index: int, error: KafkaError | None, _: Message | None) -> None:
+    def report(self, error: KafkaError | None, message: Message) -> None:
         # Runs inside producer.poll() on the event loop; must not raise.
         if error is not None:
-            self.failed.append((index, error))
+            self.failed.append((error, message))
         self.reported += 1
         self._settle()
 
@@ -196,6 +212,24 @@ class Deliveries:
     def _settle(self) -> None:
         if self.sealed and self.reported == self.produced and not self.done.done():
             self.done.set_result(None)
+
+
+def failed_records(
+    records: Sequence[Record], failed: Sequence[tuple[KafkaError, Message]]
+) -> list[tuple[Record, KafkaError]]:
+    """The records of failed delivery reports, each found by its topic, key and value (a report
+    carries no headers). Records alike in all three are the same event sent twice: any of them
+    stands for the other."""
+    alike: dict[tuple[str | None, bytes | None, bytes | None], list[Record]] = {}
+    for record in records:
+        alike.setdefault((record.topic, record.key, record.value), []).append(record)
+    found = []
+    for error, message in failed:
+        candidates = alike.get((message.topic(), message.key(), message.value()))
+        if not candidates:  # librdkafka reports what it was given: not expected
+            raise KafkaUnavailable(f"Kafka reported an unknown record as failed: {error}")
+        found.append((candidates.pop(), error))
+    return found
 
 
 class KafkaPublisher:
@@ -354,10 +388,10 @@ class KafkaPublisher:
         the caller's deadline bounds the wait."""
         deliveries = Deliveries(asyncio.get_running_loop().create_future())
         refused: list[tuple[Record, KafkaError]] = []
+        report = deliveries.report
         for index, r in enumerate(records):
             if index and not index % PRODUCE_SLICE:
                 await asyncio.sleep(0)
-            report = functools.partial(deliveries.report, index)
             while True:
                 try:
                     client.produce(
@@ -386,20 +420,21 @@ class KafkaPublisher:
             self._wake.set()
             await deliveries.done
         at_delivery: list[Record] = []
-        for index, error in deliveries.failed:
+        for error, _ in deliveries.failed:
             if error.code() not in REFUSED_ERRORS:
                 raise KafkaUnavailable(f"Kafka rejected {len(deliveries.failed)} events: {error}")
+        for record, error in failed_records(records, deliveries.failed):
             if len(records) == 1:
-                refused.append((records[index], error))  # refused on its own: no second try
+                refused.append((record, error))  # refused on its own: no second try
             else:
-                at_delivery.append(records[index])
+                at_delivery.append(record)
         return refused, at_delivery
 
     def _stub_record(self, record: Record, error: KafkaError) -> Record:
         """A quarantine record naming the event of a record Kafka refused."""
         headers = dict(record.headers)
         plan_version = headers.get("tracking-plan-version", b"")
-        event = record.event
+        event = record_event(record, self.settings.quarantine_topic)
         received_at = event.get("receivedAt") if isinstance(event, dict) else None
         value = quarantine_value(
             reason=QuarantineReason.INVALID_EVENT,
@@ -417,7 +452,7 @@ class KafkaPublisher:
             event=stub(event, len(record.value)),
         )
         stub_headers = [(k, v) if k != "violations" else (k, b"1") for k, v in record.headers]
-        return Record(self.settings.quarantine_topic, record.key, value, stub_headers, event)
+        return Record(self.settings.quarantine_topic, record.key, value, stub_headers)
 
     async def probe(self, timeout_s: float) -> bool:
         """Readiness check: after failures, ask the cluster for metadata before saying ready.

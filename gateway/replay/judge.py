@@ -195,9 +195,7 @@ class Judge:
         }
         headers = headers_for(event, request_headers(source_id, plan_id, plan_version), violations)
         headers.append(REPLAYED_HEADER)
-        verdict.record = Record(
-            self.events_topic, event_key(event), orjson.dumps(event), headers, event
-        )
+        verdict.record = Record(self.events_topic, event_key(event), orjson.dumps(event), headers)
         return ""
 
 
