@@ -220,6 +220,8 @@ def failed_records(
     """The records of failed delivery reports, each found by its topic, key and value (a report
     carries no headers). Records alike in all three are the same event sent twice: any of them
     stands for the other."""
+    if not failed:
+        return []
     alike: dict[tuple[str | None, bytes | None, bytes | None], list[Record]] = {}
     for record in records:
         alike.setdefault((record.topic, record.key, record.value), []).append(record)
