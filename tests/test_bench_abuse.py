@@ -16,6 +16,8 @@ from tests.test_bench import run_quick
 
 NUMBERS = (
     *(c for c in COLUMNS if c != "ratio_to_ceiling"),  # measured alone: no ceiling to compare
+    "baseline_p99_ms",
+    "p99_ratio_to_baseline",
     "peak_rss_mb",
     "server_errors",
     "good_acked",
@@ -31,6 +33,10 @@ def test_abuse_quick(tmp_path: Path) -> None:
     for field in NUMBERS:
         assert isinstance(figures[field], int | float), field
     assert figures["peak_rss_mb"] >= figures["rss_mb"] > 0
+    assert figures["baseline_p99_ms"] > 0
+    assert figures["p99_ratio_to_baseline"] == round(
+        figures["p99_ms"] / figures["baseline_p99_ms"], 3
+    )
     # latency did not run: nothing to compare with
     assert figures["latency_p99_ms"] is None
     assert figures["p99_ratio_to_latency"] is None
@@ -48,3 +54,4 @@ def test_abuse_quick(tmp_path: Path) -> None:
     assert figures["server_errors"] == 0, statuses
     assert figures["good_missing_in_kafka"] == 0
     assert "abuse targets:" in done.stdout
+    assert "x the same load's without the attack, just before and after" in done.stdout
