@@ -267,7 +267,7 @@ async def _process(
 
     Freed then, while the CPU's caches still hold them, rather than once Kafka has acknowledged
     the records: by then the requests served meanwhile have pushed them out, and freeing them
-    costs several times as much (`batch` measured 11-23 % faster so).
+    costs about twice as much (see README, Performance).
 
     Ordinary requests are processed right here. A large one (thousands of events, a megabyte
     of fields) takes tens of milliseconds of pure CPU: in a worker thread the event loop keeps
