@@ -15,8 +15,9 @@ import orjson
 import pytest
 
 from gateway.broker import EmbeddedBroker
-from gateway.catalog.snapshot_builder import LocalProvider, SnapshotBuilder, read_snapshot_document
+from gateway.catalog.snapshot_builder import LocalProvider, SnapshotBuilder
 from gateway.catalog.store import Store
+from gateway.catalog.store.snapshot import read_snapshot_document
 from gateway.config import Role
 from gateway.metrics import Metrics
 from gateway.plans.snapshot import parse_snapshot

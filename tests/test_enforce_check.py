@@ -87,8 +87,9 @@ def test_an_event_too_deep_for_the_engine_is_invalid_in_either_order() -> None:
     for bad in INVALID * 5:
         errors_first.check(bad)
     for rule in (CompiledRule(RULE), errors_first):
-        [violation] = rule.check(event) or [None]
-        assert violation is not None
+        violations = rule.check(event)
+        assert violations is not None
+        [violation] = violations
         assert violation["type"] == "Unknown-Violation"
 
 

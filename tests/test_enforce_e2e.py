@@ -262,7 +262,7 @@ async def has_data(gw: Gateway, topic: str) -> bool:
             return False
         partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
         ends = await consumer.end_offsets(partitions)
-        return sum(ends.values()) > 0
+        return bool(sum(ends.values()) > 0)
     finally:
         await consumer.stop()
 

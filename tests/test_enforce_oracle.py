@@ -309,7 +309,8 @@ def _leaf(draft: str | None) -> st.SearchStrategy[Any]:
         optional={"type": st.sampled_from(TYPES), "minLength": st.just(100)},
     )
     # Mostly plain keyword schemas; some $refs; boolean subschemas from draft-06 on.
-    choices = [_plain(draft), _plain(draft), _plain(draft), _plain(draft), ref]
+    choices: list[st.SearchStrategy[Any]] = [_plain(draft), _plain(draft), _plain(draft), ref]
+    choices.insert(0, _plain(draft))
     if draft != DRAFT_04:
         choices.append(st.booleans())
     return st.one_of(*choices)
@@ -327,7 +328,7 @@ def _nested(
     if shape == "object":
         names = st.one_of(st.sampled_from(NAMES), st.sampled_from(ODD_NAMES))
         properties = draw(st.dictionaries(names, child, max_size=3))
-        if properties or draw(st.booleans()):
+        if bool(properties) or draw(st.booleans()):
             schema["properties"] = properties
         if draw(st.booleans()):
             declared = sorted(properties)
@@ -586,7 +587,8 @@ class _Aim:
             self.contested = True
         if kind == "integer" or rnd.random() < 0.3:
             return int(value) if rnd.random() < 0.7 else float(int(value))
-        return value
+        number: int | float = value
+        return number
 
     def string(self, schema: dict[str, Any], edge: bool) -> str:
         rnd = self.rnd
@@ -836,7 +838,7 @@ def _check_event(compiled: CompiledRule, oracle: Validator, event: Any) -> None:
     assert event == original  # validation never modifies the event
 
 
-def _wrap(sub: Any, draft: str | None = None, **root: Any) -> dict[str, Any]:
+def _wrap(sub: Any, draft: str | None = None, /, **root: Any) -> dict[str, Any]:
     rule: dict[str, Any] = {"type": "object", "properties": {"properties": sub}, **root}
     if draft is not None:
         rule["$schema"] = draft

@@ -12,7 +12,7 @@ import copy
 import socket
 import threading
 import time
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -592,7 +592,7 @@ PAYMENT_TYPE = {
         pytest.param(
             props_rule(
                 obj({"payment": {"$ref": "#/$defs/payment"}}),
-                **{"$defs": {"payment": PAYMENT_TYPE}},
+                **cast(Json, {"$defs": {"payment": PAYMENT_TYPE}}),
             ),
             id="via-defs-ref",
         ),
@@ -1021,7 +1021,7 @@ def extra_v(key: str, at: str = "/properties", sp: str = PROPS_SP) -> Json:
     )
 
 
-VALID = {"amount": 10, "currency": "EUR"}
+VALID: dict[str, Any] = {"amount": 10, "currency": "EUR"}
 WITH_EXTRA = {"amount": 10, "coupon": "SPRING"}
 WITH_OTHER = {"amount": "10"}
 WITH_BOTH = {"amount": "10", "currency": "eur", "coupon": "SPRING"}
@@ -1411,7 +1411,7 @@ def test_propagate_section_overrides_global() -> None:
 
 def test_alias_is_never_validated_but_stamped() -> None:
     rule = {"name": "", "eventType": "identify", "rules": {"required": ["never-there"]}}
-    event = {"type": "alias", "userId": "u", "previousId": "p"}
+    event: Json = {"type": "alias", "userId": "u", "previousId": "p"}
     config = {"global": {"anyOtherViolation": "drop", "allowUnplannedEvents": False}}
     decision = enforce_one([rule, PLANNED], event, config)
     assert decision is not None

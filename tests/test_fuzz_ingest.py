@@ -74,7 +74,7 @@ RECORD_DEPTHS = list(range(240, 262))
 
 # --- the tracking plan -------------------------------------------------------------------------
 
-TRACK_RULE = {
+TRACK_RULE: dict[str, Any] = {
     "$schema": "http://json-schema.org/draft-07/schema#",
     "type": "object",
     "properties": {
@@ -127,7 +127,7 @@ PAGE_RULE = {
         "name": {"type": "string", "minLength": 3},
     },
 }
-PLAN = {
+PLAN: dict[str, Any] = {
     "id": PLAN_ID,
     "name": "Fuzz",
     "version": 1,

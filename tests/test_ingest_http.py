@@ -185,7 +185,7 @@ async def test_single_route_forces_its_type(gateway: Gateway, path: str, route_t
 
 @pytest.mark.parametrize("path", BATCH_ROUTES)
 async def test_batch_route_forwards_every_item_in_order(gateway: Gateway, path: str) -> None:
-    batch = [
+    batch: list[dict[str, Any]] = [
         {"type": "track", "userId": "u1", "event": "Order Completed"},
         {"type": "identify", "anonymousId": "a2", "traits": {"plan": "pro"}},
         {"type": "page", "userId": "u3", "name": "Pricing"},

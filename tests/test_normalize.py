@@ -10,12 +10,12 @@ import pytest
 
 from gateway.ingest.normalize import (
     RequestInfo,
-    format_timestamp,
     normalize,
     parse_timestamp,
     request_info,
 )
 from gateway.pipeline import invalid_event_problem
+from gateway.times import format_timestamp
 
 RECEIVED = datetime(2024, 5, 17, 9, 30, 15, 123456, tzinfo=UTC)
 RECEIVED_TEXT = "2024-05-17T09:30:15.123Z"

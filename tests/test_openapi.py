@@ -348,7 +348,8 @@ async def test_responses_match_the_documented_schemas(
     track = {"track": {"allowUnplannedEvents": "FALSE", "unplannedProperties": "omit"}}
     await api("PUT", CONNECTION, 200, {"config": track}, ids={**tp, **sid})
     await api("GET", PLAN + "/sources", 200, ids=tp)
-    for config in ({"page": {}}, {"page": {"allowUnplannedEvents": "true"}}):
+    bad: list[dict[str, Any]] = [{"page": {}}, {"page": {"allowUnplannedEvents": "true"}}]
+    for config in bad:
         await api("PUT", CONNECTION, 400, {"config": config}, ids={**tp, **sid}, body_valid=False)
 
     # The snapshot, with its ETag.

@@ -134,7 +134,7 @@ def test_violations_shared_by_events_are_left_as_they_were_made(setting: str) ->
     }
     seen = []
     for _ in range(3):  # requests
-        batch = [
+        batch: list[dict[str, Any]] = [
             {
                 "type": "track",
                 "userId": f"u{i}",

@@ -342,6 +342,7 @@ async def test_run_cut_short_between_claim_and_record(
     class Crash(RuntimeError):
         pass
 
+    target: Any
     if fails == "after publishing":
         target, name = stored_replays, "mark_done"
     else:

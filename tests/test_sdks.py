@@ -138,6 +138,7 @@ class WireLog:
             raw = response.request.body
             assert raw is not None
             data = raw.encode() if isinstance(raw, str) else raw
+            assert isinstance(data, bytes)
             if response.request.headers.get("Content-Encoding") == "gzip":
                 data = gzip.decompress(data)
             out.append(json.loads(data))
@@ -181,6 +182,7 @@ async def check_on_kafka(
         event_type = msg["type"]
 
         expected_key = msg.get("userId") or msg.get("anonymousId")
+        assert expected_key is not None
         assert record.key == expected_key.encode(), event_type
         assert headers["source-id"] == SOURCE_ID
         assert headers["event-type"] == event_type

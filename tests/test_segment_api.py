@@ -163,7 +163,9 @@ async def test_invalid_json_and_unknown_plans(api: Admin) -> None:
         ("GET", "/sources"),
         ("POST", "/sources"),
     ):
-        body = {"rules": []} if suffix == "/rules" and method == "PATCH" else None
+        body: dict[str, Any] | None = (
+            {"rules": []} if suffix == "/rules" and method == "PATCH" else None
+        )
         if suffix == "/sources" and method == "POST":
             body = {"sourceId": "src_x"}
         await error(api, method, f"{SEGMENT}/tp_missing{suffix}", body, 404)
