@@ -309,8 +309,8 @@ def _leaf(draft: str | None) -> st.SearchStrategy[Any]:
         optional={"type": st.sampled_from(TYPES), "minLength": st.just(100)},
     )
     # Mostly plain keyword schemas; some $refs; boolean subschemas from draft-06 on.
-    choices: list[st.SearchStrategy[Any]] = [_plain(draft), _plain(draft), _plain(draft), ref]
-    choices.insert(0, _plain(draft))
+    choices: list[st.SearchStrategy[Any]] = [_plain(draft) for _ in range(4)]
+    choices.append(ref)
     if draft != DRAFT_04:
         choices.append(st.booleans())
     return st.one_of(*choices)
