@@ -62,8 +62,10 @@ ROUTES: dict[str, str | None] = {
 }
 
 
-# Memory of parsed events held for Kafka per byte of their JSON: about 3 as Python objects
-# (measured on SDK-shaped batches) plus 1 for the records built from them.
+# Memory of a request per byte of its events' JSON: about 3 as Python objects (measured on
+# SDK-shaped batches) plus 1 for the records built from them. Charged until the answer, though
+# the objects are freed once the records are built: while Kafka acknowledges, the charge
+# over-states what is held (the records, and librdkafka's copy of them).
 EVENT_MEMORY_FACTOR = 4
 
 # Dry run with the batch body form; see validate().
@@ -147,8 +149,8 @@ async def read_ingest_request(
     body_bytes = len(body)
     doc = parse_json_object(body)
     del body  # only the parsed events are kept from here on
-    # Held until Kafka acknowledges them, the events take several times their JSON size in
-    # memory (Python objects, then Kafka records): charged so, the budget bounds real memory.
+    # Parsed, the events take several times their JSON size in memory (Python objects, then
+    # Kafka records): charged so, the budget bounds real memory.
     hold.grow(EVENT_MEMORY_FACTOR * body_bytes - hold.bytes)
     # Taken again after the body is read, so a slow client never keeps a replaced snapshot
     # alive, and a key removed meanwhile is refused.
@@ -186,8 +188,8 @@ def current_snapshot(ctx: IngestContext) -> Snapshot:
 
 async def ingest(request: web.Request, forced_type: str | None) -> web.Response:
     ctx = request.app[INGEST_KEY]
-    # The body's bytes stay charged until the response: they stand for its events, held until
-    # Kafka acknowledges them.
+    # The body's bytes stay charged until the response: they stand for its events and records
+    # (see EVENT_MEMORY_FACTOR).
     hold = ctx.budget.hold()
     try:
         return await _ingest(request, ctx, forced_type, hold)
@@ -215,7 +217,7 @@ async def publish_request(
         )
         # A batch's shared context is merged into every event, so its records can outweigh the
         # body many times over; they are held until Kafka acknowledges them, so they are charged
-        # too (the body's own bytes already stand for them once, see EVENT_MEMORY_FACTOR).
+        # too (the body's charge already stands for them once, see EVENT_MEMORY_FACTOR).
         hold.grow(sum(len(r.value) for r in records) - hold.bytes // EVENT_MEMORY_FACTOR)
         _count(ctx.metrics, ctx.metrics.events_received, source.id, tally.received)
         _count_violations(ctx.metrics, source.id, tally)

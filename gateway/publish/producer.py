@@ -33,7 +33,6 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import confluent_kafka
-import orjson
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError as AdminError
 from aiokafka.errors import TopicAlreadyExistsError
@@ -43,7 +42,7 @@ from confluent_kafka import KafkaError, KafkaException, Message
 from gateway.config import KafkaSettings
 from gateway.metrics import Metrics
 from gateway.outcomes import QuarantineReason
-from gateway.publish.records import quarantine_value, stub
+from gateway.publish.records import event_in, quarantine_value, stub
 
 log = logging.getLogger(__name__)
 
@@ -96,20 +95,6 @@ class Record:
     key: bytes | None
     value: bytes
     headers: list[tuple[str, bytes]]
-
-
-def record_event(record: Record, quarantine_topic: str) -> Any:
-    """The event a record holds, read back from its value (a quarantine record holds it under
-    ``event``); None if it cannot be read. Records keep no reference to the parsed events
-    (those are freed as soon as the records are built), so this is how a refused record's
-    stub finds what to name: rare, and costs what parsing the record costs."""
-    try:
-        value = orjson.loads(record.value)
-    except orjson.JSONDecodeError:
-        return None
-    if record.topic == quarantine_topic:
-        return value.get("event") if isinstance(value, dict) else None
-    return value
 
 
 class Publisher(Protocol):
@@ -436,7 +421,9 @@ class KafkaPublisher:
         """A quarantine record naming the event of a record Kafka refused."""
         headers = dict(record.headers)
         plan_version = headers.get("tracking-plan-version", b"")
-        event = record_event(record, self.settings.quarantine_topic)
+        # Records keep no reference to the parsed events (freed once the records are built):
+        # the rare refused one is read back, at what parsing it costs.
+        event = event_in(record.value, record.topic == self.settings.quarantine_topic)
         received_at = event.get("receivedAt") if isinstance(event, dict) else None
         value = quarantine_value(
             reason=QuarantineReason.INVALID_EVENT,

@@ -41,6 +41,18 @@ def cut_text(text: str) -> str:
     return text if len(text) <= MAX_TEXT_CHARS else text[:MAX_TEXT_CHARS] + TRUNCATED_MARK
 
 
+def event_in(value: bytes, quarantined: bool) -> Any:
+    """The event a record's value holds (a quarantine record's under ``event``); None if the
+    value cannot be read."""
+    try:
+        doc = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return None
+    if quarantined:
+        return doc.get("event") if isinstance(doc, dict) else None
+    return doc
+
+
 def stub(event: Any, event_bytes: int | None) -> dict[str, Any]:
     """What is kept of an event too large or too deep to store: its identifying fields."""
     kept: dict[str, Any] = {}
